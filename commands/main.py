@@ -1,0 +1,39 @@
+"""Entry point: the ``mrgen`` app with its global options and every subcommand.
+
+Command modules import only typer and the standard library at import time, so that
+``mrgen --help`` does not pay for importing torch, h5py or sigpy.
+"""
+
+from typing import Annotated, Optional
+
+import typer
+
+from .cli import (DebugOption, DeviceOption, QuietOption, SeedOption, app,
+                  apply_global_options)
+
+# Importing a command module registers its subcommand; the order is the order in --help.
+from . import phantom, mask, zf, metrics, show  # noqa: E402,F401
+
+
+def _version(value: bool):
+    if value:
+        from mrgen import __version__
+
+        typer.echo(f"mrgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+    device: DeviceOption = None,
+    seed: SeedOption = None,
+    quiet: QuietOption = None,
+    debug: DebugOption = None,
+):
+    apply_global_options(device=device, seed=seed, quiet=quiet, debug=debug)
+
+
+def main():
+    app(prog_name="mrgen")

@@ -1,0 +1,28 @@
+"""Atomic output: write beside the target under a temporary name, then rename over it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path):
+    """Yield a temporary path in the target's folder; rename it to ``target`` on success.
+
+    On any error the temporary file is removed, so a failed or interrupted command never
+    leaves a half-written output (or a damaged earlier one) behind.
+    """
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

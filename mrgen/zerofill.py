@@ -1,0 +1,27 @@
+"""Zero-filled reconstruction: inverse FFT of the (masked) k-space, coil-combined."""
+
+from __future__ import annotations
+
+import torch
+
+from .coils import combine, rss
+from .fft import ifft2c
+from .resize import center_crop
+
+
+def zero_filled(kspace: torch.Tensor, mask: torch.Tensor | None = None,
+                maps: torch.Tensor | None = None, crop: tuple[int, int] | None = None,
+                magnitude: bool = True) -> torch.Tensor:
+    """Image (..., H, W) from k-space (..., C, H, W).
+
+    ``mask`` (broadcastable to (..., H, W)) is applied first; without it the data are taken as
+    they are (unsampled entries already zero). With ``maps`` the coil images are combined by
+    least squares, else by root-sum-of-squares (which has no phase).
+    """
+    if mask is not None:
+        kspace = kspace * mask.unsqueeze(-3)
+    coil_images = ifft2c(kspace)
+    image = combine(coil_images, maps) if maps is not None else rss(coil_images)
+    if crop is not None:
+        image = center_crop(image, crop)
+    return image.abs() if magnitude else image
