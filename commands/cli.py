@@ -46,6 +46,11 @@ _GLOBAL_PARAMS = [
 ]
 
 
+def reset_global_options() -> None:
+    """Back to the defaults: each invocation starts clean, also when run in-process."""
+    vars(settings).update(vars(Settings()))
+
+
 def apply_global_options(device=None, seed=None, quiet=None, debug=None) -> None:
     """Record global options; a value given after the subcommand overrides one given before."""
     if device is not None:
@@ -61,7 +66,7 @@ def apply_global_options(device=None, seed=None, quiet=None, debug=None) -> None
 app = typer.Typer(
     name="mrgen",
     help="Accelerated MRI reconstruction on PyTorch, in the style of BART: "
-    "mrgen CMD [options] INPUT... OUTPUT. Arrays are .npy, .h5[:dataset] (fastMRI layout) or "
+    "mrgen CMD \\[options] INPUT... OUTPUT. Arrays are .npy, .h5[:dataset] (fastMRI layout) or "
     "BART .cfl/.hdr names; '-' is a .npy stream on stdin/stdout. See man mrgen for the "
     "conventions.",
     no_args_is_help=True,
@@ -87,10 +92,35 @@ def command(name: str, summary: str):
         wrapper.__annotations__ = {**func.__annotations__,
                                    **{p.name: p.annotation for p in _GLOBAL_PARAMS}}
         del wrapper.__wrapped__  # typer must see the extended signature, not the original
-        app.command(name=name, help=(func.__doc__ or summary), short_help=summary)(wrapper)
+        app.command(name=name, help=_reflow(func.__doc__ or summary), short_help=summary)(wrapper)
         return func
 
     return register
+
+
+def _reflow(doc: str) -> str:
+    """Join the lines of each docstring paragraph: rich help keeps single newlines verbatim.
+
+    Paragraphs whose lines start with '- ' stay lists, one item per line.
+    """
+    import textwrap
+
+    paragraphs = textwrap.dedent(doc).strip().split("\n\n")
+    out = []
+    for para in paragraphs:
+        lines = [line.strip() for line in para.strip().splitlines()]
+        if any(line.startswith("- ") for line in lines):
+            items, current = [], []
+            for line in lines:
+                if line.startswith("- ") and current:
+                    items.append(" ".join(current))
+                    current = []
+                current.append(line)
+            items.append(" ".join(current))
+            out.append("\n".join(items))
+        else:
+            out.append(" ".join(lines))
+    return "\n\n".join(out)
 
 
 def run_reporting_errors(func, *args, **kwargs):

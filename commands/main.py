@@ -9,10 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import (DebugOption, DeviceOption, QuietOption, SeedOption, app,
-                  apply_global_options)
+                  apply_global_options, reset_global_options)
 
 # Importing a command module registers its subcommand; the order is the order in --help.
-from . import phantom, mask, zf, metrics, show  # noqa: E402,F401
+from . import phantom, mask, zf, espirit, sense, metrics, show  # noqa: E402,F401
 
 
 def _version(value: bool):
@@ -32,6 +32,7 @@ def main_options(
     quiet: QuietOption = None,
     debug: DebugOption = None,
 ):
+    reset_global_options()
     apply_global_options(device=device, seed=seed, quiet=quiet, debug=debug)
 
 

@@ -27,8 +27,8 @@ def fit_mask(mask: np.ndarray, kspace_shape, name: str = "mask") -> np.ndarray:
         raise DataError(f"{name}: shape {tuple(mask.shape)} does not fit k-space of shape "
                         f"{tuple(kspace_shape)} (needs (H, W) = ({height}, {width}), (W,) or "
                         "(slices, H, W))")
-    return np.ascontiguousarray(planes[0] if planes.ndim == 3 and planes.shape[0] == 1
-                                else planes)
+    # A copy: broadcast views are read-only, and torch wants writable memory.
+    return np.array(planes[0] if planes.ndim == 3 and planes.shape[0] == 1 else planes)
 
 
 def fit_maps(maps: np.ndarray, kspace_shape, name: str = "maps") -> np.ndarray:

@@ -29,5 +29,6 @@ IMAGE = Role("image", ("reconstruction", "image", "reconstruction_rss"), (READ, 
 REFERENCE = Role("reference image", ("reconstruction_rss", "image", "reconstruction"),
                  (READ, PHS1))
 MASK = Role("mask", ("mask",), (READ, PHS1), real_only=True, min_rank=1)
-ANY = Role("array", ("reconstruction", "kspace", "maps", "image", "mask"), (READ, PHS1),
+ANY = Role("array", ("reconstruction", "image", "reconstruction_rss", "maps", "mask", "kspace"),
+           (READ, PHS1),
            max_extra=3)
