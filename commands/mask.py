@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import check_output, command, info, load, save, settings
+from .cli import check_output, command, info, save, settings
 
 SUMMARY = "Sampling masks: fastMRI-style 1D lines, Poisson-disc, Gaussian, radial, spiral."
 
@@ -98,9 +98,7 @@ def mask(
             raise UsageError(f"--shape {shape[0]} {shape[1]}: sizes must be positive")
         size = tuple(shape)
     else:
-        data = load(like, io.roles.KSPACE)
-        size = tuple(data.shape[-2:])
-        del data
+        size = tuple(io.read_shape(like, io.roles.KSPACE)[-2:])
     result, report = sample_mask(spec, size, seed=settings.seed)
     info(f"mask: {report.summary()}")
     save(output, result, io.roles.MASK, inputs=[like])

@@ -11,13 +11,13 @@ import numpy as np
 from .. import __version__
 from ..errors import DataError
 from . import roles
-from .cfl import read_cfl, write_cfl
-from .h5 import read_h5, write_h5
-from .layout import layout_for_shape
+from .cfl import read_cfl, read_header, write_cfl
+from .h5 import h5_shape, read_h5, write_h5
+from .layout import layout_for_shape, layout_from_bart_dims
 from .npy import read_npy, write_npy
 from .refs import ArrayRef, ensure_distinct, parse_ref, parse_slices
 
-__all__ = ["read_array", "write_array", "write_bundle", "parse_ref", "parse_slices",
+__all__ = ["read_array", "read_shape", "write_array", "write_bundle", "parse_ref", "parse_slices",
            "ensure_distinct", "ArrayRef", "roles"]
 
 
@@ -41,6 +41,24 @@ def read_array(text: str, role: roles.Role = roles.ANY, slices=None) -> np.ndarr
     return array
 
 
+def read_shape(text: str, role: roles.Role = roles.ANY) -> tuple[int, ...]:
+    """The shape ``read_array`` would return, without reading the data (except from stdin)."""
+    ref = parse_ref(text)
+    if ref.format == "h5":
+        return h5_shape(ref, role.datasets)
+    if ref.format == "cfl":
+        dims = read_header(ref)
+        return tuple(dims[d] for d in layout_from_bart_dims(dims, role.base))
+    if ref.path is None:
+        return read_array(text, role).shape
+    if not ref.path.exists():
+        raise DataError(f"{ref}: no such file")
+    try:
+        return tuple(np.load(ref.path, mmap_mode="r", allow_pickle=False).shape)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{ref}: not a readable .npy file ({err})") from None
+
+
 def _select_slices(ref, array, role, slices):
     if slices is None:
         return array
@@ -58,19 +76,19 @@ def _as_mrgen(ref, array: np.ndarray, role: roles.Role) -> np.ndarray:
     low = role.min_rank if role.min_rank is not None else len(role.base)
     high = len(role.base) + role.max_extra
     if not low <= array.ndim <= high:
-        raise DataError(f"{ref}: a {role.name} needs {low} to {high} axes "
+        raise DataError(f"{ref}: the {role.name} needs {low} to {high} axes "
                         f"({_axes_hint(role)}), got shape {tuple(array.shape)}")
     kind = array.dtype.kind
     if kind == "c":
         if role.real_only:
             if np.any(array.imag):
-                raise DataError(f"{ref}: a {role.name} must be real, got complex values")
+                raise DataError(f"{ref}: the {role.name} must be real, got complex values")
             array = array.real
     elif kind in "fiub":
         if role.complex_only:
-            raise DataError(f"{ref}: a {role.name} must be complex, got {array.dtype}")
+            raise DataError(f"{ref}: the {role.name} must be complex, got {array.dtype}")
     else:
-        raise DataError(f"{ref}: unsupported data type {array.dtype} for a {role.name}")
+        raise DataError(f"{ref}: unsupported data type {array.dtype} for the {role.name}")
     array = array.astype(np.complex64 if array.dtype.kind == "c" else np.float32, copy=False)
     if not np.all(np.isfinite(array)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))

@@ -78,3 +78,8 @@ def write_h5(path, datasets: dict, attrs: dict) -> None:
                 handle.create_dataset(name, data=array)
             for key, value in attrs.items():
                 handle.attrs[key] = value
+
+
+def h5_shape(ref, defaults) -> tuple[int, ...]:
+    with _open(ref) as handle:
+        return tuple(handle[choose_dataset(ref, handle, defaults)].shape)
