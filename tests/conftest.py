@@ -1,0 +1,50 @@
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from commands.cli import settings
+
+
+@pytest.fixture(autouse=True)
+def _reset_cli_settings():
+    """CliRunner runs commands in-process: keep global options from leaking between tests."""
+    saved = dict(vars(settings))
+    yield
+    vars(settings).update(saved)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def random_complex(rng, *shape):
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+
+def mrgen_cmd():
+    """The installed console script, or the module when running from a plain checkout."""
+    exe = shutil.which("mrgen")
+    return [exe] if exe else [sys.executable, "-m", "commands"]
+
+
+def run_mrgen(*args, **kwargs):
+    return subprocess.run(mrgen_cmd() + [str(a) for a in args], capture_output=True,
+                          text=True, **kwargs)
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+requires_bart = pytest.mark.skipif(shutil.which("bart") is None, reason="needs bart")
+
+
+def invoke(*args, input=None):
+    """Run mrgen in-process (fast: torch is imported once); .exit_code, .stdout, .stderr."""
+    from typer.testing import CliRunner
+
+    from commands.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)

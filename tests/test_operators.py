@@ -1,0 +1,123 @@
+"""Operator properties: adjointness to float32 precision, unitarity, conventions."""
+
+import numpy as np
+import pytest
+import torch
+
+from mrgen.coils import combine, null_space_residual, rss
+from mrgen.fft import fft2c, ifft2c
+from mrgen.linops import FourierOp, SenseOp
+from mrgen.resize import center_crop, center_pad, crop_or_pad
+
+from .conftest import requires_cuda
+
+
+def crandn(*shape, gen=None, device="cpu"):
+    gen = gen or torch.Generator().manual_seed(0)
+    re = torch.randn(*shape, generator=gen)
+    im = torch.randn(*shape, generator=gen)
+    return torch.complex(re, im).to(device)
+
+
+def inner(a, b):
+    return torch.vdot(a.flatten().to(torch.complex128), b.flatten().to(torch.complex128))
+
+
+def assert_adjoint(op, x, y, rtol=1e-5):
+    lhs, rhs = inner(op.forward(x), y), inner(x, op.adjoint(y))
+    assert abs(lhs - rhs) <= rtol * abs(lhs), (lhs, rhs)
+
+
+@pytest.mark.parametrize("shape", [(16, 12), (15, 9), (3, 10, 7)])
+def test_fft_is_unitary_and_inverse(shape):
+    x = crandn(*shape)
+    k = fft2c(x)
+    assert torch.allclose(torch.linalg.vector_norm(k), torch.linalg.vector_norm(x), rtol=1e-5)
+    assert torch.allclose(ifft2c(k), x, atol=1e-5)
+
+
+@pytest.mark.parametrize("h,w", [(16, 12), (15, 9)])
+def test_fft_is_centred(h, w):
+    """DC of a constant image lands at (H//2, W//2); a centred delta has a flat spectrum."""
+    k = fft2c(torch.ones(h, w, dtype=torch.complex64))
+    peak = np.unravel_index(int(k.abs().argmax()), (h, w))
+    assert tuple(int(i) for i in peak) == (h // 2, w // 2)
+    delta = torch.zeros(h, w, dtype=torch.complex64)
+    delta[h // 2, w // 2] = 1
+    spectrum = fft2c(delta)
+    assert torch.allclose(spectrum, torch.full_like(spectrum, 1 / np.sqrt(h * w)), atol=1e-6)
+
+
+def test_fft_matches_numpy_convention():
+    x = crandn(12, 10).numpy()
+    ref = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x), norm="ortho"))
+    assert np.allclose(fft2c(torch.from_numpy(x)).numpy(), ref, atol=1e-5)
+
+
+def test_fourier_op_adjoint():
+    gen = torch.Generator().manual_seed(1)
+    mask = (torch.rand(16, 12, generator=gen) > 0.6).float()
+    assert_adjoint(FourierOp(mask), crandn(2, 16, 12, gen=gen), crandn(2, 16, 12, gen=gen))
+
+
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_sense_op_adjoint_and_normal(batch):
+    gen = torch.Generator().manual_seed(2)
+    maps = crandn(*batch, 4, 16, 12, gen=gen)
+    mask = (torch.rand(*batch, 16, 12, generator=gen) > 0.5).float()
+    op = SenseOp(maps, mask)
+    x, y = crandn(*batch, 16, 12, gen=gen), crandn(*batch, 4, 16, 12, gen=gen)
+    assert_adjoint(op, x, y)
+    assert torch.allclose(op.normal(x), op.adjoint(op.forward(x)), atol=1e-4)
+    # The normal operator is Hermitian positive semi-definite.
+    assert inner(x, op.normal(x)).real >= 0
+    assert abs(inner(op.normal(x), y[..., 0, :, :]) - inner(x, op.normal(y[..., 0, :, :]))) \
+        <= 1e-4 * abs(inner(op.normal(x), y[..., 0, :, :]))
+
+
+def test_sense_op_per_slice_mask_applies_per_slice():
+    gen = torch.Generator().manual_seed(3)
+    maps = crandn(2, 3, 8, 8, gen=gen)
+    mask = torch.zeros(2, 8, 8)
+    mask[0, :, ::2] = 1
+    mask[1, :, 1::2] = 1
+    k = SenseOp(maps, mask).forward(crandn(2, 8, 8, gen=gen))
+    assert torch.all(k[0, :, :, 1::2] == 0) and torch.all(k[1, :, :, ::2] == 0)
+
+
+@pytest.mark.parametrize("small,big", [((5, 4), (9, 8)), ((6, 6), (7, 10))])
+def test_crop_and_pad_are_adjoint(small, big):
+    x, y = crandn(2, *big), crandn(2, *small)
+    assert abs(inner(center_crop(x, small), y) - inner(x, center_pad(y, big))) < 1e-4
+    assert torch.equal(center_crop(center_pad(y, big), small), y)
+
+
+def test_crop_follows_fastmri_offsets():
+    x = torch.arange(7 * 6).reshape(7, 6)
+    assert torch.equal(center_crop(x, (4, 3)), x[1:5, 1:4])
+    assert crop_or_pad(x, (9, 4)).shape == (9, 4)
+
+
+def test_rss_combine_and_null_space():
+    gen = torch.Generator().manual_seed(4)
+    maps = crandn(4, 8, 8, gen=gen)
+    maps = maps / rss(maps)
+    image = crandn(8, 8, gen=gen)
+    coil_images = maps * image
+    assert torch.allclose(rss(coil_images), image.abs(), atol=1e-5)
+    assert torch.allclose(combine(coil_images, maps), image, atol=1e-5)
+    assert null_space_residual(coil_images, maps).abs().max() < 1e-5
+    wrong = maps.roll(1, dims=0)
+    assert null_space_residual(coil_images, wrong).abs().max() > 0.1
+
+
+@requires_cuda
+def test_operators_on_cuda_match_cpu():
+    gen = torch.Generator().manual_seed(5)
+    maps, x = crandn(4, 16, 12, gen=gen), crandn(16, 12, gen=gen)
+    mask = (torch.rand(16, 12, generator=gen) > 0.5).float()
+    cpu = SenseOp(maps, mask).normal(x)
+    gpu = SenseOp(maps.cuda(), mask.cuda()).normal(x.cuda()).cpu()
+    assert torch.allclose(cpu, gpu, atol=1e-4)
+    y = crandn(4, 16, 12, gen=gen, device="cuda")
+    assert_adjoint(SenseOp(maps.cuda(), mask.cuda()), x.cuda(), y)
