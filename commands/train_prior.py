@@ -1,0 +1,231 @@
+"""mrgen train prior: maximum-likelihood training of the learned energy prior (paper 001)."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .cli import command
+from .train import train_app
+
+SUMMARY = "Train the energy prior R_theta by maximum likelihood with Langevin sampling."
+
+
+@command("prior", SUMMARY, group=train_app)
+def train_prior(
+    data: Annotated[list[str], typer.Argument(
+        metavar="DATA...", help="Training images: fastMRI or mrgen phantom .h5 volumes (their "
+        "central slices of reconstruction_rss), .npy or .cfl stacks (slices, H, W) or images "
+        "(H, W).", show_default=False)],
+    output: Annotated[str, typer.Argument(
+        metavar="OUT.pt", help="The trained model: a self-describing PyTorch file "
+        "(architecture, weights, normalisation, how it was trained).", show_default=False)],
+    steps: Annotated[int, typer.Option(
+        "--steps", help="Parameter updates in all (the paper: 27000). With --resume, the "
+        "total to reach.", rich_help_panel="Training")] = 27000,
+    batch: Annotated[int, typer.Option(
+        "--batch", help="Images per update (data and samples each); split over processes "
+        "under torchrun.", rich_help_panel="Training")] = 50,
+    lr: Annotated[float, typer.Option(
+        "--lr", help="AdaBelief learning rate (the authors' code: 5e-5; the paper states "
+        "5e-4).", rich_help_panel="Training")] = 5e-5,
+    milestones: Annotated[str, typer.Option(
+        "--milestones", metavar="H,H,...", help="Steps at which the learning rate is "
+        "multiplied by --gamma ('' for none).", rich_help_panel="Training")]
+    = "500,2000,3000,5000,7000",
+    gamma: Annotated[float, typer.Option(
+        "--gamma", help="Learning-rate factor at each milestone.",
+        rich_help_panel="Training")] = 0.5,
+    data_noise: Annotated[float, typer.Option(
+        "--data-noise", metavar="SIGMA", help="Std of the Gaussian noise added to each "
+        "training batch (smooths the data distribution).", rich_help_panel="Training")] = 1.5e-2,
+    nan_guard: Annotated[bool, typer.Option(
+        "--nan-guard/--no-nan-guard", help="Undo an update whose loss or weights are not "
+        "finite and go on (counted as 'skipped').", rich_help_panel="Training")] = False,
+    ula_step: Annotated[float, typer.Option(
+        "--ula-step", help="ULA step on grad R: x <- x - STEP grad R(x) + NOISE n.",
+        rich_help_panel="Sampler")] = 1.0,
+    ula_noise: Annotated[float, typer.Option(
+        "--ula-noise", help="ULA noise std (the temperature is folded into R).",
+        rich_help_panel="Sampler")] = 7.5e-3,
+    chain_max: Annotated[int, typer.Option(
+        "--chain-max", metavar="J", help="Longest chain: J_h = ceil(J (1 - exp(-h/TAU) + "
+        "0.01)) ULA steps at update h.", rich_help_panel="Sampler")] = 500,
+    chain_tau: Annotated[float, typer.Option(
+        "--chain-tau", metavar="TAU", help="Time constant (in updates) of the chain-length "
+        "schedule.", rich_help_panel="Sampler")] = 1000.0,
+    buffer: Annotated[int, typer.Option(
+        "--buffer", help="Replay buffer: persistent chains (starts half data, half "
+        "pixel-permuted data).", rich_help_panel="Sampler")] = 8000,
+    restart: Annotated[float, typer.Option(
+        "--restart", metavar="P", help="Chance that a chain restarts from data or permuted "
+        "data (50/50) after each update.", rich_help_panel="Sampler")] = 0.01,
+    width: Annotated[int, typer.Option(
+        "--width", help="Channels of the first stage.", rich_help_panel="Architecture")] = 48,
+    growth: Annotated[float, typer.Option(
+        "--growth", help="Channel growth: width x int(growth^s) at stage s.",
+        rich_help_panel="Architecture")] = 1.75,
+    stages: Annotated[int, typer.Option(
+        "--stages", help="Stride-2 stages.", rich_help_panel="Architecture")] = 6,
+    crop: Annotated[int, typer.Option(
+        "--crop", metavar="N", help="Training images are centre-cropped (or zero-padded) to "
+        "N x N; the model sees this central region.", rich_help_panel="Data")] = 320,
+    central_slices: Annotated[int, typer.Option(
+        "--central-slices", metavar="N", help="From each .h5 volume the N middle slices (0: "
+        "all); .npy/.cfl stacks are used whole.", rich_help_panel="Data")] = 11,
+    normalise: Annotated[str, typer.Option(
+        "--normalise", metavar="max|minmax", help="Per slice: divide by the maximum (the "
+        "authors' code) or map min..max to 0..1 (the paper).", rich_help_panel="Data")] = "max",
+    checkpoint: Annotated[Optional[str], typer.Option(
+        "--checkpoint", metavar="FILE", help="Training checkpoint (default: OUT with the "
+        "suffix .ckpt).", show_default=False, rich_help_panel="Checkpoints")] = None,
+    checkpoint_every: Annotated[int, typer.Option(
+        "--checkpoint-every", metavar="STEPS", help="Write the checkpoint every STEPS "
+        "updates (and at the end; 0: only at the end).", rich_help_panel="Checkpoints")] = 50,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue from the checkpoint exactly where it stopped.",
+        rich_help_panel="Checkpoints")] = False,
+    samples_png: Annotated[Optional[str], typer.Option(
+        "--samples-png", metavar="FILE", help="Write a grid of current samples (window 0..1) "
+        "as a PNG every --png-every updates.", show_default=False,
+        rich_help_panel="Checkpoints")] = None,
+    png_every: Annotated[int, typer.Option(
+        "--png-every", metavar="STEPS", help="Period of --samples-png.",
+        rich_help_panel="Checkpoints")] = 50,
+):
+    """Train the learned energy R_theta of papers 000/001 by maximum likelihood: the prior of
+    `mrgen ipalm` and `mrgen langevin`.
+
+    The model p(x) = exp(-R(x)) / Z is fitted to the training slices (Eq. 6) with the
+    gradient E_data(grad R) - E_model(grad R), the model expectation taken over samples of the
+    unadjusted Langevin algorithm (Eq. 7): x <- x - grad R(x) + 7.5e-3 n, run from a replay
+    buffer of persistent chains. Defaults follow the authors' code: batch 50, AdaBelief (beta
+    0.9/0.999, eps 1e-16) at lr 5e-5 halved at steps 500, 2000, 3000, 5000, 7000, training
+    data smoothed by N(0, 1.5e-2^2) noise, chains of J_h = ceil(500 (1 - exp(-h/1000) +
+    0.01)) steps at update h, a buffer of 8000 chains started half from data and half from
+    pixel-permuted data, each chain restarting with chance 1% after an update. The network is
+    that of Eq. 16 (3x3 convolutions, leaky ReLU 0.05, 6 stride-2 stages of 48 x int(1.75^s)
+    channels, a final layer to one number, its absolute value), seeing the central --crop
+    square.
+
+    Data: from each .h5 volume (fastMRI, or `mrgen phantom` output) the --central-slices
+    middle slices of reconstruction_rss (the RSS image fastMRI provides; name another dataset
+    as FILE.h5:NAME); .npy and .cfl stacks are taken whole, complex data in magnitude. Every
+    slice is centre-cropped or zero-padded to --crop and normalised on its own (--normalise
+    max, as the authors' code; minmax as the paper states). Reconstructions must scale their
+    data the same way (iPALM divides by the maximum of the initial image).
+
+    Progress (on a terminal): the loss, which is the energy gap E(data) - E(samples) (negative
+    when data have lower energy than the model's samples; it hovers around 0 when the sampler
+    keeps up), both energies, the chain length J, the learning rate and updates per second.
+    Without a terminal a report line is written at every checkpoint.
+
+    The checkpoint (--checkpoint, default OUT.ckpt) is written atomically every
+    --checkpoint-every updates and at the end; it holds the model, optimizer, scheduler, replay
+    buffer, step and random states. After a kill, the same command with --resume continues
+    exactly (on CPU bit-identically) where the checkpoint left off; a larger --steps extends a
+    finished run. A checkpoint of an earlier run is never overwritten without --resume.
+
+    Several GPUs: torchrun --nproc_per_node G -m commands train prior ... runs
+    DistributedDataParallel (NCCL on CUDA, gloo on CPU); --batch and --buffer are split over
+    the processes, rank 0 writes the files, and a resume needs the same process count.
+
+    OUT.pt records the architecture, the weights, the normalisation, the data (files, slices,
+    crop) and the hyper-parameters; mrgen ipalm/langevin rebuild the model from it alone.
+    """
+    from mrgen.errors import UsageError
+    from mrgen.priors.energy import EnergyConfig
+    from mrgen.training.data import load_training_images
+    from mrgen.training.distributed import init_distributed
+    from mrgen.training.engine import EngineOptions
+    from mrgen.training.prior import PriorConfig, check_config
+    from mrgen.training.prior import train_prior as run
+
+    from .cli import command_line, device, info, settings, show_progress
+
+    out = Path(output)
+    ckpt = Path(checkpoint) if checkpoint else _default_checkpoint(out)
+    _check_paths(out, ckpt, data, samples_png)
+    if resume and not ckpt.exists():
+        raise UsageError(f"--resume: {ckpt} does not exist (nothing to resume)")
+    if not resume and ckpt.exists():  # checked again by the engine; here before data loading
+        raise UsageError(f"{ckpt}: a checkpoint of an earlier run exists; continue it with "
+                         f"--resume or remove it")
+    architecture = EnergyConfig(base_width=width, growth=growth, stages=stages, crop=crop)
+    config = PriorConfig(batch=batch, buffer=buffer, chain_max=chain_max, chain_tau=chain_tau,
+                         ula_step=ula_step, ula_noise=ula_noise, data_noise=data_noise,
+                         restart=restart, lr=lr, milestones=_milestones(milestones),
+                         gamma=gamma)
+    for name, value in (("--steps", steps), ("--checkpoint-every", checkpoint_every),
+                        ("--png-every", png_every), ("--central-slices", central_slices)):
+        if value < 0:
+            raise UsageError(f"{name} {value}: must be at least 0")
+    if samples_png is not None and png_every < 1:
+        raise UsageError(f"--png-every {png_every}: must be at least 1 with --samples-png")
+    context = init_distributed(device())
+    try:
+        check_config(config, architecture, context.world_size)
+        loaded = load_training_images(data, central_slices, crop, normalise)
+        main = context.is_main
+        desc = loaded.description
+        if main:
+            info(f"{desc['slices']} training slices from {len(desc['files'])} file(s), "
+                 f"{crop}x{crop}, {desc['normalisation']}"
+                 + (f"; {desc['skipped_constant']} constant slices skipped"
+                    if desc["skipped_constant"] else ""))
+        options = EngineOptions(
+            steps=steps, seed=settings.seed, checkpoint=ckpt, checkpoint_every=checkpoint_every,
+            resume=resume, progress=show_progress(), nan_guard=nan_guard,
+            log=info if main else None, log_every=checkpoint_every or 100,
+            description="train prior")
+        result, _ = run(loaded.images, desc, architecture, config, out, options, context,
+                        samples_png=samples_png, png_every=png_every, command=command_line())
+        if main:
+            m = result.metrics
+            gap = f", energy gap {m['loss']:.4g}" if "loss" in m else ""
+            skipped = f", {result.nan_skipped} updates undone" if result.nan_skipped else ""
+            info(f"wrote {out} (step {result.step}{gap}{skipped}); checkpoint {ckpt}")
+    finally:
+        context.close()
+
+
+def _default_checkpoint(out: Path) -> Path:
+    ckpt = out.with_suffix(".ckpt")
+    return ckpt if ckpt != out else out.with_name(out.name + ".ckpt")
+
+
+def _milestones(text: str) -> tuple:
+    from mrgen.errors import UsageError
+
+    text = text.strip()
+    if not text or text.lower() == "none":
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"--milestones {text}: expected step numbers like 500,2000") from None
+
+
+def _check_paths(out: Path, ckpt: Path, data, samples_png) -> None:
+    from mrgen import io
+    from mrgen.errors import UsageError
+
+    for path, name in ((out, "OUT"), (ckpt, "--checkpoint"),
+                       (Path(samples_png) if samples_png else None, "--samples-png")):
+        if path is None:
+            continue
+        folder = path.parent
+        if str(folder) and not folder.is_dir():
+            raise UsageError(f"{path}: folder {folder} does not exist")
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder ({name} needs a file name)")
+    if out.resolve() == ckpt.resolve():
+        raise UsageError(f"--checkpoint {ckpt}: must differ from the output {out}")
+    inputs = set()
+    for text in data:
+        ref = io.parse_ref(str(text))
+        inputs.update(p.resolve() for p in ref.files)
+    for path, name in ((out, "output"), (ckpt, "checkpoint"),
+                       (Path(samples_png) if samples_png else None, "--samples-png")):
+        if path is not None and path.resolve() in inputs:
+            raise UsageError(f"{path}: the {name} would overwrite an input")

@@ -1,0 +1,1 @@
+"""Image priors as energies R(u): the learned energy network and Charbonnier TV."""
