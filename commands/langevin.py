@@ -1,0 +1,188 @@
+"""mrgen langevin: posterior (or prior) sampling by the unadjusted Langevin algorithm."""
+
+from typing import Annotated, Optional
+
+import typer
+
+from .cli import check_output, command, device, info, load, save, settings, show_progress
+from .options import SliceOption
+
+SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples (paper 001)."
+
+
+@command("langevin", SUMMARY)
+def langevin(
+    inputs: Annotated[list[str], typer.Argument(
+        metavar="[KSPACE] OUT", help="Undersampled k-space (coils, H, W) or (slices, coils, H, "
+        "W), then the output: the MMSE image (posterior mean). With --prior-only only OUT: the "
+        "final states of the chains (chains, H, W).", show_default=False)],
+    model: Annotated[Optional[str], typer.Option(
+        "--model", metavar="FILE.pt|NAME", help="Learned energy prior (as for ipalm); "
+        "without it, TV.", show_default=False)] = None,
+    reg: Annotated[str, typer.Option(
+        "--reg", metavar="learned|tv", help="Regulariser, as for ipalm.",
+        show_default=False)] = "",
+    lam: Annotated[Optional[float], typer.Option(
+        "--lam", help="Weight of the data term (paper: barely matters for sampling, 1 there). "
+        "Default 1 for a learned prior, 1000 for TV.", show_default=False)] = None,
+    maps: Annotated[Optional[str], typer.Option(
+        "--maps", metavar="FILE", help="Fixed coil maps, e.g. ipalm --maps-out. Without them "
+        "the maps come from a joint iPALM run first (--ipalm-iters), as in the paper.",
+        show_default=False)] = None,
+    ipalm_iters: Annotated[int, typer.Option(
+        "--ipalm-iters", help="iPALM iterations that estimate the maps when --maps is not "
+        "given.")] = 100,
+    mask: Annotated[Optional[str], typer.Option(
+        "--mask", metavar="FILE", help="Sampling mask; default: the non-zero pattern of the "
+        "data.", show_default=False)] = None,
+    single_coil: Annotated[bool, typer.Option(
+        "--single-coil", help="One coil of sensitivity 1 (paper 001, Section 2.5).")] = False,
+    burn_in: Annotated[int, typer.Option("--burn-in", help="Steps discarded first.")] = 1000,
+    samples: Annotated[int, typer.Option("--samples", help="Samples kept.")] = 200,
+    thin: Annotated[int, typer.Option("--thin", help="Keep every k-th state (paper: 15).")] = 15,
+    step: Annotated[Optional[float], typer.Option(
+        "--step", help="Gradient step of ULA. Default: 1 for a learned prior (its temperature "
+        "is in the noise), eps/10 for TV.", show_default=False)] = None,
+    noise_std: Annotated[Optional[float], typer.Option(
+        "--noise-std", help="Std of the ULA noise. Default: 7.5e-3 for a learned prior (the "
+        "authors' code: the temperature the prior was trained at), sqrt(2 step T) with T = 1e-3 "
+        "for TV (exp(-H/T); at T = 1 TV samples are mostly noise).", show_default=False)] = None,
+    init: Annotated[str, typer.Option(
+        "--init", metavar="noise|zf|FILE", help="Start: uniform noise in [0, 1] (scaled "
+        "data), the zero-filled RSS, or an image file.")] = "noise",
+    nonneg: Annotated[bool, typer.Option(
+        "--nonneg", help="Project the chain on u >= 0 after each step (the paper does not).")]
+    = False,
+    var: Annotated[Optional[str], typer.Option(
+        "--var", metavar="FILE", help="Write the pixel-wise posterior variance.",
+        show_default=False)] = None,
+    samples_out: Annotated[Optional[str], typer.Option(
+        "--samples-out", metavar="FILE.npy", help="Stream every kept sample to this .npy "
+        "(samples, [slices,] H, W) without holding them in memory.", show_default=False)] = None,
+    prior_only: Annotated[bool, typer.Option(
+        "--prior-only", help="Sample the prior alone (no data): images from the model.")]
+    = False,
+    shape: Annotated[Optional[tuple[int, int]], typer.Option(
+        "--shape", metavar="H W", help="Image size for --prior-only (default: the prior's "
+        "crop).", show_default=False)] = None,
+    chains: Annotated[int, typer.Option("--chains", help="Chains for --prior-only.")] = 4,
+    tv_eps: Annotated[float, typer.Option("--tv-eps", help="Charbonnier TV smoothing.")] = 1e-3,
+    slice_: SliceOption = None,
+):
+    """Sample the posterior p(u | z, maps) ~ exp(-H(u)) with H(u) = lam/2 ||M F(u c/|c|) -
+    z||^2 + R(u) by the unadjusted Langevin algorithm, u <- u - step grad H(u) + noise_std n
+    (papers 000/001, Sections 2.5-2.6), with the maps fixed (given, or from iPALM). Mean and
+    variance are accumulated on the fly (Welford); samples are streamed to disk on request.
+    --prior-only draws images from the prior alone (paper Fig. 1). The sampler is general:
+    any energy mrgen knows can be sampled. --seed makes the chain reproducible."""
+    import torch
+    from tqdm import tqdm
+
+    from mrgen import io, shapes
+    from mrgen.device import generator as make_generator
+    from mrgen.errors import UsageError
+    from mrgen.io.stream import NpyStackWriter
+    from mrgen.priors.loading import build_regulariser
+
+    kspace, output = _split_inputs(inputs, prior_only)
+    check_output(output, [kspace, mask, maps])
+    dev = device()
+    regulariser, prior = build_regulariser(model, reg, tv_eps, dev)
+    step = step if step is not None else prior.sampling_step
+    noise_std = noise_std if noise_std is not None else prior.sampling_noise
+    gen = make_generator(settings.seed, dev)
+    total = burn_in + samples * thin
+    bar = tqdm(total=total, desc="langevin", file=__import__("sys").stderr,
+               disable=not show_progress())
+
+    if prior_only:
+        size = tuple(shape) if shape else (prior.crop or 64,) * 2
+        writer = NpyStackWriter(samples_out, samples, (chains, *size)) if samples_out else None
+        with bar, (writer or _nothing()):
+            from mrgen.posterior import sample_prior
+
+            result = sample_prior(regulariser, size, chains, burn_in, samples, thin, step,
+                                  noise_std, gen, dev, nonneg,
+                                  writer.write if writer else None, bar.update)
+        save(output, result.last, io.roles.IMAGE)
+        if var:
+            save(var, result.variance, io.roles.IMAGE)
+        info(f"langevin: {chains} prior chain(s), {total} steps, {result.count} samples")
+        return
+
+    from .ipalm import _load_kspace
+
+    slices = io.parse_slices(slice_)
+    data = _load_kspace(kspace, slices, single_coil)
+    batched = torch.from_numpy(data if data.ndim == 4 else data[None]).to(dev)
+    mask_t = _mask_tensor(mask, data, batched, dev)
+    lam = lam if lam is not None else prior.default_lambda
+    maps_t = _fixed_maps(maps, single_coil, data, batched, slices, mask_t, regulariser, prior,
+                         lam, ipalm_iters, dev)
+    start = init if init in ("noise", "zf") else torch.from_numpy(
+        _as_batch(load(init, io.roles.IMAGE, slices), data.ndim == 4)).to(dev)
+    count_shape = tuple(batched.shape[:1]) + tuple(batched.shape[-2:])
+    out_shape = count_shape if data.ndim == 4 else count_shape[1:]
+    writer = NpyStackWriter(samples_out, samples, out_shape) if samples_out else None
+    info(f"langevin: {prior.description}, lam {lam:.4g}, step {step:.3g}, noise {noise_std:.3g}"
+         f", {burn_in} burn-in + {samples} x {thin} steps, {dev}")
+    from mrgen.posterior import sample_posterior
+
+    with bar, (writer or _nothing()):
+        on_sample = None if writer is None else (
+            lambda i, s: writer.write(i, s if data.ndim == 4 else s[0]))
+        result, _ = sample_posterior(batched, mask_t, maps_t, regulariser, lam, start, burn_in,
+                                     samples, thin, step, noise_std, gen, prior.crop, nonneg,
+                                     on_sample, bar.update)
+    squeeze = (lambda t: t) if data.ndim == 4 else (lambda t: t[0])
+    save(output, squeeze(result.mean), io.roles.IMAGE, inputs=[kspace, mask, maps])
+    if var:
+        save(var, squeeze(result.variance), io.roles.IMAGE, inputs=[kspace, mask, maps])
+
+
+def _split_inputs(inputs, prior_only):
+    from mrgen.errors import UsageError
+
+    wanted = 1 if prior_only else 2
+    if len(inputs) != wanted:
+        raise UsageError("expected OUT with --prior-only" if prior_only
+                         else "expected KSPACE OUT (or --prior-only OUT)")
+    return (None, inputs[0]) if prior_only else (inputs[0], inputs[1])
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _as_batch(array, has_slices):
+    return array if has_slices else array[None]
+
+
+def _mask_tensor(mask, data, batched, dev):
+    import torch
+
+    from mrgen import io, shapes
+
+    if mask is None:
+        return (batched.abs() > 0).any(dim=1).float()
+    fitted = torch.from_numpy(shapes.fit_mask(load(mask, io.roles.MASK), data.shape, mask))
+    return (fitted if fitted.dim() == 3 else fitted[None]).to(dev)
+
+
+def _fixed_maps(maps, single_coil, data, batched, slices, mask_t, regulariser, prior, lam,
+                iters, dev):
+    import torch
+
+    from mrgen import io, shapes
+    from mrgen.ipalm import IpalmOptions, ipalm
+
+    if single_coil:
+        return torch.ones_like(batched)
+    if maps is not None:
+        fitted = shapes.fit_maps(load(maps, io.roles.MAPS, slices), data.shape, maps)
+        return torch.from_numpy(fitted if fitted.ndim == 4 else fitted[None]).to(dev)
+    info(f"langevin: estimating maps with {iters} joint iPALM iterations")
+    options = IpalmOptions(lam=lam, mu=prior.default_mu, iters=iters, scale_crop=prior.crop)
+    return ipalm(batched, mask_t, regulariser, options).maps

@@ -1,0 +1,55 @@
+"""Writing a stack of arrays one at a time (samples of a long chain) without holding them all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from .refs import parse_ref
+
+
+class NpyStackWriter:
+    """A .npy file of shape (count, *shape) filled item by item through a memory map.
+
+    The data go to a temporary file that is renamed over the target by ``close()``; ``abort()``
+    (or an exception inside a ``with`` block) removes it, so no partial output remains.
+    """
+
+    def __init__(self, target: str, count: int, shape, dtype=np.float32):
+        ref = parse_ref(target)
+        if ref.format != "npy" or ref.path is None:
+            raise UsageError(f"{target}: streamed samples are written as a .npy file")
+        self.target = ref.path
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp",
+                                   dir=self.target.parent if str(self.target.parent) else ".")
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype,
+                                               shape=(count, *tuple(shape)))
+
+    def write(self, index: int, values) -> None:
+        if hasattr(values, "detach"):
+            values = values.detach().cpu().numpy()
+        self.array[index] = values
+
+    def close(self) -> None:
+        self.array.flush()
+        del self.array
+        os.replace(self.tmp, self.target)
+
+    def abort(self) -> None:
+        with contextlib.suppress(AttributeError):
+            del self.array
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        self.abort() if kind is not None else self.close()

@@ -1,0 +1,61 @@
+"""Turning ``--model`` / ``--reg`` into an energy, with what the energy's owner knows of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import UsageError
+from .tv import CharbonnierTV
+
+
+@dataclass
+class PriorInfo:
+    description: str
+    default_lambda: float
+    default_mu: float
+    crop: int | None = None            # the region the prior sees (and the data scale uses)
+    sampling_step: float = 1.0         # ULA defaults for this energy's temperature
+    sampling_noise: float = 7.5e-3
+    lambda_fit: dict | None = None     # {"slope", "intercept", "minimum"} (paper 001, 2.6)
+
+    def lambda_for(self, kspace: torch.Tensor, mask: torch.Tensor) -> float:
+        """lambda = max(slope * r0 + intercept, minimum) from the initial residual r0, averaged
+        over the slices of the batch (one lambda per call)."""
+        from ..ipalm import initial_residual
+
+        r0 = float(initial_residual(kspace, mask, self.crop).mean())
+        fit = self.lambda_fit
+        return max(fit["slope"] * r0 + fit["intercept"], fit.get("minimum", 0.01))
+
+
+def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
+    """The energy R for ipalm/langevin and its PriorInfo: a learned prior or Charbonnier TV."""
+    reg = reg or ("learned" if model else "tv")
+    if reg == "tv":
+        if model:
+            raise UsageError("--reg tv: --model is not used with TV; drop one of them")
+        # TV's gradient has Lipschitz constant ~8/eps: ULA needs a step below eps/8. Noise
+        # sqrt(2 step T) samples exp(-H/T); at T = 1 the TV posterior is mostly noise, so the
+        # default is the low temperature T = 1e-3 (a learned prior carries its own).
+        step = tv_eps / 10
+        return CharbonnierTV(tv_eps).to(device), PriorInfo(
+            f"Charbonnier TV (eps {tv_eps:g})", default_lambda=1000.0, default_mu=1000.0,
+            sampling_step=step, sampling_noise=(2 * step * 1e-3) ** 0.5)
+    if reg != "learned":
+        raise UsageError(f"--reg {reg}: expected learned or tv")
+    if not model:
+        raise UsageError("--reg learned: needs --model FILE.pt (or a shipped model name)")
+    from ..training.prior import load_prior
+    from .registry import resolve_model
+
+    path = resolve_model(model)
+    network, metadata = load_prior(path, device)
+    for p in network.parameters():
+        p.requires_grad_(False)
+    fitted = metadata.get("fitted", {}) or {}
+    crop = int(metadata["architecture"]["crop"])
+    return network, PriorInfo(f"learned prior {path.name} (crop {crop})",
+                              default_lambda=1.0, default_mu=10.0, crop=crop,
+                              lambda_fit=fitted.get("lambda_fit"))

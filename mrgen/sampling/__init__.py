@@ -1,0 +1,1 @@
+"""Sampling from Gibbs densities exp(-E(x)): the unadjusted Langevin algorithm."""
