@@ -52,6 +52,12 @@ def ipalm(
         " (iters, slices): .txt for text, else an array file.", show_default=False)] = None,
     tv_eps: Annotated[float, typer.Option(
         "--tv-eps", help="Charbonnier smoothing of TV (paper 000, Eq. 18).")] = 1e-3,
+    equalise: Annotated[bool, typer.Option(
+        "--equalise", help="Map intensities through the model's fitted spline equaliser "
+        "(paper 000, 2.6; fitted by `mrgen train calibrate`).")] = False,
+    max_backtracks: Annotated[int, typer.Option(
+        "--max-backtracks", help="Backtracking tries per block and iteration (the authors' "
+        "code: 10; the paper: until the test passes).")] = 40,
     strict: Annotated[bool, typer.Option(
         "--strict-backtracking", help="The paper's exact sufficient-decrease test instead of "
         "the code's 1.01 slack.")] = False,
@@ -96,9 +102,12 @@ def ipalm(
         maps_t = torch.ones(batched.shape, dtype=torch.complex64, device=dev)
 
     regulariser, prior = build_regulariser(model, reg, tv_eps, dev)
+    if equalise:
+        _equaliser(prior)  # fail before the long run, not after
     options = IpalmOptions(
         lam=_choose_lambda(lam, prior), mu=mu if mu is not None else prior.default_mu,
         iters=iters, estimate_maps=maps_t is None, slack=1.0 if strict else 1.01,
+        max_backtracks=max_backtracks,
         scale_crop=prior.crop)
     k_t = torch.from_numpy(batched).to(dev)
     if prior.lambda_fit is not None and lam in ("", "auto"):
@@ -116,13 +125,27 @@ def ipalm(
 
         result = run_ipalm(k_t, mask_t, regulariser, options, maps=maps_t, callback=advance)
 
-    image = result.image if data.ndim == 4 else result.image[0]
+    image = result.image
+    if equalise:
+        from mrgen.calibration import apply_equaliser
+
+        image = apply_equaliser(image, result.scale, _equaliser(prior))
+    image = image if data.ndim == 4 else image[0]
     save(output, image, io.roles.IMAGE, inputs=[kspace, mask, maps])
     if maps_out is not None:
         save(maps_out, result.maps if data.ndim == 4 else result.maps[0], io.roles.MAPS,
              inputs=[kspace, mask, maps])
     if energy_log is not None:
         _write_energy_log(energy_log, result.energies, data.ndim == 4, [kspace, mask, maps])
+
+
+def _equaliser(prior):
+    from mrgen.errors import UsageError
+
+    if prior.equaliser is None:
+        raise UsageError("--equalise: the prior has no fitted equaliser (fit one with "
+                         "`mrgen train calibrate`)")
+    return prior.equaliser
 
 
 def _load_kspace(path, slices, single_coil):

@@ -19,6 +19,7 @@ class PriorInfo:
     sampling_step: float = 1.0         # ULA defaults for this energy's temperature
     sampling_noise: float = 7.5e-3
     lambda_fit: dict | None = None     # {"slope", "intercept", "minimum"} (paper 001, 2.6)
+    equaliser: dict | None = None      # cubic spline of paper 000, 2.6 (mrgen.calibration)
 
     def lambda_for(self, kspace: torch.Tensor, mask: torch.Tensor) -> float:
         """lambda = max(slope * r0 + intercept, minimum) from the initial residual r0, averaged
@@ -58,4 +59,5 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
     crop = int(metadata["architecture"]["crop"])
     return network, PriorInfo(f"learned prior {path.name} (crop {crop})",
                               default_lambda=1.0, default_mu=10.0, crop=crop,
-                              lambda_fit=fitted.get("lambda_fit"))
+                              lambda_fit=fitted.get("lambda_fit"),
+                              equaliser=fitted.get("equaliser"))

@@ -134,12 +134,13 @@ def load_model_checkpoint(path, device="cpu", kind: str | None = None):
     return model, metadata
 
 
-def store_fitted_entries(path, entries: dict) -> None:
-    """Add (or replace) entries under ``fitted`` in an existing model file, atomically; e.g.
-    ``{"lambda_fit": {"slope": ..., "intercept": ..., "mu": 10.0}}`` from a calibration."""
+def store_fitted_entries(path, entries: dict, target=None) -> None:
+    """Add (or replace) entries under ``fitted`` of a model file, written atomically to
+    ``target`` (default: in place); e.g. ``{"lambda_fit": {"slope": ..., "intercept": ...}}``
+    from a calibration."""
     raw = read_model_checkpoint(path, allow_training=False)
     raw["fitted"] = {**(raw.get("fitted") or {}), **entries}
-    with atomic_path(Path(path)) as tmp:
+    with atomic_path(Path(target if target is not None else path)) as tmp:
         torch.save(raw, tmp)
 
 
