@@ -36,6 +36,14 @@ def train_prior(
     gamma: Annotated[float, typer.Option(
         "--gamma", help="Learning-rate factor at each milestone.",
         rich_help_panel="Training")] = 0.5,
+    energy_penalty: Annotated[float, typer.Option(
+        "--energy-penalty", help="Add alpha * mean(E^2) of data and samples to the loss, a "
+        "stabiliser against the energies' scale running away on short chains (Du & Mordatch "
+        "2019); 0 = the authors' method.")] = 0.0,
+    sample_range: Annotated[Optional[tuple[float, float]], typer.Option(
+        "--sample-range", metavar="LO HI", help="Clamp the Langevin chains to [LO, HI] after "
+        "each step (e.g. -0.5 1.5 for max-normalised data); default: no clamp, as the authors.",
+        show_default=False)] = None,
     data_noise: Annotated[float, typer.Option(
         "--data-noise", metavar="SIGMA", help="Std of the Gaussian noise added to each "
         "training batch (smooths the data distribution).", rich_help_panel="Training")] = 1.5e-2,
@@ -155,7 +163,8 @@ def train_prior(
     config = PriorConfig(batch=batch, buffer=buffer, chain_max=chain_max, chain_tau=chain_tau,
                          ula_step=ula_step, ula_noise=ula_noise, data_noise=data_noise,
                          restart=restart, lr=lr, milestones=_milestones(milestones),
-                         gamma=gamma)
+                         gamma=gamma, energy_penalty=energy_penalty,
+                         sample_range=tuple(sample_range) if sample_range else None)
     for name, value in (("--steps", steps), ("--checkpoint-every", checkpoint_every),
                         ("--png-every", png_every), ("--central-slices", central_slices)):
         if value < 0:

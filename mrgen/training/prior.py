@@ -60,11 +60,17 @@ class PriorConfig:
     gamma: float = 0.5
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-16
+    # Stabilisers the authors do not use (0 / None keep their method exactly): a penalty
+    # alpha (E_data^2 + E_samples^2) on the energies' magnitude (Du & Mordatch 2019), and a
+    # clamp of the chains to a value range.
+    energy_penalty: float = 0.0
+    sample_range: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["milestones"] = list(self.milestones)
         out["betas"] = list(self.betas)
+        out["sample_range"] = None if self.sample_range is None else list(self.sample_range)
         return out
 
 
@@ -145,7 +151,10 @@ class PriorTraining(TrainingMethod):
             start = self.buffer[slots]
         from ..sampling.langevin import run_chain
 
-        samples = run_chain(start, self.model, length, cfg.ula_step, cfg.ula_noise, generator)
+        clamp = None if cfg.sample_range is None else \
+            (lambda x, lo=cfg.sample_range[0], hi=cfg.sample_range[1]: x.clamp(lo, hi))
+        samples = run_chain(start, self.model, length, cfg.ula_step, cfg.ula_noise, generator,
+                            project=clamp)
         with torch.no_grad():
             keep = torch.rand(b, generator=generator, device=self.device) >= cfg.restart
             permuted = torch.rand(b, generator=generator, device=self.device) < 0.5
@@ -157,6 +166,8 @@ class PriorTraining(TrainingMethod):
         energies = self.ddp_model(torch.cat([data, samples]))
         e_data, e_samples = energies[:b].mean(), energies[b:].mean()
         loss = e_data - e_samples
+        if cfg.energy_penalty:
+            loss = loss + cfg.energy_penalty * (energies ** 2).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         lr = self.optimizer.param_groups[0]["lr"]
