@@ -44,11 +44,9 @@ def fit_maps(maps: np.ndarray, kspace_shape, name: str = "maps") -> np.ndarray:
     lead = maps.shape[:-3]
     if lead == slices or lead == ():
         return maps
-    if len(lead) == len(slices) + 1 and lead[1:] == slices:  # (sets, [S,] C, H, W) from BART order
-        return maps[0]
-    if len(lead) == 2 and slices and lead[0] == slices[0]:   # (S, sets, C, H, W)
+    if len(lead) == 2 and slices and lead[0] == slices[0]:   # (S, sets, C, H, W): mrgen order
         return np.ascontiguousarray(maps[:, 0])
-    if len(lead) == 1 and not slices:                         # (sets, C, H, W)
+    if len(lead) == len(slices) + 1 and lead[1:] == slices:  # (sets, [S,] C, H, W)
         return maps[0]
     raise DataError(f"{name}: {lead[0] if lead else 1} slice(s) or map sets do not match the "
                     f"k-space's {slices[0] if slices else 1} slice(s)")

@@ -121,3 +121,12 @@ def test_operators_on_cuda_match_cpu():
     assert torch.allclose(cpu, gpu, atol=1e-4)
     y = crandn(4, 16, 12, gen=gen, device="cuda")
     assert_adjoint(SenseOp(maps.cuda(), mask.cuda()), x.cuda(), y)
+
+
+def test_fit_maps_prefers_mrgen_slice_then_set_order():
+    from mrgen.shapes import fit_maps
+
+    maps = np.arange(2 * 2 * 3 * 4 * 4).reshape(2, 2, 3, 4, 4).astype(np.complex64)
+    # (slices=2, sets=2, C, H, W) for k-space (2, C, H, W): first set of each slice.
+    assert np.array_equal(fit_maps(maps, (2, 3, 4, 4)), maps[:, 0])
+    assert np.array_equal(fit_maps(maps[0], (3, 4, 4)), maps[0, 0])

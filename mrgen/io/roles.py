@@ -28,6 +28,7 @@ COIL_IMAGES = Role("coil images", ("coil_images", "kspace"), (COIL, READ, PHS1))
 IMAGE = Role("image", ("reconstruction", "image", "reconstruction_rss"), (READ, PHS1))
 REFERENCE = Role("reference image", ("reconstruction_rss", "image", "reconstruction"),
                  (READ, PHS1))
+EIGENVALUES = Role("eigenvalue map", ("eigenvalues",), (READ, PHS1), max_extra=2)
 MASK = Role("mask", ("mask",), (READ, PHS1), real_only=True, min_rank=1)
 ANY = Role("array", ("reconstruction", "image", "reconstruction_rss", "maps", "mask", "kspace"),
            (READ, PHS1),
