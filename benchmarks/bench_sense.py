@@ -16,63 +16,16 @@ down several-fold; OMP_WAIT_POLICY=PASSIVE (honoured by both) gives steadier num
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def knee_like(coils=15, shape=(640, 368), acs=24, accel=4, noise=1e-3, seed=0):
-    from scipy.ndimage import gaussian_filter
-    import sigpy
-
-    from mrgen.fft import fft2c
-
-    height, width = shape
-    gen = np.random.default_rng(seed)
-    oh, ow = int(height * 0.45), int(width * 0.85)
-    obj = np.abs(sigpy.shepp_logan((oh, ow)))
-    texture = gaussian_filter(gen.standard_normal((oh, ow)), 2)
-    obj = obj * (1 + 0.15 * texture / texture.std()) * (obj > 0)
-    image = np.zeros(shape, np.complex128)
-    top, left = (height - oh) // 2, (width - ow) // 2
-    image[top:top + oh, left:left + ow] = obj
-    y, x = np.mgrid[:height, :width]
-    image *= np.exp(1j * (0.8 * np.pi * x / width + 0.5 * np.pi * (y / height) ** 2))
-    yn, xn = (y - height / 2) / (height / 2), (x - width / 2) / (width / 2)
-    maps = []
-    for c in range(coils):
-        angle = 2 * np.pi * c / coils + 0.1 * gen.standard_normal()
-        dy = (yn - 0.52 * np.sin(angle)) * height / 2
-        dx = (xn - 0.94 * np.cos(angle)) * width / 2
-        r = np.sqrt(dy ** 2 + dx ** 2 + (0.02 * height) ** 2)
-        maps.append(np.exp(1j * (np.arctan2(dx, -dy) - angle + 0.02 * (dx + dy))) / r)
-    maps = np.array(maps)
-    maps /= np.sqrt((np.abs(maps) ** 2).sum(0))
-    kspace = fft2c(torch.from_numpy(maps * image)).numpy()
-    kspace += noise * np.abs(kspace).max() / np.sqrt(2) * (
-        gen.standard_normal(kspace.shape) + 1j * gen.standard_normal(kspace.shape))
-    mask = np.zeros(width, np.float32)
-    mask[::accel] = 1
-    mask[width // 2 - acs // 2:width // 2 - acs // 2 + acs] = 1
-    frame = (slice(top, top + oh), slice(left, left + ow))
-    return ((kspace * mask).astype(np.complex64), maps.astype(np.complex64),
-            image.astype(np.complex64), frame)
-
-
-def best_time(func, repeat):
-    best, result = math.inf, None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = func()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+from common import best_time, knee_like
 
 
 def psnr(image, reference, frame):
@@ -93,7 +46,8 @@ def main(argv=None):
     from mrgen import io
     from mrgen.sense import sense_reconstruction
 
-    kspace, maps, image, frame = knee_like(args.coils, tuple(args.shape))
+    scan = knee_like(args.coils, tuple(args.shape))
+    kspace, maps, image, frame = scan.kspace, scan.maps, scan.image, scan.frame
     ksp, mps = torch.from_numpy(kspace), torch.from_numpy(maps)
     sense_reconstruction(ksp, mps, lam=args.lam, iters=2)           # warm-up
     rows = []

@@ -76,14 +76,17 @@ app = typer.Typer(
 )
 
 
-def command(name: str, summary: str):
-    """Register ``func`` as subcommand ``name`` with the global options and error handling."""
+def command(name: str, summary: str, group: typer.Typer | None = None):
+    """Register ``func`` as subcommand ``name`` (of ``group``, default the top-level app) with
+    the global options and error handling."""
+
+    prefix = f"{group.info.name} " if group is not None else ""
 
     def register(func):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
             apply_global_options(**{p.name: kwargs.pop(p.name) for p in _GLOBAL_PARAMS})
-            settings.command_name = f"mrgen {name}"
+            settings.command_name = f"mrgen {prefix}{name}"
             run_reporting_errors(func, *args, **kwargs)
 
         signature = inspect.signature(func)
@@ -92,7 +95,9 @@ def command(name: str, summary: str):
         wrapper.__annotations__ = {**func.__annotations__,
                                    **{p.name: p.annotation for p in _GLOBAL_PARAMS}}
         del wrapper.__wrapped__  # typer must see the extended signature, not the original
-        app.command(name=name, help=_reflow(func.__doc__ or summary), short_help=summary)(wrapper)
+        target = group or app
+        target.command(name=name, help=_reflow(func.__doc__ or summary),
+                       short_help=summary)(wrapper)
         return func
 
     return register

@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import check_output, command, device, info, load, save, settings, show_progress
+from .cli import check_output, command, device, info, load, save, show_progress
 from .options import SliceOption
 
 SUMMARY = "Joint image + coil-map reconstruction by iPALM with a learned or TV prior (paper 001)."

@@ -78,9 +78,8 @@ def langevin(
     import torch
     from tqdm import tqdm
 
-    from mrgen import io, shapes
+    from mrgen import io
     from mrgen.device import generator as make_generator
-    from mrgen.errors import UsageError
     from mrgen.io.stream import NpyStackWriter
     from mrgen.priors.loading import build_regulariser
 

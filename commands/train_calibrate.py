@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import check_output, command, device, info, settings, show_progress
+from .cli import command, device, info, settings, show_progress
 from .train import train_app
 
 SUMMARY = "Fit the lambda regression and intensity equaliser of a prior on validation data."

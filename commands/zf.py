@@ -1,6 +1,5 @@
 """mrgen zf: zero-filled reconstruction."""
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer

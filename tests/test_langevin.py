@@ -68,7 +68,7 @@ def test_cli_langevin_outputs_and_reproducibility(tmp_path, single_coil):
     first = invoke(*args, tmp_path / "a.npy", "--var", tmp_path / "v.npy", "--samples-out",
                    tmp_path / "s.npy")
     assert first.exit_code == 0, first.stderr
-    again = invoke(*args, tmp_path / "b.npy")
+    assert invoke(*args, tmp_path / "b.npy").exit_code == 0
     assert np.array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
     samples = np.load(tmp_path / "s.npy")
     assert samples.shape == (4, 32, 32)
