@@ -27,6 +27,11 @@ def dst1(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return result.movedim(-1, dim)
 
 
+def dst2(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal DST-I over the last two axes."""
+    return dst1(dst1(x, -1), -2)
+
+
 def dirichlet_laplacian_eigenvalues(n: int, device=None, dtype=torch.float32) -> torch.Tensor:
     k = torch.arange(1, n + 1, device=device, dtype=dtype)
     return 2 - 2 * torch.cos(math.pi * k / (n + 1))
@@ -42,8 +47,7 @@ def smoothness_prox(maps: torch.Tensor, weight) -> torch.Tensor:
     real = maps.real.dtype if maps.is_complex() else maps.dtype
     xi = (dirichlet_laplacian_eigenvalues(h, maps.device, real)[:, None]
           + dirichlet_laplacian_eigenvalues(w, maps.device, real)[None, :])
-    coefficients = dst1(dst1(maps, -1), -2)
-    return dst1(dst1(coefficients / (1 + weight * xi), -1), -2)
+    return dst2(dst2(maps) / (1 + weight * xi))
 
 
 def smoothness_energy(maps: torch.Tensor) -> torch.Tensor:

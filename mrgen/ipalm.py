@@ -59,9 +59,16 @@ class IpalmResult:
     lipschitz: dict = field(default_factory=dict)
 
 
+def _abs2(x: torch.Tensor) -> torch.Tensor:
+    """|x|^2 without the square root that abs() takes (a third of the data term's time)."""
+    return torch.view_as_real(x).square().sum(-1) if x.is_complex() else x.square()
+
+
 def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Real inner product per batch element: Re <a, b> summed over all but the first axis."""
-    return (a.conj() * b).real.flatten(1).sum(1) if a.is_complex() else (a * b).flatten(1).sum(1)
+    if a.is_complex():
+        return (torch.view_as_real(a) * torch.view_as_real(b)).flatten(1).sum(1)
+    return (a * b).flatten(1).sum(1)
 
 
 def _expand(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -78,9 +85,9 @@ class JointProblem:
         self.lam = lam
 
     def data(self, u, c):
-        normalised = c / torch.sqrt(torch.sum(c.abs() ** 2, dim=-3, keepdim=True) + _TINY)
+        normalised = c / torch.sqrt(_abs2(c).sum(dim=-3, keepdim=True) + _TINY)
         residual = self.mask * fft2c(u.unsqueeze(-3) * normalised) - self.z
-        return 0.5 * self.lam * (residual.abs() ** 2).flatten(1).sum(1)
+        return 0.5 * self.lam * _abs2(residual).flatten(1).sum(1)
 
     def prior(self, u):
         return self.regulariser(u)
