@@ -46,6 +46,10 @@ def espirit(
         "--exact", help="Eigen-decompose at every pixel, as BART, instead of on a 4x coarser "
         "grid followed by cubic interpolation (same maps to ~1e-5; several times slower).")]
     = False,
+    mask: Annotated[Optional[str], typer.Option(
+        "--mask", metavar="FILE", help="Apply this sampling mask first (calibrate from the "
+        "undersampled data, as a scan would); default: the data as they are.",
+        show_default=False)] = None,
     eigenvalues: Annotated[Optional[str], typer.Option(
         "--eigenvalues", metavar="FILE", help="Also write the eigenvalue maps (H, W), or "
         "(sets, H, W), float32 (BART ecalib's third output).", show_default=False)] = None,
@@ -68,9 +72,9 @@ def espirit(
 
     if eigenvalues is not None and eigenvalues == output:
         raise UsageError(f"--eigenvalues {eigenvalues}: same file as the maps output")
-    check_output(output, [kspace])
+    check_output(output, [kspace, mask])
     if eigenvalues is not None:
-        check_output(eigenvalues, [kspace])
+        check_output(eigenvalues, [kspace, mask])
     kernel_size = _size(kernel, "--kernel")
     calib_size = None if calib is None else _size(calib, "--calib")
     if phase_ref not in ("virtual", "first"):
@@ -78,6 +82,11 @@ def espirit(
 
     slices = io.parse_slices(slice_)
     data = load(kspace, io.roles.KSPACE, slices)
+    if mask is not None:
+        from mrgen.shapes import fit_mask
+
+        fitted = fit_mask(load(mask, io.roles.MASK), data.shape, mask)
+        data = data * (fitted[:, None] if fitted.ndim == 3 else fitted)
     has_slices = data.ndim == 4
     volume = data if has_slices else data[None]
     dev = device()
@@ -124,9 +133,9 @@ def espirit(
         values_layout = lead_layout + (MAPS, READ, PHS1)
     if not has_slices:
         maps_out, values_out = maps_out[0], values_out[0]
-    save(output, maps_out, io.roles.MAPS, inputs=[kspace], layout=maps_layout)
+    save(output, maps_out, io.roles.MAPS, inputs=[kspace, mask], layout=maps_layout)
     if eigenvalues is not None:
-        save(eigenvalues, values_out, io.roles.EIGENVALUES, inputs=[kspace],
+        save(eigenvalues, values_out, io.roles.EIGENVALUES, inputs=[kspace, mask],
              layout=values_layout)
 
 
