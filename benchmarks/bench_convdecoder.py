@@ -1,0 +1,189 @@
+"""Benchmark of `mrgen convdecoder` (paper 002): fitting speed and reconstruction quality.
+
+    python benchmarks/bench_convdecoder.py                 # both tables, full sizes
+    python benchmarks/bench_convdecoder.py --quick         # smaller quality problem (CPU)
+
+Table 1, speed: seconds per 1,000 Adam iterations of the default ConvDecoder (8 layers x 256
+channels, 8x4 input) on the CPU at 256 x 256 with 8 coils, measured over --timing-iters
+iterations after one warm-up and scaled; with CUDA also at fastMRI knee size (15 coils,
+640 x 368, 8 layers x 256 channels), float32 (TF32 convolutions) and with --amp (bfloat16
+autocast, channels_last).
+
+Table 2, quality: a Shepp-Logan phantom with birdcage maps (sum |s|^2 = 1, no noise) under
+1D random column masks with exactly W / R columns (fastMRI centre fractions: 8% at 4x, 4% at
+8x); PSNR and SSIM against the fully sampled RSS image (mrgen.metrics: fastMRI conventions,
+maxval = the reference's maximum) for zero-filling and, for each --variants entry (coils: no
+maps, RSS; maps: the exact birdcage maps, SENSE model), ConvDecoder with data consistency:
+run 1 alone, the mean and the best of the single runs' scores, and the image averaged over
+--runs runs (paper 002, Section 6 and Table 7). Times are per run; the average's is the
+total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from mrgen import metrics
+from mrgen.coils import rss
+from mrgen.fft import fft2c, ifft2c
+from mrgen.untrained import build_generator, fit_network, fit_untrained
+
+
+def phantom(n: int, coils: int):
+    import sigpy
+    import sigpy.mri
+
+    image = sigpy.shepp_logan((n, n)).astype(np.complex64)
+    maps = sigpy.mri.birdcage_maps((coils, n, n)).astype(np.complex64)
+    maps /= np.sqrt((np.abs(maps) ** 2).sum(axis=0, keepdims=True))
+    coil_images = torch.from_numpy(maps * image)
+    return fft2c(coil_images), torch.from_numpy(maps), rss(coil_images)
+
+
+def column_mask(shape, accel: float, centre: float, seed: int = 0) -> torch.Tensor:
+    """1D random column mask with exactly round(W / accel) columns: round(W * centre) centre
+    columns (placed as fastMRI does) and the rest drawn uniformly without replacement."""
+    height, width = shape
+    rng = np.random.default_rng(seed)
+    n_low = int(round(width * centre))
+    start = (width - n_low + 1) // 2
+    columns = np.zeros(width, dtype=bool)
+    columns[start:start + n_low] = True
+    others = np.flatnonzero(~columns)
+    columns[rng.choice(others, size=max(0, round(width / accel) - n_low), replace=False)] = True
+    return torch.from_numpy(np.broadcast_to(columns, shape).astype(np.float32).copy())
+
+
+def seconds_per_1000(shape, coils, layers, channels, input_size, iters, device, amp=False):
+    height, width = shape
+    gen = torch.Generator().manual_seed(0)
+    kspace = torch.randn((coils, height, width), dtype=torch.complex64, generator=gen)
+    mask = column_mask(shape, 4, 0.08)
+    kspace, mask = (kspace * mask).to(device), mask.to(device).bool()
+    net = build_generator("convdecoder", shape, 2 * coils, layers, channels, input_size,
+                          generator=gen).to(device)
+    if amp and device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+        net.input = net.input.contiguous(memory_format=torch.channels_last)
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    try:
+        warm = 10 if device.type == "cuda" else 1
+        fit_network(net, kspace, mask, iters=warm, amp=amp)   # allocation, cuDNN autotuning
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fit_network(net, kspace, mask, iters=iters, amp=amp)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) / iters * 1000
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+def timing_table(args):
+    rows = []
+    cpu = torch.device("cpu")
+    for layers, channels, input_size, note in ((8, 256, (8, 4), "default"),
+                                               (6, 64, (4, 4), "paper's 8x config")):
+        s = seconds_per_1000((args.size, args.size), args.coils, layers, channels, input_size,
+                             args.timing_iters, cpu)
+        rows.append((f"cpu ({torch.get_num_threads()} threads)",
+                     f"{args.coils} x {args.size} x {args.size}",
+                     f"{layers} x {channels} ({note})", "fp32", args.timing_iters, s))
+    if torch.cuda.is_available():
+        cuda = torch.device("cuda")
+        name = torch.cuda.get_device_name(0)
+        for amp in (False, True):
+            s = seconds_per_1000((640, 368), 15, 8, 256, (8, 4), args.cuda_iters, cuda, amp)
+            rows.append((name, "15 x 640 x 368", "8 x 256 (default)",
+                         "bf16 amp" if amp else "fp32/tf32", args.cuda_iters, s))
+    else:
+        rows.append(("cuda", "15 x 640 x 368", "8 x 256", "-", 0, float("nan")))
+    print("\nTable 1: ConvDecoder fitting speed (seconds per 1,000 iterations, measured over "
+          "the iterations shown after a warm-up, scaled)")
+    header = f"{'device':<28} {'k-space':>16} {'layers x channels':>28} {'precision':>10} " \
+             f"{'iters':>6} {'s/1000 it':>10}"
+    print(header)
+    print("-" * len(header))
+    for dev, size, net, precision, iters, s in rows:
+        value = "n/a (no CUDA)" if s != s else f"{s:10.1f}"
+        print(f"{dev:<28} {size:>16} {net:>28} {precision:>10} {iters:>6} {value:>10}")
+
+
+def quality_table(args):
+    kspace, maps, truth = phantom(args.quality_size, args.coils)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"\nTable 2: phantom {args.coils} x {args.quality_size} x {args.quality_size}, "
+          f"ConvDecoder {args.quality_layers} x {args.quality_channels}, input "
+          f"{args.input_size[0]}x{args.input_size[1]}, {args.quality_iters} iterations, "
+          f"lr 0.008, with data consistency, on {device}")
+    header = f"{'accel':>5} {'sampled':>8} {'method':<34} {'PSNR [dB]':>10} {'SSIM':>7} " \
+             f"{'time [s]':>9}"
+    print(header)
+    print("-" * len(header))
+    for accel, centre in ((4, 0.08), (8, 0.04)):
+        mask = column_mask(truth.shape, accel, centre, seed=accel)
+        measured = kspace * mask
+        fraction = f"{float(mask[0].mean()):.3f}"
+
+        def row(name, image, seconds):
+            print(f"{accel:>4}x {fraction:>8} {name:<34} {metrics.psnr(truth, image):>10.2f} "
+                  f"{metrics.ssim(truth, image):>7.4f} {seconds:>9.1f}", flush=True)
+
+        row("zero-filled", rss(ifft2c(measured)), 0.0)
+        for variant in args.variants:
+            start = time.perf_counter()
+            result = fit_untrained(measured, mask, maps if variant == "maps" else None,
+                                   layers=args.quality_layers, channels=args.quality_channels,
+                                   input_size=args.input_size, iters=args.quality_iters,
+                                   runs=args.runs, seed=0, device=device)
+            elapsed = time.perf_counter() - start
+            row(f"ConvDecoder, {variant}, run 1", result["runs"][0], elapsed / args.runs)
+            each = [(metrics.psnr(truth, r), metrics.ssim(truth, r)) for r in result["runs"]]
+            print(f"{accel:>4}x {fraction:>8} {f'ConvDecoder, {variant}, runs: mean':<34} "
+                  f"{np.mean([p for p, _ in each]):>10.2f} {np.mean([q for _, q in each]):>7.4f}"
+                  f" {elapsed / args.runs:>9.1f}")
+            print(f"{accel:>4}x {fraction:>8} {f'ConvDecoder, {variant}, runs: best':<34} "
+                  f"{max(p for p, _ in each):>10.2f} {max(q for _, q in each):>7.4f}")
+            row(f"ConvDecoder, {variant}, image mean of {args.runs}", result["image"], elapsed)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=256, help="CPU timing image size")
+    parser.add_argument("--coils", type=int, default=8)
+    parser.add_argument("--timing-iters", type=int, default=3,
+                        help="CPU iterations timed (scaled to 1,000)")
+    parser.add_argument("--cuda-iters", type=int, default=100)
+    parser.add_argument("--quality-size", type=int, default=256)
+    parser.add_argument("--quality-layers", type=int, default=8)
+    parser.add_argument("--quality-channels", type=int, default=256)
+    parser.add_argument("--quality-iters", type=int, default=2500)
+    parser.add_argument("--input-size", type=int, nargs=2, default=(8, 4))
+    parser.add_argument("--runs", type=int, default=4)
+    parser.add_argument("--variants", nargs="+", choices=("coils", "maps"),
+                        default=["coils", "maps"], help="without / with sensitivity maps")
+    parser.add_argument("--quick", action="store_true",
+                        help="quality on 128 x 128: 6 x 32 networks, 4x4 input, 600 iterations")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.quality_size, args.quality_layers, args.quality_channels = 128, 6, 32
+        args.quality_iters, args.input_size = 600, (4, 4)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.skip_timing:
+        timing_table(args)
+    if not args.skip_quality:
+        quality_table(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""mrgen convdecoder: un-trained network reconstruction (paper 002, ConvDecoder)."""
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from .cli import check_output, command, info, load, save
+from .options import CropOption, SliceOption
+
+SUMMARY = "Un-trained network reconstruction: fit a ConvDecoder (or Deep Decoder, DIP) to k-space."
+
+
+class Arch(str, Enum):
+    convdecoder = "convdecoder"
+    deepdecoder = "deepdecoder"
+    dip = "dip"
+
+
+@command("convdecoder", SUMMARY)
+def convdecoder(
+    kspace: Annotated[str, typer.Argument(
+        metavar="KSPACE", help="Under-sampled multi-coil k-space (coils, H, W) or (slices, "
+        "coils, H, W).", show_default=False)],
+    output: Annotated[str, typer.Argument(
+        metavar="OUT", help="Output image (H, W) or (slices, H, W).", show_default=False)],
+    mask: Annotated[Optional[str], typer.Option(
+        help="Sampling mask (1 = sampled; (W,), (H, W) or (slices, H, W)). Without it, the "
+        "non-zero pattern of the k-space is the sampling.", show_default=False)] = None,
+    maps: Annotated[Optional[str], typer.Option(
+        help="Sensitivity maps (coils, H, W): fit the complex image x through the SENSE model "
+        "M F (S x) (2 output channels) instead of every coil image.",
+        show_default=False)] = None,
+    arch: Annotated[Arch, typer.Option(
+        "--arch", help="Generator: convdecoder (nearest upsampling, 3x3 convs), deepdecoder "
+        "(bilinear upsampling, 1x1 convs) or dip (small encoder-decoder with skips).")]
+        = Arch.convdecoder,
+    layers: Annotated[Optional[int], typer.Option(
+        "--layers", help="Layers (dip: encoder levels). Default: 8 for convdecoder, 10 for "
+        "deepdecoder, 5 for dip.", show_default=False)] = None,
+    channels: Annotated[Optional[int], typer.Option(
+        "--channels", help="Channels per layer. Default: 256 for convdecoder, 368 for "
+        "deepdecoder, 128 for dip.", show_default=False)] = None,
+    input_size: Annotated[tuple[int, int], typer.Option(
+        "--input-size", help="Spatial size H W of the fixed random input (convdecoder, "
+        "deepdecoder).")] = (8, 4),
+    iters: Annotated[int, typer.Option(
+        "--iters", help="Adam iterations per network.")] = 2500,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 0.008,
+    runs: Annotated[int, typer.Option(
+        "--runs", help="Fit this many independently initialised networks and average their "
+        "images (paper 002, Section 6).")] = 1,
+    runs_out: Annotated[Optional[str], typer.Option(
+        "--runs-out", help="Also write every run's image: (runs, H, W) or (runs, slices, H, W).",
+        show_default=False)] = None,
+    dc: Annotated[bool, typer.Option(
+        "--dc/--no-dc", help="Data consistency (Step 2): put the measured samples back into "
+        "the network's k-space before combining coils.")] = True,
+    crop: CropOption = None,
+    complex_output: Annotated[bool, typer.Option(
+        "--complex", help="Keep the complex image (needs --maps; RSS has no phase).")] = False,
+    amp: Annotated[bool, typer.Option(
+        "--amp", help="Mixed precision: run the network under bfloat16 autocast (with "
+        "channels_last on CUDA). Faster on recent GPUs; slower on most CPUs.")] = False,
+    slice_: SliceOption = None,
+):
+    """Un-trained neural network reconstruction (Darestani & Heckel, paper 002): a randomly
+    initialised convolutional generator with a fixed random input is fitted to the measured
+    k-space of each slice alone, without training data.
+
+    Without --maps (Step 1-A) the network outputs the real and imaginary parts of every coil
+    image (2 x coils channels), is fitted with the loss ||M F G(w) - y||^2, and the image is
+    the root-sum-of-squares of the coil images. With --maps (Step 1-B) it outputs the complex
+    image x (2 channels), the loss is ||M F (S x) - y||^2, and the image is |x| (complex with
+    --complex). Data consistency (Step 2, on unless --no-dc) then replaces the sampled k-space
+    locations of the network's coil images by the measurements before the coil combination
+    (RSS, or combination with the maps). --crop centre-crops the result.
+
+    Architectures (--arch): convdecoder (default): per layer nearest-neighbour upsampling to
+    the next size, 3x3 convolution without bias, ReLU, batch norm; one more 3x3
+    conv-ReLU-BN at full size; a final 1x1 convolution. The input is (channels, --input-size)
+    uniform noise in [0, 0.1) and the layer sizes grow geometrically from --input-size to the
+    image size, as in the authors' code. Defaults: 8 layers of 256 channels (paper 002, Table
+    10, 4x knee; for 8x the paper found 6 layers, 64 channels, --input-size 4 4 best, for
+    brains 5 layers of 64). deepdecoder: the same with bilinear upsampling and 1x1
+    convolutions (Heckel & Hand; default 10 layers of 368 channels, Table 10). dip: a small
+    encoder-decoder with skip connections in the style of Ulyanov et al.'s deep image prior
+    (--layers levels of --channels, default 5 x 128; 4-channel skips; 32-channel noise input
+    at full size; --input-size is not used).
+
+    Fitting: Adam with --lr 0.008 (the authors' code) for --iters 2500 iterations (the
+    authors' demo; their study ran 20,000-25,000), keeping the network output with the lowest
+    loss seen. k-space is scaled as the authors do, so that the initial network image and the
+    zero-filled image have the same norm, and the result scaled back. The loss is the mean
+    squared error over the measured samples. Each slice is fitted separately; --runs K fits K
+    networks with seeds derived from --seed (the same for every slice, so --slice reproduces
+    a slice of a full reconstruction) and averages their images; --runs-out keeps them all.
+    The same --seed gives the same output on CPU (GPU convolutions are not bit-reproducible).
+
+    Speed: the fit loop does not synchronise with the host (the best output is tracked on the
+    device; the progress bar on stderr reads the loss every 25 iterations). On CUDA, cuDNN
+    autotuning and fused Adam are used; --amp adds bfloat16 autocast and channels_last
+    (the FFTs, the loss and the optimiser stay in float32). The default network is heavy: a
+    GPU is strongly recommended (see benchmarks/bench_convdecoder.py for timings)."""
+    import torch
+
+    from mrgen import io, shapes
+    from mrgen.errors import UsageError
+    from mrgen.untrained import fit_untrained
+
+    from .cli import device, settings, show_progress
+
+    if complex_output and maps is None:
+        raise UsageError("--complex: needs --maps (an RSS image has no phase)")
+    inputs = [kspace, mask, maps]
+    check_output(output, inputs)
+    if runs_out is not None:
+        check_output(runs_out, inputs + [output])
+    slices = io.parse_slices(slice_)
+    data = load(kspace, io.roles.KSPACE, slices)
+    mask_np = maps_np = None
+    if mask is not None:
+        mask_np = shapes.fit_mask(load(mask, io.roles.MASK), data.shape, mask)
+    if maps is not None:
+        maps_np = shapes.fit_maps(load(maps, io.roles.MAPS, slices), data.shape, maps)
+    if crop is not None and (crop[0] > data.shape[-2] or crop[1] > data.shape[-1]):
+        raise UsageError(f"--crop {crop[0]} {crop[1]}: larger than the image "
+                         f"{data.shape[-2]}x{data.shape[-1]}")
+    dev = device()
+    result = fit_untrained(
+        torch.from_numpy(data), None if mask_np is None else torch.from_numpy(mask_np),
+        None if maps_np is None else torch.from_numpy(maps_np),
+        arch=arch.value, layers=layers, channels=channels, input_size=tuple(input_size),
+        iters=iters, lr=lr, runs=runs, seed=settings.seed, dc=dc,
+        crop=None if crop is None else tuple(crop), magnitude=not complex_output, amp=amp,
+        progress=show_progress(), device=dev)
+    residual = result["residual"].reshape(runs, -1)
+    info(f"{arch.value}: {residual.shape[1]} slice(s) x {runs} run(s) x {iters} iterations on "
+         f"{dev}; relative data residual ||M F G(w) - y|| / ||y|| of the fitted networks: "
+         f"{residual.min().item():.3g} to {residual.max().item():.3g}")
+    save(output, result["image"], io.roles.IMAGE, inputs=inputs)
+    if runs_out is not None:
+        save(runs_out, result["runs"], io.roles.IMAGE, inputs=inputs)
