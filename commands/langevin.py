@@ -23,15 +23,16 @@ def langevin(
         "--reg", metavar="learned|tv", help="Regulariser, as for ipalm.",
         show_default=False)] = "",
     lam: Annotated[Optional[float], typer.Option(
-        "--lam", help="Weight of the data term (paper: barely matters for sampling, 1 there). "
-        "Default 1 for a learned prior, 1000 for TV.", show_default=False)] = None,
+        "--lam", help="Weight of the data term. Default: the model's lambda fit (as ipalm "
+        "--lam auto), else 1 for a learned prior (the paper's choice for sampling) and 1000 "
+        "for TV.", show_default=False)] = None,
     maps: Annotated[Optional[str], typer.Option(
         "--maps", metavar="FILE", help="Fixed coil maps, e.g. ipalm --maps-out. Without them "
         "the maps come from a joint iPALM run first (--ipalm-iters), as in the paper.",
         show_default=False)] = None,
     ipalm_iters: Annotated[int, typer.Option(
         "--ipalm-iters", help="iPALM iterations that estimate the maps when --maps is not "
-        "given.")] = 100,
+        "given, and the start image with --init ipalm.")] = 100,
     mask: Annotated[Optional[str], typer.Option(
         "--mask", metavar="FILE", help="Sampling mask; default: the non-zero pattern of the "
         "data.", show_default=False)] = None,
@@ -41,15 +42,19 @@ def langevin(
     samples: Annotated[int, typer.Option("--samples", help="Samples kept.")] = 200,
     thin: Annotated[int, typer.Option("--thin", help="Keep every k-th state (paper: 15).")] = 15,
     step: Annotated[Optional[float], typer.Option(
-        "--step", help="Gradient step of ULA. Default: 1 for a learned prior (its temperature "
-        "is in the noise), eps/10 for TV.", show_default=False)] = None,
+        "--step", help="Gradient step of ULA. Default: the prior's own (1 for a learned prior, "
+        "eps/10 for TV), lowered to 1/lam when the data term needs it for stability.",
+        show_default=False)] = None,
     noise_std: Annotated[Optional[float], typer.Option(
-        "--noise-std", help="Std of the ULA noise. Default: 7.5e-3 for a learned prior (the "
-        "authors' code: the temperature the prior was trained at), sqrt(2 step T) with T = 1e-3 "
-        "for TV (exp(-H/T); at T = 1 TV samples are mostly noise).", show_default=False)] = None,
+        "--noise-std", help="Std of the ULA noise. Default: sqrt(2 step T) at the prior's "
+        "temperature T: that of training for a learned prior (7.5e-3 at step 1, the authors' "
+        "code), T = 1e-3 for TV (at T = 1 TV samples are mostly noise).",
+        show_default=False)] = None,
     init: Annotated[str, typer.Option(
-        "--init", metavar="noise|zf|FILE", help="Start: uniform noise in [0, 1] (scaled "
-        "data), the zero-filled RSS, or an image file.")] = "noise",
+        "--init", metavar="ipalm|noise|zf|FILE", help="Start: the iPALM image (as the authors "
+        "for parallel imaging: a short burn-in suffices), uniform noise in [0, 1] of the scaled "
+        "data (paper 001's single-coil study, with a long burn-in), the zero-filled RSS, or an "
+        "image file.")] = "ipalm",
     nonneg: Annotated[bool, typer.Option(
         "--nonneg", help="Project the chain on u >= 0 after each step (the paper does not).")]
     = False,
@@ -87,14 +92,13 @@ def langevin(
     check_output(output, [kspace, mask, maps])
     dev = device()
     regulariser, prior = build_regulariser(model, reg, tv_eps, dev)
-    step = step if step is not None else prior.sampling_step
-    noise_std = noise_std if noise_std is not None else prior.sampling_noise
     gen = make_generator(settings.seed, dev)
     total = burn_in + samples * thin
     bar = tqdm(total=total, desc="langevin", file=__import__("sys").stderr,
                disable=not show_progress())
 
     if prior_only:
+        step, noise_std = _step_and_noise(step, noise_std, prior, 0.0)
         size = tuple(shape) if shape else (prior.crop or 64,) * 2
         writer = NpyStackWriter(samples_out, samples, (chains, *size)) if samples_out else None
         with bar, (writer or _nothing()):
@@ -115,11 +119,11 @@ def langevin(
     data = _load_kspace(kspace, slices, single_coil)
     batched = torch.from_numpy(data if data.ndim == 4 else data[None]).to(dev)
     mask_t = _mask_tensor(mask, data, batched, dev)
-    lam = lam if lam is not None else prior.default_lambda
-    maps_t = _fixed_maps(maps, single_coil, data, batched, slices, mask_t, regulariser, prior,
-                         lam, ipalm_iters, dev)
-    start = init if init in ("noise", "zf") else torch.from_numpy(
-        _as_batch(load(init, io.roles.IMAGE, slices), data.ndim == 4)).to(dev)
+    if lam is None:
+        lam = prior.lambda_for(batched, mask_t) if prior.lambda_fit else prior.default_lambda
+    step, noise_std = _step_and_noise(step, noise_std, prior, lam)
+    maps_t, start = _maps_and_start(maps, single_coil, init, data, batched, slices, mask_t,
+                                    regulariser, prior, ipalm_iters, lam, dev)
     count_shape = tuple(batched.shape[:1]) + tuple(batched.shape[-2:])
     out_shape = count_shape if data.ndim == 4 else count_shape[1:]
     writer = NpyStackWriter(samples_out, samples, out_shape) if samples_out else None
@@ -170,18 +174,41 @@ def _mask_tensor(mask, data, batched, dev):
     return (fitted if fitted.dim() == 3 else fitted[None]).to(dev)
 
 
-def _fixed_maps(maps, single_coil, data, batched, slices, mask_t, regulariser, prior, lam,
-                iters, dev):
+def _step_and_noise(step, noise_std, prior, lam):
+    """Defaults that keep ULA stable (step < 1/lam, the data term's Lipschitz constant being
+    lam) at the prior's own temperature T = noise^2 / (2 step): noise scales as sqrt(step)."""
+    if step is None:
+        step = prior.sampling_step if lam <= 0 else min(prior.sampling_step, 1.0 / lam)
+    if noise_std is None:
+        noise_std = prior.sampling_noise * (step / prior.sampling_step) ** 0.5
+    return step, noise_std
+
+
+def _maps_and_start(maps, single_coil, init, data, batched, slices, mask_t, regulariser,
+                    prior, iters, lam, dev):
+    """The fixed maps (given, ones for one coil, or iPALM's) and the chain's start."""
     import torch
 
     from mrgen import io, shapes
     from mrgen.ipalm import IpalmOptions, ipalm
 
+    fixed = None
     if single_coil:
-        return torch.ones_like(batched)
-    if maps is not None:
+        fixed = torch.ones_like(batched)
+    elif maps is not None:
         fitted = shapes.fit_maps(load(maps, io.roles.MAPS, slices), data.shape, maps)
-        return torch.from_numpy(fitted if fitted.ndim == 4 else fitted[None]).to(dev)
-    info(f"langevin: estimating maps with {iters} joint iPALM iterations")
-    options = IpalmOptions(lam=lam, mu=prior.default_mu, iters=iters, scale_crop=prior.crop)
-    return ipalm(batched, mask_t, regulariser, options).maps
+        fixed = torch.from_numpy(fitted if fitted.ndim == 4 else fitted[None]).to(dev)
+    result = None
+    if fixed is None or init == "ipalm":
+        info(f"langevin: {iters} iPALM iterations for the "
+             f"{'maps and ' if fixed is None else ''}start")
+        options = IpalmOptions(lam=lam, mu=prior.default_mu, iters=iters,
+                               scale_crop=prior.crop, estimate_maps=fixed is None)
+        result = ipalm(batched, mask_t, regulariser, options, maps=fixed)
+        fixed = result.maps if fixed is None else fixed
+    if init == "ipalm":
+        return fixed, result.image
+    if init in ("noise", "zf"):
+        return fixed, init
+    return fixed, torch.from_numpy(_as_batch(load(init, io.roles.IMAGE, slices),
+                                             data.ndim == 4)).to(dev)

@@ -84,7 +84,9 @@ def calibrate(
         best, _, chosen = grid_search_lambda(k_t, m_t, ref_t, regulariser, lambdas, options,
                                              progress=bar.update)
     r0 = initial_residual(k_t, m_t, prior.crop).cpu().numpy()
-    entries = {"lambda_fit": fit_lambda(r0, best),
+    scale = initialise(k_t, m_t, prior.crop)[2]
+    energy = ((k_t * m_t[:, None]).abs() ** 2).flatten(1).sum(1) / scale ** 2
+    entries = {"lambda_fit": fit_lambda(r0, best, energy.cpu().numpy()),
                "calibration": {"files": list(validation), "mask_spec": mask_spec,
                                "grid": lambdas, "mu": mu, "iters": iters,
                                "best_lambdas": best.tolist(), "seed": settings.seed}}
@@ -92,9 +94,9 @@ def calibrate(
          f"{entries['lambda_fit']['slope']:.4g} r0 + {entries['lambda_fit']['intercept']:.4g}")
     if equaliser:
         # The same normalisation ipalm applies: the max of the zero-filled RSS (prior's crop).
-        scale = initialise(k_t, m_t, prior.crop)[2].view(-1, 1, 1)
-        entries["equaliser"] = fit_equaliser((chosen / scale).cpu().numpy(),
-                                             (ref_t / scale).cpu().numpy())
+        view = scale.view(-1, 1, 1)
+        entries["equaliser"] = fit_equaliser((chosen / view).cpu().numpy(),
+                                             (ref_t / view).cpu().numpy())
     store_fitted_entries(_model_path(model), entries, target=output)
 
 

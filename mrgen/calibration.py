@@ -38,12 +38,18 @@ def grid_search_lambda(kspace, mask, reference, regulariser, grid, options: Ipal
     return np.asarray(grid, dtype=np.float64)[best.cpu().numpy()], errors, chosen
 
 
-def fit_lambda(residuals, best, minimum: float = 0.01) -> dict:
-    """Least-squares line best ~ slope * r0 + intercept (constant when r0 does not vary)."""
+def fit_lambda(residuals, best, data_energy=None, minimum: float = 0.01) -> dict:
+    """Least-squares line best ~ slope * r0 + intercept.
+
+    Constant (slope 0, the mean best lambda) when r0 carries no information: fewer than two
+    samples, no spread, or r0 at rounding level, below 1e-5 of the data's energy ||z||^2
+    (Cartesian masks), where a line would fit float32 noise."""
     r = np.asarray(residuals, dtype=np.float64)
     y = np.asarray(best, dtype=np.float64)
     spread = r.std()
-    if len(r) < 2 or spread <= 1e-6 * max(abs(r.mean()), 1e-30) or spread < 1e-12:
+    rounding = data_energy is not None and \
+        np.max(r / np.maximum(np.asarray(data_energy, dtype=np.float64), 1e-30)) < 1e-5
+    if len(r) < 2 or rounding or spread <= 1e-6 * max(abs(r.mean()), 1e-30):
         slope, intercept = 0.0, float(y.mean())
     else:
         slope, intercept = np.polyfit(r, y, 1)

@@ -27,6 +27,11 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
                      on_sample=None, progress=None) -> tuple[SamplingResult, torch.Tensor]:
     """ULA on the posterior; ``init`` is "noise" (uniform [0, 1]), "zf", or an image tensor in
     the data's scale. Returns the moments in the data's scale and the scale used."""
+    if step * lam >= 2:
+        from .errors import UsageError
+
+        raise UsageError(f"--step {step:g} with --lam {lam:g}: ULA diverges when step x lam >= 2 "
+                         "(the data term's Lipschitz constant is lam); lower one of them")
     energy, scale, u0 = posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop)
     view = scale.view(-1, 1, 1)
     if isinstance(init, torch.Tensor):

@@ -18,6 +18,8 @@ def test_fit_lambda_is_a_line_or_a_constant():
     assert fit["slope"] == pytest.approx(-0.2) and fit["intercept"] == pytest.approx(0.7)
     constant = fit_lambda([1e-13, 1e-13, 1e-13], [0.5, 1.0, 1.5])
     assert constant["slope"] == 0 and constant["intercept"] == pytest.approx(1.0)
+    rounding = fit_lambda([1e-11, 3e-11, 2e-11], [0.5, 1.0, 1.5], data_energy=[100.0] * 3)
+    assert rounding["slope"] == 0 and rounding["intercept"] == pytest.approx(1.0)
 
 
 def test_equaliser_recovers_a_monotone_mapping():
