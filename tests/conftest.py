@@ -48,3 +48,10 @@ def invoke(*args, input=None):
     from commands.main import app
 
     return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def expect(*args, code=0):
+    """invoke() and assert the exit code."""
+    result = invoke(*args)
+    assert result.exit_code == code, result.output
+    return result

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from commands import cli
 from commands.main import app
 from mrgen import io
 from mrgen.errors import UsageError
@@ -33,13 +32,6 @@ CASES = [
 RANDOM_KINDS = ("random", "random-exact", "poisson", "gaussian", "uniform", "radial", "spiral")
 
 
-@pytest.fixture(autouse=True)
-def fresh_settings():
-    """The CLI keeps global options in one Settings object; start every test from defaults."""
-    saved = (cli.settings.seed, cli.settings.quiet, cli.settings.debug, cli.settings.device)
-    cli.settings.seed, cli.settings.quiet, cli.settings.debug = 0, False, False
-    yield
-    cli.settings.seed, cli.settings.quiet, cli.settings.debug, cli.settings.device = saved
 
 
 def invoke(*args):

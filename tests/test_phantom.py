@@ -6,27 +6,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from commands import cli
-from commands.main import app
 from mrgen import phantom as P
 from mrgen.fft import fft2c, ifft2c
 
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def fresh_settings(monkeypatch):
-    # Global options set by one CliRunner call must not leak into the next.
-    for name, value in (("device", None), ("seed", 0), ("quiet", False), ("debug", False)):
-        monkeypatch.setattr(cli.settings, name, value)
-
-
-def run(*args, code=0):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result
+from .conftest import expect as run
 
 
 def read(path):

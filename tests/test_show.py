@@ -7,26 +7,11 @@ import zlib
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from commands import cli
-from commands.main import app
 from mrgen import show as display
 from mrgen.png import encode_png
 
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def fresh_settings(monkeypatch):
-    for name, value in (("device", None), ("seed", 0), ("quiet", False), ("debug", False)):
-        monkeypatch.setattr(cli.settings, name, value)
-
-
-def run(*args, code=0):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result
+from .conftest import expect as run
 
 
 def decode_png(data: bytes):
@@ -157,8 +142,7 @@ def test_h5_dataset_and_provenance(tmp_path, monkeypatch):
 
 def test_stdout(tmp_path):
     np.save(tmp_path / "a.npy", np.eye(4, dtype=np.float32))
-    result = runner.invoke(app, ["show", str(tmp_path / "a.npy"), "-"])
-    assert result.exit_code == 0
+    result = run("show", tmp_path / "a.npy", "-")
     pixels, _ = decode_png(result.stdout_bytes)
     np.testing.assert_array_equal(pixels, np.eye(4) * 255)
 
