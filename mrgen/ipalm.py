@@ -6,8 +6,8 @@ maps c (Eq. 10), where, as in the authors' code,
     H(u, c) = lam/2 * sum_c ||M F(u * c / |c|) - z_c||^2 + R(u)
 
 (lam weights the data term; the paper writes it on R — the two differ by a scale of H) and
-F is the Dirichlet smoothness of the maps (Eq. 12), whose prox is exact in the DST-I basis
-(Eq. 14). The division by the coil-wise root-sum-of-squares |c| (Eq. 9, 11) makes the maps
+F is the Dirichlet smoothness of the maps (Eq. 12), whose prox is exact in the DST-II basis
+(Eq. 14; mrgen.dst says where the boundary sits). The division by the coil-wise root-sum-of-squares |c| (Eq. 9, 11) makes the maps
 implicitly normalised. Each block takes a proximal gradient step whose Lipschitz constant is
 found by backtracking (Algorithm 2), with inertia k/(k+3) (Algorithm 1).
 

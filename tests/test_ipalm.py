@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mrgen.dst import dst1, smoothness_energy, smoothness_prox
+from mrgen.dst import dst2, idst2, smoothness_energy, smoothness_prox
 from mrgen.fft import fft2c
 from mrgen.ipalm import IpalmOptions, JointProblem, backtrack, initialise, ipalm
 from mrgen.masks import make_mask
@@ -17,24 +17,25 @@ from .conftest import invoke
 
 
 def dirichlet_laplacian(n):
-    d = np.zeros((n + 1, n))
-    d[np.arange(n), np.arange(n)] = 1
-    d[np.arange(1, n + 1), np.arange(n)] = -1
-    return d.T @ d
+    """D^T D for differences that vanish half a sample outside the grid: corners 3."""
+    lap = 2 * np.eye(n) - np.eye(n, k=1) - np.eye(n, k=-1)
+    lap[0, 0] = lap[-1, -1] = 3
+    return lap
 
 
-def test_dst1_matches_scipy_and_is_an_involution():
+def test_dst2_matches_scipy_and_inverts():
     import scipy.fft
 
     x = torch.randn(3, 7, 6, dtype=torch.float64)
-    assert np.allclose(dst1(x, -1).numpy(), scipy.fft.dst(x.numpy(), type=1, axis=-1,
-                                                          norm="ortho"))
-    assert torch.allclose(dst1(dst1(x, -2), -2), x)
+    assert np.allclose(dst2(x, -1).numpy(), scipy.fft.dst(x.numpy(), type=2, axis=-1) / 2)
+    assert torch.allclose(idst2(dst2(x, -2), -2), x)
+    z = torch.randn(2, 5, 8, dtype=torch.complex64)
+    assert torch.allclose(idst2(dst2(z)), z, atol=1e-5)
 
 
 @pytest.mark.parametrize("h,w,weight", [(6, 5, 0.7), (9, 4, 20.0)])
 def test_smoothness_prox_solves_its_linear_system(h, w, weight):
-    """prox = (I + weight D^T D)^-1 y with Dirichlet differences, by a dense solve."""
+    """prox = (I + weight D^T D)^-1 y with zero-boundary differences, by a dense solve."""
     y = torch.randn(2, h, w, dtype=torch.complex128)
     lap = np.kron(dirichlet_laplacian(h), np.eye(w)) + np.kron(np.eye(h), dirichlet_laplacian(w))
     dense = np.linalg.solve(np.eye(h * w) + weight * lap, y.reshape(2, -1).numpy().T).T
