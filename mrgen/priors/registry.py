@@ -1,4 +1,4 @@
-"""Models that ship inside the package, found by name (``--model brain-small``)."""
+"""Models that ship inside the package, found by name (``--model prior-brain-small``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 # name -> file in mrgen/data, with what it is, for error messages and --help.
 SHIPPED = {
     "prior-brain-small": "energy prior trained on MNI152 brain phantom slices (train prior)",
+    "djsense-brain-small": "Deep J-Sense trained at 4x on MNI152 brain phantom slices",
 }
 
 

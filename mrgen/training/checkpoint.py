@@ -52,7 +52,15 @@ def _build_energy_prior(architecture: dict) -> torch.nn.Module:
     return EnergyNet(EnergyConfig(**architecture))
 
 
+def _build_djsense(architecture: dict) -> torch.nn.Module:
+    from ..djsense.model import build_model
+
+    return build_model(architecture)
+
+
+# Built lazily, so that a fresh process loads any model file without importing every method.
 register_model_kind("energy-prior", _build_energy_prior)
+register_model_kind("djsense", _build_djsense)
 
 
 def model_description(kind: str, architecture: dict, normalisation: str,

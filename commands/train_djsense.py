@@ -1,0 +1,153 @@
+"""mrgen train djsense: supervised end-to-end training of Deep J-Sense or MoDL (paper 003)."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .cli import command
+from .train import train_app
+
+SUMMARY = "Train Deep J-Sense (or MoDL) end to end on fully sampled multi-coil k-space."
+
+
+@command("djsense", SUMMARY, group=train_app)
+def train_djsense(
+    data: Annotated[list[str], typer.Argument(
+        metavar="DATA...", help="Fully sampled multi-coil k-space: fastMRI or mrgen phantom "
+        ".h5 volumes (kspace + reconstruction_rss; without a reference dataset the RSS of the "
+        "k-space is the target).", show_default=False)],
+    output: Annotated[str, typer.Argument(
+        metavar="OUT.pt", help="The trained model: a self-describing PyTorch file.",
+        show_default=False)],
+    mode: Annotated[str, typer.Option(
+        "--mode", help="djsense (maps and image, Eq. 5a-5d) or modl (n1 = 0, ESPIRiT maps "
+        "fixed).", rich_help_panel="Architecture")] = "djsense",
+    unrolls: Annotated[int, typer.Option(
+        "--unrolls", metavar="N", help="Outer unrolls.", rich_help_panel="Architecture")] = 6,
+    map_cg: Annotated[int, typer.Option(
+        "--map-cg", metavar="N1", help="CG steps on the map sub-problem (5a).",
+        rich_help_panel="Architecture")] = 6,
+    image_cg: Annotated[int, typer.Option(
+        "--image-cg", metavar="N2", help="CG steps on the image sub-problem (5c).",
+        rich_help_panel="Architecture")] = 6,
+    map_kernel: Annotated[tuple[int, int], typer.Option(
+        "--map-kernel", metavar="KH KW", help="Map kernel size in k-space (odd).",
+        rich_help_panel="Architecture")] = (15, 9),
+    width: Annotated[int, typer.Option(
+        "--width", help="Channels of the ResNet denoisers.",
+        rich_help_panel="Architecture")] = 64,
+    blocks: Annotated[int, typer.Option(
+        "--blocks", help="Residual blocks per denoiser.", rich_help_panel="Architecture")] = 4,
+    lam: Annotated[float, typer.Option(
+        "--lam", help="Initial lambda_s and lambda_m (learnable).",
+        rich_help_panel="Architecture")] = 0.01,
+    mask: Annotated[str, typer.Option(
+        "--mask", metavar="SPEC", help="Mask specification (as mrgen mask), a fresh mask drawn "
+        "per example and step.", rich_help_panel="Training")] = "random-exact:4:0.08",
+    steps: Annotated[int, typer.Option(
+        "--steps", help="Parameter updates in all (with --resume: the total to reach).",
+        rich_help_panel="Training")] = 1000,
+    batch: Annotated[int, typer.Option(
+        "--batch", help="Slices per update per process (the paper: 1).",
+        rich_help_panel="Training")] = 1,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.",
+                                      rich_help_panel="Training")] = 2e-4,
+    decay_every: Annotated[int, typer.Option(
+        "--decay-every", metavar="STEPS", help="Multiply the learning rate by --gamma every "
+        "STEPS updates (the paper: 10 epochs; 0: never).", rich_help_panel="Training")] = 0,
+    gamma: Annotated[float, typer.Option("--gamma", help="Learning-rate decay factor.",
+                                         rich_help_panel="Training")] = 0.5,
+    clip: Annotated[float, typer.Option(
+        "--clip", help="Clip every gradient entry to [-CLIP, CLIP] (0: no clipping).",
+        rich_help_panel="Training")] = 0.1,
+    curriculum: Annotated[int, typer.Option(
+        "--curriculum", metavar="STEPS", help="Unroll curriculum: 1 unroll at first, all N "
+        "after STEPS updates (0: N from the start).", rich_help_panel="Training")] = 0,
+    nan_guard: Annotated[bool, typer.Option(
+        "--nan-guard/--no-nan-guard", help="Undo an update whose loss or weights are not "
+        "finite and go on.", rich_help_panel="Training")] = True,
+    central_slices: Annotated[int, typer.Option(
+        "--central-slices", metavar="N", help="From each volume the N middle slices (0: all; "
+        "the paper: 5).", rich_help_panel="Data")] = 5,
+    checkpoint: Annotated[Optional[str], typer.Option(
+        "--checkpoint", metavar="FILE", help="Training checkpoint (default: OUT with the "
+        "suffix .ckpt).", show_default=False, rich_help_panel="Checkpoints")] = None,
+    checkpoint_every: Annotated[int, typer.Option(
+        "--checkpoint-every", metavar="STEPS", help="Write the checkpoint every STEPS updates "
+        "(and at the end; 0: only at the end).", rich_help_panel="Checkpoints")] = 50,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue from the checkpoint exactly where it stopped.",
+        rich_help_panel="Checkpoints")] = False,
+):
+    """Train Deep J-Sense (paper 003) end to end: N unrolls of CG on the map kernels (n1
+    steps), the map denoiser, CG on the image (n2 steps), the image denoiser (Eq. 5a-5d), with
+    learnable lambda_s, lambda_m; loss -SSIM of the RSS estimate (Eq. 7) on the reference's
+    central crop, data range = the reference's max. --mode modl trains MoDL with fixed ESPIRiT
+    maps instead.
+
+    Each update draws a fresh mask per slice from --mask (an `mrgen mask` specification), so
+    a model can be trained at one acceleration and ACS size and tested at others. k-space is
+    divided by max |ACS| (the authors' normalisation). Adam at --lr, gradients clipped by
+    value, learning rate x --gamma every --decay-every updates, unroll curriculum 1 -> N over
+    --curriculum updates, NaN guard. Defaults follow the paper (N = n1 = n2 = 6, 15x9 map
+    kernels, 4 residual blocks of 64 channels).
+
+    Checkpoints (--checkpoint, default OUT.ckpt) every --checkpoint-every updates; --resume
+    continues exactly (bit-identically on CPU). Under torchrun the processes train
+    DistributedDataParallel, each on its own slices.
+    """
+    from mrgen.djsense.model import DJSenseConfig
+    from mrgen.djsense.training import TrainConfig, check_train_config, load_examples
+    from mrgen.djsense.training import train_djsense as run
+    from mrgen.errors import UsageError
+    from mrgen.training.distributed import init_distributed
+    from mrgen.training.engine import EngineOptions
+
+    from .cli import command_line, device, info, settings, show_progress
+    from .train_prior import _check_paths, _default_checkpoint
+
+    if mode == "l2":
+        raise UsageError("--mode l2: plain J-Sense has nothing to train; use mrgen djsense "
+                         "--mode l2")
+    out = Path(output)
+    ckpt = Path(checkpoint) if checkpoint else _default_checkpoint(out)
+    _check_paths(out, ckpt, data, None)
+    for name, value in (("--steps", steps), ("--checkpoint-every", checkpoint_every),
+                        ("--central-slices", central_slices)):
+        if value < 0:
+            raise UsageError(f"{name} {value}: must be at least 0")
+    if resume and not ckpt.exists():
+        raise UsageError(f"--resume: {ckpt} does not exist (nothing to resume)")
+    if not resume and ckpt.exists():
+        raise UsageError(f"{ckpt}: a checkpoint of an earlier run exists; continue it with "
+                         f"--resume or remove it")
+    architecture = DJSenseConfig(mode=mode, unrolls=unrolls,
+                                 map_cg=0 if mode == "modl" else map_cg, image_cg=image_cg,
+                                 map_kernel=tuple(map_kernel), width=width, blocks=blocks,
+                                 lam_map=lam, lam_image=lam)
+    architecture.check()
+    config = TrainConfig(mask=mask, batch=batch, lr=lr, decay_every=decay_every, gamma=gamma,
+                         clip=clip, curriculum=curriculum)
+    check_train_config(config)
+    context = init_distributed(device())
+    try:
+        examples = load_examples(data, central_slices)
+        main = context.is_main
+        if main:
+            info(f"{len(examples.kspace)} training slices from {len(data)} file(s); masks "
+                 f"{mask}")
+        options = EngineOptions(
+            steps=steps, seed=settings.seed, checkpoint=ckpt, checkpoint_every=checkpoint_every,
+            resume=resume, progress=show_progress(), nan_guard=nan_guard,
+            log=info if main else None, log_every=checkpoint_every or 100,
+            description="train djsense")
+        result, _ = run(examples, architecture, config, out, options, context,
+                        command=command_line())
+        if main:
+            loss = result.metrics.get("loss")
+            text = f", loss {loss:.4g}" if loss is not None else ""
+            skipped = f", {result.nan_skipped} updates undone" if result.nan_skipped else ""
+            info(f"wrote {out} (step {result.step}{text}{skipped}); checkpoint {ckpt}")
+    finally:
+        context.close()

@@ -1,0 +1,8 @@
+"""Deep J-Sense (paper 003): unrolled alternating optimisation of image and map kernels.
+
+``model``: the operators, the networks and the unrolled model (also MoDL and L2 J-Sense);
+``training``: supervised end-to-end training on the shared engine (``mrgen train djsense``).
+"""
+
+from .model import (KIND, MODES, DJSense, DJSenseConfig, KernelModel, acs_scale,  # noqa: F401
+                    build_model, linear_convolution)
