@@ -99,10 +99,10 @@ def section_tv(size, slices):
     if shutil.which("bart"):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            images = []
             for s in range(slices):
                 io.write_array(str(tmp / f"k{s}"), kspace[s].numpy(), io.roles.KSPACE)
                 run_bart("ecalib", "-m1", tmp / f"k{s}", tmp / f"m{s}")
+
             def pics(weight):
                 out = []
                 for s in range(slices):
