@@ -18,7 +18,8 @@ COMMANDS = sorted(name for name, _ in _leaf_commands(typer.main.get_command(app)
 
 def test_every_issue_command_is_registered():
     for name in ("phantom", "mask", "zf", "espirit", "sense", "ipalm", "langevin",
-                 "convdecoder", "metrics", "show", "train prior", "train calibrate"):
+                 "convdecoder", "djsense", "deepen", "metrics", "show", "train prior",
+                 "train calibrate", "train djsense", "train deepen"):
         assert name in COMMANDS
 
 

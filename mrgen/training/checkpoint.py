@@ -58,9 +58,16 @@ def _build_djsense(architecture: dict) -> torch.nn.Module:
     return build_model(architecture)
 
 
+def _build_deepen(architecture: dict) -> torch.nn.Module:
+    from ..deepen.model import build_model
+
+    return build_model(architecture)
+
+
 # Built lazily, so that a fresh process loads any model file without importing every method.
 register_model_kind("energy-prior", _build_energy_prior)
 register_model_kind("djsense", _build_djsense)
+register_model_kind("deepen-energy", _build_deepen)
 
 
 def model_description(kind: str, architecture: dict, normalisation: str,

@@ -1,0 +1,152 @@
+"""mrgen train deepen: maximum likelihood of DEEPEN's posterior energy (paper 004)."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .cli import command
+from .train import train_app
+
+SUMMARY = "Train DEEPEN's end-to-end posterior energy by maximum likelihood (paper 004)."
+
+
+@command("deepen", SUMMARY, group=train_app)
+def train_deepen(
+    data: Annotated[list[str], typer.Argument(
+        metavar="DATA...", help="Fully sampled k-space: mrgen phantom .h5 files (kspace, maps "
+        "and the complex truth image), fastMRI .h5 (kspace; maps by ESPIRiT, truth the coil "
+        "combination), .npy or .cfl k-space (coils, H, W) or (slices, coils, H, W).",
+        show_default=False)],
+    output: Annotated[str, typer.Argument(
+        metavar="OUT.pt", help="The trained model: a self-describing PyTorch file "
+        "(architecture, weights, normalisation, mask, data, command).", show_default=False)],
+    mask: Annotated[str, typer.Option(
+        "--mask", metavar="KIND:ACCEL[:CENTER]", help="Sampling masks of the training forward "
+        "operator, one drawn per example and step (mrgen mask syntax; the paper: 2D 4x).",
+        rich_help_panel="Training")] = "poisson:4",
+    steps: Annotated[int, typer.Option(
+        "--steps", help="Parameter updates in all. With --resume, the total to reach.",
+        rich_help_panel="Training")] = 10000,
+    batch: Annotated[int, typer.Option(
+        "--batch", help="Slices per update (true and fake samples each); split over processes "
+        "under torchrun.", rich_help_panel="Training")] = 4,
+    lr: Annotated[float, typer.Option(
+        "--lr", help="Adam learning rate (constant; the paper does not state one).",
+        rich_help_panel="Training")] = 1e-4,
+    energy_penalty: Annotated[float, typer.Option(
+        "--energy-penalty", help="Add alpha * mean(E^2) to the loss (a stabiliser, not the "
+        "paper's; 0 = the paper).", rich_help_panel="Training")] = 0.0,
+    central_slices: Annotated[int, typer.Option(
+        "--central-slices", metavar="N", help="From each multi-slice file the N middle slices "
+        "(0: all).", rich_help_panel="Data")] = 0,
+    eps: Annotated[float, typer.Option(
+        "--eps", help="Langevin noise eps of Eq. 16; the training images get N(0, (2 eps^2)^2) "
+        "noise. Stored in the model: the default of mrgen deepen --mode sample.",
+        rich_help_panel="Sampler")] = 0.02,
+    chain_steps: Annotated[int, typer.Option(
+        "--chain-steps", help="Langevin steps per fake sample (the paper: 100).",
+        rich_help_panel="Sampler")] = 100,
+    init_std: Annotated[float, typer.Option(
+        "--init-std", help="Std of the Gaussian noise the chains start from (per real "
+        "component, normalised scale).", rich_help_panel="Sampler")] = 1.0,
+    width: Annotated[int, typer.Option(
+        "--width", help="Channels of each convolution (the paper: 64).",
+        rich_help_panel="Architecture")] = 64,
+    depth: Annotated[int, typer.Option(
+        "--depth", help="3x3 convolutions (the paper: 5).",
+        rich_help_panel="Architecture")] = 5,
+    activation: Annotated[str, typer.Option(
+        "--activation", metavar="relu|softplus", help="Non-linearity (the paper: relu).",
+        rich_help_panel="Architecture")] = "relu",
+    nan_guard: Annotated[bool, typer.Option(
+        "--nan-guard/--no-nan-guard", help="Undo an update whose loss or weights are not "
+        "finite and go on.", rich_help_panel="Training")] = False,
+    checkpoint: Annotated[Optional[str], typer.Option(
+        "--checkpoint", metavar="FILE", help="Training checkpoint (default: OUT with the "
+        "suffix .ckpt).", show_default=False, rich_help_panel="Checkpoints")] = None,
+    checkpoint_every: Annotated[int, typer.Option(
+        "--checkpoint-every", metavar="STEPS", help="Write the checkpoint every STEPS updates "
+        "(and at the end; 0: only at the end).", rich_help_panel="Checkpoints")] = 50,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue from the checkpoint exactly where it stopped.",
+        rich_help_panel="Checkpoints")] = False,
+    samples_png: Annotated[Optional[str], typer.Option(
+        "--samples-png", metavar="FILE", help="Write the magnitudes of the current fake "
+        "samples (window 0..1) as a PNG every --png-every updates.", show_default=False,
+        rich_help_panel="Checkpoints")] = None,
+    png_every: Annotated[int, typer.Option(
+        "--png-every", metavar="STEPS", help="Period of --samples-png.",
+        rich_help_panel="Checkpoints")] = 50,
+):
+    """Train DEEPEN's energy E_theta end to end for a forward operator (paper 004): the
+    posterior p(x | b) ~ exp(-1/2 ||A x - b||^2 - E(x)) is fitted to the training images by
+    maximum likelihood (Eq. 8-13).
+
+    Each update: a batch of slices, a mask per slice drawn from --mask, b = the masked k-space
+    and A = M F S with the file's maps (else ESPIRiT of the full k-space); image and k-space
+    divided by the maximum of the SENSE image of b. True samples x+ are the ground truth (the
+    file's complex image, else the coil combination) plus N(0, (2 eps^2)^2) noise; fake samples
+    x- come from --chain-steps Langevin steps of the scaled posterior (Eq. 16) x <- x -
+    (A^H(Ax - b) + grad E(x)) + eps z started from Gaussian noise; the loss is E(x+) - E(x-)
+    (no back-propagation through the chain) and Adam takes one step.
+
+    The network: --depth 3x3 convolutions of --width channels with ReLU, a per-pixel linear
+    layer, absolute values summed over the image (E >= 0). Progress: the loss (the energy gap,
+    negative when the data have lower energy than the fake samples), both energies, the
+    learning rate.
+
+    Checkpoints, --resume (bit-identical on CPU) and torchrun DDP work as for mrgen train
+    prior. OUT.pt records the architecture, weights, normalisation, mask, eps, data and
+    command; mrgen deepen rebuilds the model from it alone.
+    """
+    from mrgen.deepen.model import DeepenConfig
+    from mrgen.deepen.training import DeepenTrainConfig, check_train_config, load_examples
+    from mrgen.deepen.training import train_deepen as run
+    from mrgen.errors import UsageError
+    from mrgen.training.distributed import init_distributed
+    from mrgen.training.engine import EngineOptions
+
+    from .cli import command_line, device, info, settings, show_progress
+    from .train_prior import _check_paths, _default_checkpoint
+
+    out = Path(output)
+    ckpt = Path(checkpoint) if checkpoint else _default_checkpoint(out)
+    _check_paths(out, ckpt, data, samples_png)
+    if resume and not ckpt.exists():
+        raise UsageError(f"--resume: {ckpt} does not exist (nothing to resume)")
+    if not resume and ckpt.exists():
+        raise UsageError(f"{ckpt}: a checkpoint of an earlier run exists; continue it with "
+                         f"--resume or remove it")
+    for name, value in (("--steps", steps), ("--checkpoint-every", checkpoint_every),
+                        ("--png-every", png_every), ("--central-slices", central_slices)):
+        if value < 0:
+            raise UsageError(f"{name} {value}: must be at least 0")
+    if samples_png is not None and png_every < 1:
+        raise UsageError(f"--png-every {png_every}: must be at least 1 with --samples-png")
+    architecture = DeepenConfig(width=width, depth=depth, activation=activation)
+    architecture.validate()
+    config = DeepenTrainConfig(mask=mask, batch=batch, lr=lr, eps=eps, chain_steps=chain_steps,
+                               init_std=init_std, energy_penalty=energy_penalty)
+    context = init_distributed(device())
+    try:
+        check_train_config(config, context.world_size)
+        examples = load_examples(data, central_slices)
+        main = context.is_main
+        desc = examples.description
+        if main:
+            info(f"{desc['slices']} training slices from {len(desc['files'])} file(s), "
+                 f"{'x'.join(map(str, desc['shape']))} (coils x H x W), masks {mask}")
+        options = EngineOptions(
+            steps=steps, seed=settings.seed, checkpoint=ckpt, checkpoint_every=checkpoint_every,
+            resume=resume, progress=show_progress(), nan_guard=nan_guard,
+            log=info if main else None, log_every=checkpoint_every or 100,
+            description="train deepen")
+        result, _ = run(examples, architecture, config, out, options, context,
+                        command=command_line(), samples_png=samples_png, png_every=png_every)
+        if main:
+            m = result.metrics
+            gap = f", energy gap {m['loss']:.4g}" if "loss" in m else ""
+            info(f"wrote {out} (step {result.step}{gap}); checkpoint {ckpt}")
+    finally:
+        context.close()
