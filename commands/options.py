@@ -11,3 +11,15 @@ SliceOption = Annotated[Optional[str], typer.Option(
 CropOption = Annotated[Optional[tuple[int, int]], typer.Option(
     "--crop", help="Centre-crop the output image to H W (e.g. 320 320 as fastMRI).",
     show_default=False)]
+
+
+# The training commands' checkpoint options (train prior, djsense, deepen).
+CheckpointOption = Annotated[Optional[str], typer.Option(
+    "--checkpoint", metavar="FILE", help="Training checkpoint (default: OUT with the suffix "
+    ".ckpt).", show_default=False, rich_help_panel="Checkpoints")]
+CheckpointEveryOption = Annotated[int, typer.Option(
+    "--checkpoint-every", metavar="STEPS", help="Write the checkpoint every STEPS updates (and "
+    "at the end; 0: only at the end).", rich_help_panel="Checkpoints")]
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="Continue from the checkpoint exactly where it stopped (a larger --steps "
+    "extends a finished run).", rich_help_panel="Checkpoints")]

@@ -1,11 +1,12 @@
 """mrgen train djsense: supervised end-to-end training of Deep J-Sense or MoDL (paper 003)."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from .cli import command
+from .options import CheckpointEveryOption, CheckpointOption, ResumeOption
 from .train import train_app
 
 SUMMARY = "Train Deep J-Sense (or MoDL) end to end on fully sampled multi-coil k-space."
@@ -70,15 +71,9 @@ def train_djsense(
     central_slices: Annotated[int, typer.Option(
         "--central-slices", metavar="N", help="From each volume the N middle slices (0: all; "
         "the paper: 5).", rich_help_panel="Data")] = 5,
-    checkpoint: Annotated[Optional[str], typer.Option(
-        "--checkpoint", metavar="FILE", help="Training checkpoint (default: OUT with the "
-        "suffix .ckpt).", show_default=False, rich_help_panel="Checkpoints")] = None,
-    checkpoint_every: Annotated[int, typer.Option(
-        "--checkpoint-every", metavar="STEPS", help="Write the checkpoint every STEPS updates "
-        "(and at the end; 0: only at the end).", rich_help_panel="Checkpoints")] = 50,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue from the checkpoint exactly where it stopped.",
-        rich_help_panel="Checkpoints")] = False,
+    checkpoint: CheckpointOption = None,
+    checkpoint_every: CheckpointEveryOption = 50,
+    resume: ResumeOption = False,
 ):
     """Train Deep J-Sense (paper 003) end to end: N unrolls of CG on the map kernels (n1
     steps), the map denoiser, CG on the image (n2 steps), the image denoiser (Eq. 5a-5d), with

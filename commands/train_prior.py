@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command
+from .options import CheckpointEveryOption, CheckpointOption, ResumeOption
 from .train import train_app
 
 SUMMARY = "Train the energy prior R_theta by maximum likelihood with Langevin sampling."
@@ -84,15 +85,9 @@ def train_prior(
     normalise: Annotated[str, typer.Option(
         "--normalise", metavar="max|minmax", help="Per slice: divide by the maximum (the "
         "authors' code) or map min..max to 0..1 (the paper).", rich_help_panel="Data")] = "max",
-    checkpoint: Annotated[Optional[str], typer.Option(
-        "--checkpoint", metavar="FILE", help="Training checkpoint (default: OUT with the "
-        "suffix .ckpt).", show_default=False, rich_help_panel="Checkpoints")] = None,
-    checkpoint_every: Annotated[int, typer.Option(
-        "--checkpoint-every", metavar="STEPS", help="Write the checkpoint every STEPS "
-        "updates (and at the end; 0: only at the end).", rich_help_panel="Checkpoints")] = 50,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue from the checkpoint exactly where it stopped.",
-        rich_help_panel="Checkpoints")] = False,
+    checkpoint: CheckpointOption = None,
+    checkpoint_every: CheckpointEveryOption = 50,
+    resume: ResumeOption = False,
     samples_png: Annotated[Optional[str], typer.Option(
         "--samples-png", metavar="FILE", help="Write a grid of current samples (window 0..1) "
         "as a PNG every --png-every updates.", show_default=False,
