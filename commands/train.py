@@ -8,7 +8,7 @@ import typer
 
 from .cli import app
 
-SUMMARY = "Train the learned models (the energy prior and its calibration) on images or k-space."
+SUMMARY = "Train the learned models: the energy prior (and its calibration), Deep J-Sense, DEEPEN."
 
 train_app = typer.Typer(name="train", help=SUMMARY, no_args_is_help=True,
                         context_settings={"help_option_names": ["-h", "--help"]})
