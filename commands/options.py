@@ -23,3 +23,10 @@ CheckpointEveryOption = Annotated[int, typer.Option(
 ResumeOption = Annotated[bool, typer.Option(
     "--resume", help="Continue from the checkpoint exactly where it stopped (a larger --steps "
     "extends a finished run).", rich_help_panel="Checkpoints")]
+SamplesPngOption = Annotated[Optional[str], typer.Option(
+    "--samples-png", metavar="FILE", help="Write a grid of the current samples (magnitude, "
+    "window 0..1) as a PNG every --png-every updates.", show_default=False,
+    rich_help_panel="Checkpoints")]
+PngEveryOption = Annotated[int, typer.Option(
+    "--png-every", metavar="STEPS", help="Period of --samples-png.",
+    rich_help_panel="Checkpoints")]

@@ -1,12 +1,13 @@
 """mrgen train deepen: maximum likelihood of DEEPEN's posterior energy (paper 004)."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from .cli import command
-from .options import CheckpointEveryOption, CheckpointOption, ResumeOption
+from .options import (CheckpointEveryOption, CheckpointOption, PngEveryOption, ResumeOption,
+                      SamplesPngOption)
 from .train import train_app
 
 SUMMARY = "Train DEEPEN's end-to-end posterior energy by maximum likelihood (paper 004)."
@@ -66,13 +67,8 @@ def train_deepen(
     checkpoint: CheckpointOption = None,
     checkpoint_every: CheckpointEveryOption = 50,
     resume: ResumeOption = False,
-    samples_png: Annotated[Optional[str], typer.Option(
-        "--samples-png", metavar="FILE", help="Write the magnitudes of the current fake "
-        "samples (window 0..1) as a PNG every --png-every updates.", show_default=False,
-        rich_help_panel="Checkpoints")] = None,
-    png_every: Annotated[int, typer.Option(
-        "--png-every", metavar="STEPS", help="Period of --samples-png.",
-        rich_help_panel="Checkpoints")] = 50,
+    samples_png: SamplesPngOption = None,
+    png_every: PngEveryOption = 50,
 ):
     """Train DEEPEN's energy E_theta end to end for a forward operator (paper 004): the
     posterior p(x | b) ~ exp(-1/2 ||A x - b||^2 - E(x)) is fitted to the training images by

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command
-from .options import CheckpointEveryOption, CheckpointOption, ResumeOption
+from .options import (CheckpointEveryOption, CheckpointOption, PngEveryOption, ResumeOption,
+                      SamplesPngOption)
 from .train import train_app
 
 SUMMARY = "Train the energy prior R_theta by maximum likelihood with Langevin sampling."
@@ -88,13 +89,8 @@ def train_prior(
     checkpoint: CheckpointOption = None,
     checkpoint_every: CheckpointEveryOption = 50,
     resume: ResumeOption = False,
-    samples_png: Annotated[Optional[str], typer.Option(
-        "--samples-png", metavar="FILE", help="Write a grid of current samples (window 0..1) "
-        "as a PNG every --png-every updates.", show_default=False,
-        rich_help_panel="Checkpoints")] = None,
-    png_every: Annotated[int, typer.Option(
-        "--png-every", metavar="STEPS", help="Period of --samples-png.",
-        rich_help_panel="Checkpoints")] = 50,
+    samples_png: SamplesPngOption = None,
+    png_every: PngEveryOption = 50,
 ):
     """Train the learned energy R_theta of papers 000/001 by maximum likelihood: the prior of
     `mrgen ipalm` and `mrgen langevin`.

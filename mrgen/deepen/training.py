@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 from ..errors import DataError, UsageError
-from ..training.checkpoint import load_model_checkpoint, model_description, save_model_checkpoint
+from ..training.checkpoint import load_model_checkpoint, model_description
 from ..training.distributed import DistContext, epoch_indices, init_generator
-from ..training.engine import EngineOptions, TrainingMethod, run_training
+from ..training.engine import EngineOptions, TrainingMethod, train_and_save
 from .model import KIND, NORMALISATION, DeepenConfig, DeepenEnergy, Posterior, data_scale
 
 
@@ -273,13 +273,7 @@ def train_deepen(examples: DeepenExamples, architecture: DeepenConfig,
     if samples_png is not None:
         hooks.append(png_hook(samples_png, png_every, lambda: method.last_samples,
                               window=(0.0, 1.0)))
-    result = run_training(method, options, context, hooks)
-    if context.is_main:
-        description["training"]["steps"] = result.step
-        description["training"]["nan_skipped"] = result.nan_skipped
-        description["training"]["final_metrics"] = result.metrics
-        save_model_checkpoint(output, method.model, description)
-    context.barrier()
+    result = train_and_save(method, options, context, output, description, hooks)
     return result, method
 
 

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from ..errors import DataError, UsageError
-from ..training.checkpoint import load_model_checkpoint, model_description, save_model_checkpoint
+from ..training.checkpoint import load_model_checkpoint, model_description
 from ..training.distributed import DistContext, epoch_indices, init_generator
-from ..training.engine import EngineOptions, TrainingMethod, run_training
+from ..training.engine import EngineOptions, TrainingMethod, train_and_save
 from .model import KIND, DJSense, DJSenseConfig, acs_scale, espirit_for
 
 NORMALISATION = "k-space (and reference) divided by max |ACS| (the largest magnitude of the " \
@@ -233,13 +233,7 @@ def train_djsense(examples: Examples, architecture: DJSenseConfig, config: Train
                    "slices": data["slices"],
                    "data": [[Path(str(f["path"])).name, f["slices"]] for f in data["files"]]}
     options = dataclasses.replace(options, fingerprint=fingerprint, model_info=description)
-    result = run_training(method, options, context)
-    if context.is_main:
-        description["training"]["steps"] = result.step
-        description["training"]["nan_skipped"] = result.nan_skipped
-        description["training"]["final_metrics"] = result.metrics
-        save_model_checkpoint(output, method.model, description)
-    context.barrier()
+    result = train_and_save(method, options, context, output, description)
     return result, method
 
 

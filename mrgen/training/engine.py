@@ -213,6 +213,22 @@ def run_training(method: TrainingMethod, options: EngineOptions,
 # Checkpoints
 
 
+def train_and_save(method: TrainingMethod, options: EngineOptions, context: DistContext,
+                   output, description: dict, hooks=()) -> TrainResult:
+    """run_training, then (rank 0) the model file at ``output``, its ``description`` completed
+    with the steps, undone updates and final metrics; every rank waits for the file."""
+    from .checkpoint import save_model_checkpoint
+
+    result = run_training(method, options, context, hooks)
+    if context.is_main:
+        description["training"]["steps"] = result.step
+        description["training"]["nan_skipped"] = result.nan_skipped
+        description["training"]["final_metrics"] = result.metrics
+        save_model_checkpoint(output, method.model, description)
+    context.barrier()
+    return result
+
+
 def save_training_checkpoint(path, payload: dict) -> None:
     """torch.save ``payload`` to ``path`` atomically (temporary file, then rename)."""
     with atomic_path(Path(path)) as tmp:

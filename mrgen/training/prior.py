@@ -35,10 +35,9 @@ import torch
 
 from ..errors import UsageError
 from ..priors.energy import EnergyConfig, EnergyNet
-from .checkpoint import (load_model_checkpoint, model_description, save_model_checkpoint,
-                         store_fitted_entries)
+from .checkpoint import load_model_checkpoint, model_description, store_fitted_entries
 from .distributed import DistContext, init_generator
-from .engine import EngineOptions, TrainingMethod, png_hook, run_training
+from .engine import EngineOptions, TrainingMethod, png_hook, train_and_save
 
 KIND = "energy-prior"
 INIT_MODEL = 0
@@ -248,13 +247,7 @@ def train_prior(images, data_description: dict, architecture: EnergyConfig,
     hooks = []
     if samples_png is not None:
         hooks.append(png_hook(samples_png, png_every, lambda: method.last_samples))
-    result = run_training(method, options, context, hooks)
-    if context.is_main:
-        description["training"]["steps"] = result.step
-        description["training"]["nan_skipped"] = result.nan_skipped
-        description["training"]["final_metrics"] = result.metrics
-        save_model_checkpoint(output, method.model, description)
-    context.barrier()
+    result = train_and_save(method, options, context, output, description, hooks)
     return result, method
 
 
