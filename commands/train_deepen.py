@@ -96,9 +96,8 @@ def train_deepen(
     from mrgen.deepen.training import train_deepen as run
     from mrgen.errors import UsageError
     from mrgen.training.distributed import init_distributed
-    from mrgen.training.engine import EngineOptions
 
-    from .cli import command_line, device, info, settings, show_progress
+    from .cli import command_line, device, engine_options, info
     from .train_prior import _check_paths, _default_checkpoint
 
     out = Path(output)
@@ -128,11 +127,8 @@ def train_deepen(
         if main:
             info(f"{desc['slices']} training slices from {len(desc['files'])} file(s), "
                  f"{'x'.join(map(str, desc['shape']))} (coils x H x W), masks {mask}")
-        options = EngineOptions(
-            steps=steps, seed=settings.seed, checkpoint=ckpt, checkpoint_every=checkpoint_every,
-            resume=resume, progress=show_progress(), nan_guard=nan_guard,
-            log=info if main else None, log_every=checkpoint_every or 100,
-            description="train deepen")
+        options = engine_options("train deepen", steps, ckpt, checkpoint_every, resume, nan_guard,
+                                 main)
         result, _ = run(examples, architecture, config, out, options, context,
                         command=command_line(), samples_png=samples_png, png_every=png_every)
         if main:

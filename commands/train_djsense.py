@@ -97,9 +97,8 @@ def train_djsense(
     from mrgen.djsense.training import train_djsense as run
     from mrgen.errors import UsageError
     from mrgen.training.distributed import init_distributed
-    from mrgen.training.engine import EngineOptions
 
-    from .cli import command_line, device, info, settings, show_progress
+    from .cli import command_line, device, engine_options, info
     from .train_prior import _check_paths, _default_checkpoint
 
     if mode == "l2":
@@ -132,11 +131,8 @@ def train_djsense(
         if main:
             info(f"{len(examples.kspace)} training slices from {len(data)} file(s); masks "
                  f"{mask}")
-        options = EngineOptions(
-            steps=steps, seed=settings.seed, checkpoint=ckpt, checkpoint_every=checkpoint_every,
-            resume=resume, progress=show_progress(), nan_guard=nan_guard,
-            log=info if main else None, log_every=checkpoint_every or 100,
-            description="train djsense")
+        options = engine_options("train djsense", steps, ckpt, checkpoint_every, resume, nan_guard,
+                                 main)
         result, _ = run(examples, architecture, config, out, options, context,
                         command=command_line())
         if main:

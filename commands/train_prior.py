@@ -136,11 +136,10 @@ def train_prior(
     from mrgen.priors.energy import EnergyConfig
     from mrgen.training.data import load_training_images
     from mrgen.training.distributed import init_distributed
-    from mrgen.training.engine import EngineOptions
     from mrgen.training.prior import PriorConfig, check_config
     from mrgen.training.prior import train_prior as run
 
-    from .cli import command_line, device, info, settings, show_progress
+    from .cli import command_line, device, engine_options, info
 
     out = Path(output)
     ckpt = Path(checkpoint) if checkpoint else _default_checkpoint(out)
@@ -173,11 +172,8 @@ def train_prior(
                  f"{crop}x{crop}, {desc['normalisation']}"
                  + (f"; {desc['skipped_constant']} constant slices skipped"
                     if desc["skipped_constant"] else ""))
-        options = EngineOptions(
-            steps=steps, seed=settings.seed, checkpoint=ckpt, checkpoint_every=checkpoint_every,
-            resume=resume, progress=show_progress(), nan_guard=nan_guard,
-            log=info if main else None, log_every=checkpoint_every or 100,
-            description="train prior")
+        options = engine_options("train prior", steps, ckpt, checkpoint_every, resume, nan_guard,
+                                 main)
         result, _ = run(loaded.images, desc, architecture, config, out, options, context,
                         samples_png=samples_png, png_every=png_every, command=command_line())
         if main:
