@@ -7,8 +7,11 @@ DST-II diagonalises with eigenvalues 2 - 2 cos(pi k / N), k = 1..N — the eigen
 authors' code. (A boundary one full sample out would need the DST-I of length 2N + 2, whose
 FFT lengths, 738 and 1282 for fastMRI's 368 and 640, factor badly: 4x slower.)
 
-Both transforms are FFTs of length 2N, on any torch device and for complex input (the
-transform is real, so it acts on real and imaginary parts separately, as Eq. 14 says).
+Each 1D transform is one FFT of length N (Makhoul's reordering: even samples first, odd
+samples reversed after them, which turns the cosine sum into an FFT; the DST-II is the DCT-II
+of (-1)^n x read backwards), with complex input handled directly: the transform is real, so
+it acts on real and imaginary parts separately, as Eq. 14 says. This is half the work of the
+textbook FFT of the odd extension of length 2N, and needs no concatenated copy.
 """
 
 from __future__ import annotations
@@ -19,41 +22,102 @@ import math
 import torch
 
 
-@functools.lru_cache(maxsize=16)
-def _twiddle(n: int, device, dtype) -> torch.Tensor:
-    """exp(-i pi m / (2N)) for m = 1..N (cached: the prox runs every backtracking try)."""
-    m = torch.arange(1, n + 1, device=device, dtype=torch.float64)
-    return torch.polar(torch.ones_like(m), -math.pi * m / (2 * n)).to(dtype)
+@functools.lru_cache(maxsize=32)
+def _twiddles(n: int, device, ctype):
+    """(a, b) with y_k = a_k V_{N-1-k} + b_k V_{(k+1) mod N}: the DST-II read off the FFT V of
+    the folded data (a_k = w_{N-1-k} / 2, b_k = conj(a_k), w_k = exp(-i pi k / 2N)), and
+    conj(w) for the inverse. Cached: the prox runs every backtracking try."""
+    k = torch.arange(n, device=device, dtype=torch.float64)
+    w = torch.polar(torch.ones_like(k), -math.pi * k / (2 * n))
+    a = (0.5 * w.flip(0)).to(ctype)
+    return a, a.conj(), w.conj().to(ctype)
+
+
+def _complex_type(x: torch.Tensor) -> torch.dtype:
+    if x.is_complex():
+        return x.dtype
+    return torch.complex128 if x.dtype == torch.float64 else torch.complex64
+
+
+def _dst_last(x: torch.Tensor) -> torch.Tensor:
+    """DST-II along the last axis of a complex array (any strides), contiguous output."""
+    n = x.shape[-1]
+    half = (n + 1) // 2
+    # Makhoul's fold of (-1)^n x: even samples, then the odd ones reversed and negated.
+    v = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    v[..., :half] = x[..., 0::2]
+    v[..., half:] = x[..., 1::2].flip(-1)
+    v[..., half:].neg_()
+    spectrum = torch.fft.fft(v, dim=-1)
+    a, b, _ = _twiddles(n, x.device, x.dtype)
+    y = spectrum.flip(-1)
+    y.mul_(a)
+    y[..., :-1].add_(spectrum[..., 1:] * b[:-1])
+    y[..., -1:].add_(spectrum[..., :1] * b[-1:])
+    return y
+
+
+def _idst_last(y: torch.Tensor) -> torch.Tensor:
+    """The inverse of _dst_last, along the last axis."""
+    n = y.shape[-1]
+    half = (n + 1) // 2
+    _, _, w_conj = _twiddles(n, y.device, y.dtype)
+    # V_k = conj(w_k) (y_{N-1-k} - i y_{k-1}), with y_{-1} = 0.
+    spectrum = y.flip(-1)
+    spectrum[..., 1:].sub_(1j * y[..., :-1])
+    spectrum.mul_(w_conj)
+    v = torch.fft.ifft(spectrum, dim=-1)
+    x = torch.empty(y.shape, dtype=y.dtype, device=y.device)
+    x[..., 0::2] = v[..., :half]
+    x[..., 1::2] = v[..., half:].flip(-1)
+    x[..., 1::2].neg_()
+    return x
 
 
 def dst2(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """y_k = sum_n x_n sin(pi (k+1)(2n+1) / (2N)) along ``dim`` (unnormalised DST-II)."""
-    x = x.movedim(dim, -1)
-    n = x.shape[-1]
-    ctype = x.dtype if x.is_complex() else torch.complex64 if x.dtype == torch.float32 \
-        else torch.complex128
-    spectrum = torch.fft.fft(torch.cat([x, -x.flip(-1)], dim=-1).to(ctype), dim=-1)
-    y = 0.5j * _twiddle(n, x.device, ctype) * spectrum[..., 1:n + 1]
-    return (y if x.is_complex() else y.real).movedim(-1, dim)
+    y = _dst_last(x.to(_complex_type(x)).movedim(dim, -1)).movedim(-1, dim)
+    return y if x.is_complex() else y.real
 
 
 def idst2(y: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """The exact inverse of dst2 along ``dim``."""
-    y = y.movedim(dim, -1)
-    n = y.shape[-1]
-    ctype = y.dtype if y.is_complex() else torch.complex64 if y.dtype == torch.float32 \
-        else torch.complex128
-    twiddle = _twiddle(n, y.device, ctype)
-    upper = -2j * y.to(ctype) / twiddle                                  # V_m, m = 1..N
-    lower = (2j * twiddle[:-1] * y[..., :-1].to(ctype)).flip(-1)         # V_m, m = N+1..2N-1
-    zero = torch.zeros(*y.shape[:-1], 1, dtype=ctype, device=y.device)   # V_0
-    x = torch.fft.ifft(torch.cat([zero, upper, lower], dim=-1), dim=-1)[..., :n]
-    return (x if y.is_complex() else x.real).movedim(-1, dim)
+    x = _idst_last(y.to(_complex_type(y)).movedim(dim, -1)).movedim(-1, dim)
+    return x if y.is_complex() else x.real
+
+
+def dst2d(x: torch.Tensor) -> torch.Tensor:
+    """DST-II over the last two axes, in the *transposed* layout (..., W, H): the second
+    transform then runs along contiguous memory (an FFT along a strided axis is twice as
+    slow), and the coefficients are only ever divided and fed back to idst2d."""
+    y = _dst_last(x.to(_complex_type(x)))
+    return _dst_last(y.transpose(-1, -2))
+
+
+def idst2d(coefficients: torch.Tensor) -> torch.Tensor:
+    """The inverse of dst2d: coefficients (..., W, H) -> (..., H, W)."""
+    return _idst_last(_idst_last(coefficients).transpose(-1, -2))
 
 
 def laplacian_eigenvalues(n: int, device=None, dtype=torch.float32) -> torch.Tensor:
     k = torch.arange(1, n + 1, device=device, dtype=dtype)
     return 2 - 2 * torch.cos(math.pi * k / n)
+
+
+@functools.lru_cache(maxsize=16)
+def smoothness_eigenvalues(height: int, width: int, device, dtype) -> torch.Tensor:
+    """xi_kl of D^T D in the basis of dst2d, in its transposed layout (W, H)."""
+    return (laplacian_eigenvalues(width, device, dtype)[:, None]
+            + laplacian_eigenvalues(height, device, dtype)[None, :])
+
+
+def prox_in_dst_basis(coefficients: torch.Tensor, weight) -> torch.Tensor:
+    """The smoothness prox on dst2d coefficients (..., W, H): (I + weight D^T D)^-1 is a
+    division there. ``weight``: a number or a real tensor broadcastable to the batch axes."""
+    width, height = coefficients.shape[-2:]
+    xi = smoothness_eigenvalues(height, width, coefficients.device, coefficients.real.dtype)
+    # One real factor, then a complex multiply (complex x real takes a slow path on the CPU).
+    return coefficients * (1 / (1 + weight * xi)).to(coefficients.dtype)
 
 
 def smoothness_prox(maps: torch.Tensor, weight) -> torch.Tensor:
@@ -62,24 +126,25 @@ def smoothness_prox(maps: torch.Tensor, weight) -> torch.Tensor:
     Solves (I + weight L) x = maps exactly in the DST-II basis. ``weight`` is a number or a
     tensor broadcastable to the leading (batch) axes, e.g. mu / L_c per slice.
     """
-    h, w = maps.shape[-2:]
-    real = maps.real.dtype if maps.is_complex() else maps.dtype
-    xi = (laplacian_eigenvalues(h, maps.device, real)[:, None]
-          + laplacian_eigenvalues(w, maps.device, real)[None, :])
-    coefficients = dst2(dst2(maps, -1), -2)
-    return idst2(idst2(coefficients / (1 + weight * xi), -2), -1)
+    x = idst2d(prox_in_dst_basis(dst2d(maps), weight))
+    return x if maps.is_complex() else x.real
 
 
-def _laplacian_1d(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """(L x) along ``dim``: 2 x_n - x_{n-1} - x_{n+1} with x_{-1} = -x_0, x_N = -x_{N-1}."""
-    first, last = x.narrow(dim, 0, 1), x.narrow(dim, x.shape[dim] - 1, 1)
-    padded = torch.cat([-first, x, -last], dim=dim)
+def _boundary_differences(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """sum |D x|^2 along ``dim`` per element of the other axes, with x_{-1} = -x_0 and
+    x_N = -x_{N-1}: the interior differences plus |2 x_0|^2 / 2 + |2 x_{N-1}|^2 / 2."""
     n = x.shape[dim]
-    return 2 * x - padded.narrow(dim, 0, n) - padded.narrow(dim, 2, n)
+    interior = x.narrow(dim, 1, n - 1) - x.narrow(dim, 0, n - 1)
+    ends = _abs2(x.narrow(dim, 0, 1)) + _abs2(x.narrow(dim, n - 1, 1))
+    return _abs2(interior).sum(dim) + 2 * ends.sum(dim)
+
+
+def _abs2(x: torch.Tensor) -> torch.Tensor:
+    return x.real.square() + x.imag.square() if x.is_complex() else x.square()
 
 
 def smoothness_energy(maps: torch.Tensor) -> torch.Tensor:
-    """F(maps) = 1/2 <maps, L maps> over the last two axes, one value per batch element."""
-    lap = _laplacian_1d(maps, -1) + _laplacian_1d(maps, -2)
-    inner = (maps.conj() * lap).real if maps.is_complex() else maps * lap
-    return 0.5 * inner.flatten(1).sum(1)
+    """F(maps) = 1/2 <maps, L maps> = 1/2 ||D maps||^2 over the last two axes, one value per
+    batch element."""
+    total = _boundary_differences(maps, -1).sum(-1) + _boundary_differences(maps, -2).sum(-1)
+    return 0.5 * total.flatten(1).sum(1) if total.dim() > 1 else 0.5 * total
