@@ -17,8 +17,9 @@ def langevin(
         "W), then the output: the MMSE image (posterior mean). With --prior-only only OUT: the "
         "final states of the chains (chains, H, W).", show_default=False)],
     model: Annotated[Optional[str], typer.Option(
-        "--model", metavar="FILE.pt|NAME", help="Learned energy prior (as for ipalm); "
-        "without it, TV.", show_default=False)] = None,
+        "--model", metavar="FILE.pt|NAME", help="Learned energy prior (as for ipalm), or a "
+        "DEEPEN model of mrgen train deepen (its posterior: complex image, unit data weight, "
+        "ESPIRiT maps unless --maps); without it, TV.", show_default=False)] = None,
     reg: Annotated[str, typer.Option(
         "--reg", metavar="learned|tv", help="Regulariser, as for ipalm.",
         show_default=False)] = "",
@@ -28,7 +29,8 @@ def langevin(
         "for TV.", show_default=False)] = None,
     maps: Annotated[Optional[str], typer.Option(
         "--maps", metavar="FILE", help="Fixed coil maps, e.g. ipalm --maps-out. Without them "
-        "the maps come from a joint iPALM run first (--ipalm-iters), as in the paper.",
+        "the maps come from a joint iPALM run first (--ipalm-iters), as in the paper; for a "
+        "DEEPEN model from ESPIRiT of the calibration region, as mrgen deepen.",
         show_default=False)] = None,
     ipalm_iters: Annotated[int, typer.Option(
         "--ipalm-iters", help="iPALM iterations that estimate the maps when --maps is not "
@@ -43,18 +45,22 @@ def langevin(
     thin: Annotated[int, typer.Option("--thin", help="Keep every k-th state (paper: 15).")] = 15,
     step: Annotated[Optional[float], typer.Option(
         "--step", help="Gradient step of ULA. Default: the prior's own (1 for a learned prior, "
-        "eps/10 for TV), lowered to 1/lam when the data term needs it for stability.",
+        "eps/10 for TV), lowered to 1/lam when the data term needs it for stability; 1 for "
+        "DEEPEN (Eq. 16).",
         show_default=False)] = None,
     noise_std: Annotated[Optional[float], typer.Option(
         "--noise-std", help="Std of the ULA noise. Default: sqrt(2 step T) at the prior's "
         "temperature T: that of training for a learned prior (7.5e-3 at step 1, the authors' "
-        "code), T = 1e-3 for TV (at T = 1 TV samples are mostly noise).",
+        "code), T = 1e-3 for TV (at T = 1 TV samples are mostly noise); for DEEPEN the eps "
+        "it was trained with.",
         show_default=False)] = None,
-    init: Annotated[str, typer.Option(
-        "--init", metavar="ipalm|noise|zf|FILE", help="Start: the iPALM image (as the authors "
-        "for parallel imaging: a short burn-in suffices), uniform noise in [0, 1] of the scaled "
-        "data (paper 001's single-coil study, with a long burn-in), the zero-filled RSS, or an "
-        "image file.")] = "ipalm",
+    init: Annotated[Optional[str], typer.Option(
+        "--init", metavar="ipalm|noise|zf|sense|FILE", help="Start: the iPALM image (the "
+        "default; as the authors for parallel imaging: a short burn-in suffices), uniform "
+        "noise in [0, 1] of the scaled data (paper 001's single-coil study, with a long "
+        "burn-in), the zero-filled RSS, or an image file. For DEEPEN: the SENSE image (sense, "
+        "the default), Gaussian noise as in training (noise), or a complex image file.",
+        show_default=False)] = None,
     nonneg: Annotated[bool, typer.Option(
         "--nonneg", help="Project the chain on u >= 0 after each step (the paper does not).")]
     = False,
@@ -71,6 +77,8 @@ def langevin(
         "--shape", metavar="H W", help="Image size for --prior-only (default: the prior's "
         "crop).", show_default=False)] = None,
     chains: Annotated[int, typer.Option("--chains", help="Chains for --prior-only.")] = 4,
+    magnitude: Annotated[bool, typer.Option(
+        "--magnitude", help="DEEPEN: write magnitudes instead of complex images.")] = False,
     tv_eps: Annotated[float, typer.Option("--tv-eps", help="Charbonnier TV smoothing.")] = 1e-3,
     slice_: SliceOption = None,
 ):
@@ -79,7 +87,10 @@ def langevin(
     (papers 000/001, Sections 2.5-2.6), with the maps fixed (given, or from iPALM). Mean and
     variance are accumulated on the fly (Welford); samples are streamed to disk on request.
     --prior-only draws images from the prior alone (paper Fig. 1). The sampler is general:
-    any energy mrgen knows can be sampled. --seed makes the chain reproducible."""
+    any energy mrgen knows can be sampled: with a DEEPEN model (mrgen train deepen) the chain
+    runs on DEEPEN's posterior (paper 004, Eq. 16: complex image, H(x) = 1/2 ||A x - b||^2 +
+    E(x)), with burn-in and thinning instead of mrgen deepen --mode sample's independent
+    chains. --seed makes the chain reproducible."""
     import torch
     from tqdm import tqdm
 
@@ -88,9 +99,25 @@ def langevin(
     from mrgen.io.stream import NpyStackWriter
     from mrgen.priors.loading import build_regulariser
 
+    from mrgen.deepen.model import KIND as DEEPEN
+    from mrgen.priors.loading import model_kind
+
     kspace, output = _split_inputs(inputs, prior_only)
     check_output(output, [kspace, mask, maps])
+    for extra in (var, samples_out):
+        if extra:
+            check_output(extra, [kspace, mask, maps, output])
     dev = device()
+    if model_kind(model) == DEEPEN:
+        _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init)
+        return _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, step,
+                                noise_std, init or "sense", var, samples_out, magnitude,
+                                slice_, dev)
+    if magnitude:
+        from mrgen.errors import UsageError
+
+        raise UsageError("--magnitude: only for a DEEPEN model (these images are real)")
+    init = init or "ipalm"
     regulariser, prior = build_regulariser(model, reg, tv_eps, dev)
     gen = make_generator(settings.seed, dev)
     total = burn_in + samples * thin
@@ -141,6 +168,81 @@ def langevin(
     save(output, squeeze(result.mean), io.roles.IMAGE, inputs=[kspace, mask, maps])
     if var:
         save(var, squeeze(result.variance), io.roles.IMAGE, inputs=[kspace, mask, maps])
+
+
+def _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init):
+    """Options of the iPALM posterior that a DEEPEN model does not have."""
+    from mrgen.errors import UsageError
+
+    unused = [
+        (reg, "--reg", ""),
+        (lam is not None, "--lam", ": DEEPEN's data term has unit weight (its energy was "
+                                   "trained against it)"),
+        (single_coil, "--single-coil", ""),
+        (nonneg, "--nonneg", ": DEEPEN images are complex"),
+        (prior_only, "--prior-only", ": DEEPEN learns a posterior for a forward operator, "
+                                     "not a prior to sample alone"),
+        (init in ("ipalm", "zf"), f"--init {init}", ": use sense, noise or an image file"),
+    ]
+    for given, option, reason in unused:
+        if given:
+            raise UsageError(f"{option}: not used with a DEEPEN model{reason}")
+
+
+def _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, step,
+                     noise_std, init, var, samples_out, magnitude, slice_, dev):
+    """langevin with a DEEPEN model: ULA on its posterior (mrgen.posterior)."""
+    import sys
+
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from mrgen import io, shapes
+    from mrgen.deepen.training import espirit_full, load_deepen, sampler_eps
+    from mrgen.device import generator as make_generator
+    from mrgen.io.stream import NpyStackWriter
+    from mrgen.posterior import sample_deepen_posterior
+
+    energy, metadata = load_deepen(model, dev)
+    slices = io.parse_slices(slice_)
+    data = load(kspace, io.roles.KSPACE, slices)
+    batched = torch.from_numpy(data if data.ndim == 4 else data[None]).to(dev)
+    mask_t = _mask_tensor(mask, data, batched, dev)
+    if maps is not None:
+        fitted = shapes.fit_maps(load(maps, io.roles.MAPS, slices), data.shape, maps)
+        maps_t = torch.from_numpy(fitted if fitted.ndim == 4 else fitted[None]).to(dev)
+    else:
+        info("langevin: ESPIRiT maps from the calibration region")
+        maps_t = espirit_full(batched * mask_t.unsqueeze(1))
+    start = init if init in ("sense", "noise") else torch.from_numpy(
+        _as_batch(load(init, io.roles.IMAGE, slices), data.ndim == 4)).to(dev)
+    hyper = (metadata.get("training") or {}).get("hyperparameters") or {}
+    step = 1.0 if step is None else step
+    noise_std = sampler_eps(metadata) * step ** 0.5 if noise_std is None else noise_std
+    arch = metadata["architecture"]
+    info(f"langevin: DEEPEN energy (width {arch.get('width')}, depth {arch.get('depth')}), "
+         f"step {step:.3g}, noise {noise_std:.3g}, {burn_in} burn-in + {samples} x {thin} "
+         f"steps, {dev}")
+    finish = (lambda t: t.abs()) if magnitude else (lambda t: t)
+    squeeze = (lambda t: t) if data.ndim == 4 else (lambda t: t[0])
+    shape = tuple(batched.shape[:1]) + tuple(batched.shape[-2:])
+    writer = NpyStackWriter(samples_out, samples, shape if data.ndim == 4 else shape[1:],
+                            dtype=np.float32 if magnitude else np.complex64) \
+        if samples_out else None
+    bar = tqdm(total=burn_in + samples * thin, desc="langevin", file=sys.stderr,
+               disable=not show_progress())
+    with bar, (writer or _nothing()):
+        on_sample = None if writer is None else (
+            lambda i, x: writer.write(i, squeeze(finish(x))))
+        result, _ = sample_deepen_posterior(
+            energy, batched, mask_t, maps_t, start, burn_in, samples, thin, step, noise_std,
+            make_generator(settings.seed, dev), float(hyper.get("init_std", 1.0)), on_sample,
+            bar.update)
+    inputs = [kspace, mask, maps]
+    save(output, finish(squeeze(result.mean)), io.roles.IMAGE, inputs=inputs)
+    if var:
+        save(var, squeeze(result.variance), io.roles.IMAGE, inputs=inputs)
 
 
 def _split_inputs(inputs, prior_only):

@@ -1,9 +1,10 @@
-"""Posterior sampling with fixed coil maps (paper 001, Sections 2.5-2.6).
+"""Posterior sampling with fixed coil maps (paper 001, Sections 2.5-2.6; paper 004, Eq. 16).
 
 The energy is that of iPALM with the maps frozen: H(u) = lam/2 ||M F(u c/|c|) - z||^2 + R(u),
 sampled by ULA (mrgen.sampling.langevin). With the data term left out it samples the prior
 alone (paper Fig. 1). Data are scaled as iPALM scales them and results scaled back (the
-variance by the square of the scale).
+variance by the square of the scale). ``sample_deepen_posterior`` runs the same sampler on
+DEEPEN's posterior (complex image, unit data weight, its own data scale).
 """
 
 from __future__ import annotations
@@ -55,3 +56,45 @@ def sample_prior(regulariser, shape, chains, burn_in, samples, thin, step, noise
     return sample(x, lambda u: regulariser(u), burn_in, samples, thin, step, noise_std,
                   generator, project=(lambda v: v.clamp_min(0)) if nonneg else None,
                   on_sample=on_sample, progress=progress)
+
+
+def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, thin, step,
+                            noise_std, generator, init_std=1.0, on_sample=None,
+                            progress=None) -> tuple[SamplingResult, torch.Tensor]:
+    """ULA on DEEPEN's posterior (paper 004, Eq. 16) as one chain per slice with burn-in and
+    thinning, for ``mrgen langevin --model deepen.pt``.
+
+    DEEPEN differs from the iPALM posterior above in three ways, all taken from the model:
+    the image is complex (the chain runs on its real view (B, H, W, 2), so the noise is
+    independent in the real and imaginary parts), the data term has unit weight
+    (1/2 ||A x - b||^2 with A = M F S: the energy was trained against it), and the data are
+    normalised by the maximum of their SENSE image (``mrgen.deepen.model.data_scale``).
+    ``init``: "sense" (the MAP initialisation), "noise" (N(0, init_std^2) per real component,
+    as the paper's chains start) or a complex image in the data's scale. Returns the moments
+    in the data's scale (complex mean; variance E|x - mean|^2, the sum of the real and the
+    imaginary part's variances) and the scale.
+    """
+    from .deepen.model import Posterior, data_scale
+
+    mask = mask.expand(kspace.shape[0], *mask.shape[-2:]).to(kspace.real.dtype)
+    kspace = kspace * mask.unsqueeze(1)
+    scale, sense = data_scale(kspace, maps, mask)
+    view = scale.view(-1, 1, 1)
+    posterior = Posterior(energy, maps, mask, kspace / scale.view(-1, 1, 1, 1))
+    if isinstance(init, torch.Tensor):
+        start = init.to(sense.dtype) / view
+    elif init == "sense":
+        start = sense / view
+    else:
+        shape = (*sense.shape, 2)
+        start = torch.view_as_complex(
+            init_std * torch.randn(shape, generator=generator, device=sense.device))
+    stream = None if on_sample is None else (
+        lambda i, s: on_sample(i, torch.view_as_complex(s.contiguous()) * view))
+    result = sample(torch.view_as_real(start.contiguous()).clone(), posterior.real_energy,
+                    burn_in, samples, thin, step, noise_std, generator, on_sample=stream,
+                    progress=progress)
+    mean = torch.view_as_complex(result.mean.contiguous()) * view
+    variance = result.variance.sum(-1) * view ** 2
+    last = torch.view_as_complex(result.last.contiguous()) * view
+    return SamplingResult(mean, variance, result.count, last), scale

@@ -61,3 +61,14 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
                               default_lambda=1.0, default_mu=10.0, crop=crop,
                               lambda_fit=fitted.get("lambda_fit"),
                               equaliser=fitted.get("equaliser"))
+
+
+def model_kind(model: str | None) -> str | None:
+    """The kind recorded in a model file ("energy-prior", "deepen-energy", ...), or None
+    without --model; a shipped model may be named without its path."""
+    if not model:
+        return None
+    from ..training.checkpoint import read_model_checkpoint
+    from .registry import resolve_model
+
+    return read_model_checkpoint(resolve_model(model)).get("kind")
