@@ -32,6 +32,8 @@ from mrgen.coils import rss
 from mrgen.fft import fft2c, ifft2c
 from mrgen.untrained import build_generator, fit_network, fit_untrained
 
+from common import bart_pics_tv, ipalm_tv
+
 
 def phantom(n: int, coils: int):
     """A brain slice (MNI152 via mrgen phantom; Shepp-Logan without nilearn), noise-free."""
@@ -43,44 +45,6 @@ def phantom(n: int, coils: int):
         ph = make_phantom("shepp-logan", size=(n, n), coils=coils, seed=0)
     coil_images = torch.from_numpy(np.array(ph.maps[0] * ph.image[0]))
     return fft2c(coil_images), torch.from_numpy(np.array(ph.maps[0])), rss(coil_images)
-
-
-def ipalm_tv(measured, mask):
-    """Joint ipalm-TV with the best lam = mu of a small grid (an upper bound for TV)."""
-    from mrgen.ipalm import IpalmOptions, ipalm
-    from mrgen.priors.tv import CharbonnierTV
-
-    return [ipalm(measured[None], mask[None], CharbonnierTV(),
-                  IpalmOptions(lam=w, mu=w, iters=100)).image[0] for w in (300.0, 1000.0, 3000.0)]
-
-
-def bart_pics_tv(measured):
-    """BART ecalib + pics -R T over a small lambda grid; [] without bart."""
-    import shutil
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    from mrgen import io
-
-    if shutil.which("bart") is None:
-        return []
-    images = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        io.write_array(str(tmp / "k"), measured.numpy(), io.roles.KSPACE)
-        calibrated = subprocess.run(["bart", "ecalib", "-m1", str(tmp / "k"), str(tmp / "m")],
-                                    capture_output=True)
-        if calibrated.returncode != 0:  # e.g. too few ACS lines for its kernel
-            print("  (BART ecalib failed on this mask; no BART row)", flush=True)
-            return []
-        for weight in (0.001, 0.003, 0.01, 0.03):
-            subprocess.run(["bart", "pics", "-S", "-i", "100", "-R", f"T:3:0:{weight}",
-                            str(tmp / "k"), str(tmp / "m"), str(tmp / "x")], check=True,
-                           capture_output=True)
-            images.append(torch.from_numpy(np.abs(io.read_array(str(tmp / "x"),
-                                                                io.roles.IMAGE))))
-    return images
 
 
 def column_mask(shape, accel: float, centre: float, seed: int = 0) -> torch.Tensor:

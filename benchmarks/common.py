@@ -75,3 +75,46 @@ def best_time(func, repeat):
         result = func()
         best = min(best, time.perf_counter() - start)
     return best, result
+
+
+def ipalm_tv(measured, mask, weights=(300.0, 1000.0, 3000.0)):
+    """Joint ipalm-TV of one slice (C, H, W), 100 iterations, for each lam = mu of ``weights``
+    (the caller keeps the best: an upper bound for TV)."""
+    from mrgen.ipalm import IpalmOptions, ipalm
+    from mrgen.priors.tv import CharbonnierTV
+
+    return [ipalm(measured[None], mask[None], CharbonnierTV(),
+                  IpalmOptions(lam=w, mu=w, iters=100)).image[0] for w in weights]
+
+
+def bart_pics_tv(measured, maps=None, weights=(0.001, 0.003, 0.01, 0.03)):
+    """BART pics -R T (100 iterations) of one slice (C, H, W) for each weight, magnitudes;
+    with the given maps, else ecalib -m1's. [] without bart or when ecalib fails."""
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from mrgen import io
+
+    if shutil.which("bart") is None:
+        return []
+    images = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        io.write_array(str(tmp / "k"), np.asarray(measured), io.roles.KSPACE)
+        if maps is not None:
+            io.write_array(str(tmp / "m"), np.asarray(maps), io.roles.MAPS)
+        else:
+            calibrated = subprocess.run(["bart", "ecalib", "-m1", str(tmp / "k"),
+                                         str(tmp / "m")], capture_output=True)
+            if calibrated.returncode != 0:  # e.g. too few ACS lines for its kernel
+                print("  (BART ecalib failed on this mask; no BART row)", flush=True)
+                return []
+        for weight in weights:
+            subprocess.run(["bart", "pics", "-S", "-i", "100", "-R", f"T:3:0:{weight}",
+                            str(tmp / "k"), str(tmp / "m"), str(tmp / "x")], check=True,
+                           capture_output=True)
+            images.append(torch.from_numpy(np.abs(io.read_array(str(tmp / "x"),
+                                                                io.roles.IMAGE))))
+    return images
