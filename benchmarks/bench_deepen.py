@@ -17,6 +17,10 @@ against the true image magnitude: PSNR and SSIM (data range = the reference's ma
 the test slices.
 
     python benchmarks/bench_deepen.py [--model deepen-brain-small] [--size 48] [--steps 100]
+        [--device cuda]
+
+With --device cuda the DEEPEN MAP, the sampling and the baselines run on the GPU (BART on
+the CPU); the time lines then report GPU seconds.
 """
 
 from __future__ import annotations
@@ -92,16 +96,30 @@ def untrained_baselines(args, y, maps, mask, ref):
     out["ipalm-TV joint (best lam of 3)"] = best([ipalm_tv(y[s], mask[s])
                                                   for s in range(len(y))])
     out["  (ipalm-TV seconds per slice and lam)"] = (time.time() - began) / len(y) / 3
-    bart = [bart_pics_tv(y[s], maps[s]) for s in range(len(y))]
+    bart = [bart_pics_tv(y[s].cpu(), maps[s].cpu()) for s in range(len(y))]
     if all(bart):
-        out["BART pics -R T, same maps (best of 4)"] = best(bart)
+        out["BART pics -R T, same maps (best of 4)"] = best([[b.to(ref.device) for b in c]
+                                                            for c in bart])
     began = time.time()
     cd = fit_untrained(y, mask, maps, layers=args.cd_layers, channels=args.cd_channels,
-                       iters=args.cd_iters, seed=0)
+                       iters=args.cd_iters, seed=0, device=y.device)
     out[f"ConvDecoder {args.cd_layers}x{args.cd_channels}, maps, {args.cd_iters} it"] = \
-        cd["image"]
+        cd["image"].to(y.device)
     out["  (ConvDecoder seconds per slice)"] = (time.time() - began) / len(y)
     return out
+
+
+def elapsed(began, device):
+    """Seconds since ``began``, after the device's queued work has finished."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.time() - began
+
+
+def where(device, threads):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {threads} thread(s)"
 
 
 def main():
@@ -129,8 +147,10 @@ def main():
     parser.add_argument("--cd-iters", type=int, default=500)
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
 
     from mrgen.deepen.recon import deepen_map, deepen_sample
     from mrgen.deepen.training import load_deepen, sampler_eps
@@ -149,6 +169,8 @@ def main():
         kspace, maps, truth, test, train = test_data(args)
         net, source = train_in_run(args, kspace, maps, truth, train)
     size = tuple(kspace.shape[-2:])
+    net = net.to(device)
+    kspace, maps, truth = kspace.to(device), maps.to(device), truth.to(device)
     count = sum(p.numel() for p in net.parameters())
     print(f"DEEPEN ({count} parameters), {size[0]}x{size[1]}, {kspace.shape[1]} coils, "
           f"{len(train)} training / {len(test)} test slices; {source}")
@@ -158,13 +180,13 @@ def main():
     rows = []
     for spec, label in (("poisson:4", "2D 4x (train)"), ("random-exact:2", "1D 2x")):
         mask = torch.from_numpy(np.stack([make_mask(spec, size, seed=int(rng.integers(1 << 30)))
-                                          for _ in test]))
+                                          for _ in test])).to(device)
         y = kspace[test] * mask.unsqueeze(1)
         zf = SenseOp(maps[test]).reduce(ifft2c(y))
         began = time.time()
         out = deepen_map(net, y, maps[test], mask, iters=args.map_iters,
-                         generator=torch.Generator().manual_seed(0))
-        map_s = time.time() - began
+                         generator=torch.Generator(device).manual_seed(0))
+        map_s = elapsed(began, device)
         images = {"zero-filled": zf, "SENSE (init, lam 0.01)": out.sense}
         if not args.no_baselines:
             images.update(untrained_baselines(args, y, maps[test], mask, ref))
@@ -174,7 +196,7 @@ def main():
             if name.startswith("  ("):
                 rows.append((label, name, image, None))
                 continue
-            mag = torch.as_tensor(image).abs()
+            mag = torch.as_tensor(image).to(ref.device).abs()
             rows.append((label, name, float(psnr_slices(ref, mag, ref.amax((1, 2))).mean()),
                          float(ssim_slices(ref, mag, ref.amax((1, 2))).mean())))
         rows.append((label, f"  (MAP mean iterations {np.mean(out.iterations):.0f})", None,
@@ -188,16 +210,16 @@ def main():
         else:
             print(f"| {label} | {name} | {a:.2f} | {b:.4f} |")
 
-    mask = torch.from_numpy(make_mask("poisson:4", size, seed=11))[None]
+    mask = torch.from_numpy(make_mask("poisson:4", size, seed=11))[None].to(device)
     y = kspace[test[:1]] * mask.unsqueeze(1)
     began = time.time()
     res = deepen_sample(net, y, maps[test[:1]], mask, args.eps, args.samples,
-                        args.sample_steps, 1.0, 25, torch.Generator().manual_seed(0))
-    sample_s = time.time() - began
+                        args.sample_steps, 1.0, 25, torch.Generator(device).manual_seed(0))
+    sample_s = elapsed(began, device)
     mmse = res.mean.abs()
     print()
     print(f"sampling: {args.samples} samples x {args.sample_steps} steps, one "
-          f"{size[0]}x{size[1]} slice, CPU {args.threads} thread(s): {sample_s:.1f} s; MMSE "
+          f"{size[0]}x{size[1]} slice, {where(device, args.threads)}: {sample_s:.1f} s; MMSE "
           f"PSNR {float(psnr_slices(ref[:1], mmse, ref[:1].amax((1, 2))).mean()):.2f} dB, "
           f"mean variance {float(res.variance.mean()):.3g}")
 
