@@ -1,5 +1,6 @@
 """mrgen deepen: MAP reconstruction and posterior sampling with a DEEPEN energy (paper 004)."""
 
+from dataclasses import dataclass
 from typing import Annotated, Optional
 
 import typer
@@ -90,12 +91,11 @@ def deepen(
     import sys
 
     import numpy as np
-    import torch
     from tqdm import tqdm
 
-    from mrgen import io, shapes
+    from mrgen import io
     from mrgen.deepen.recon import deepen_map, deepen_sample
-    from mrgen.deepen.training import espirit_full, load_deepen, sampler_eps
+    from mrgen.deepen.training import sampler_eps
     from mrgen.device import generator as make_generator
     from mrgen.errors import UsageError
 
@@ -126,23 +126,9 @@ def deepen(
                 Path(str(target)).resolve() == Path(model).resolve():
             raise UsageError(f"{target}: the output would overwrite the model {model}")
     dev = device()
-    energy, metadata = load_deepen(model, dev)
-    slices = io.parse_slices(slice_)
-    data = load(kspace, io.roles.KSPACE, slices)
-    single = data.ndim == 3
-    batched = torch.from_numpy(data[None] if single else data).to(dev)
-    if mask is None:
-        mask_t = (batched.abs() > 0).any(dim=1).float()
-    else:
-        fitted = torch.from_numpy(shapes.fit_mask(load(mask, io.roles.MASK), data.shape, mask))
-        mask_t = (fitted if fitted.dim() == 3 else fitted[None]).to(dev)
-        mask_t = mask_t.expand(batched.shape[0], *mask_t.shape[-2:]).float()
-    if maps is not None:
-        fitted = shapes.fit_maps(load(maps, io.roles.MAPS, slices), data.shape, maps)
-        maps_t = torch.from_numpy(fitted if fitted.ndim == 4 else fitted[None]).to(dev)
-    else:
-        info("deepen: ESPIRiT maps from the calibration region")
-        maps_t = espirit_full(batched * mask_t.unsqueeze(1))
+    problem = load_deepen_problem("deepen", model, kspace, mask, maps, slice_, dev)
+    energy, metadata, batched = problem.energy, problem.metadata, problem.kspace
+    mask_t, maps_t, single = problem.mask, problem.maps, problem.single
     gen = make_generator(settings.seed, dev)
     squeeze = (lambda t: t[0]) if single else (lambda t: t)
     finish = (lambda t: t.abs()) if magnitude else (lambda t: t)
@@ -200,3 +186,45 @@ def deepen(
     save(output, finish(squeeze(result.mean)), io.roles.IMAGE, inputs=inputs)
     if var:
         save(var, squeeze(result.variance), io.roles.IMAGE, inputs=inputs)
+
+
+@dataclass
+class DeepenProblem:
+    """A DEEPEN model and its inputs on the device: k-space (S, C, H, W), mask (S, H, W),
+    maps (S, C, H, W); ``single``: the file held one slice (no slice axis)."""
+
+    energy: object
+    metadata: dict
+    kspace: object
+    mask: object
+    maps: object
+    single: bool
+    slices: object
+
+
+def load_deepen_problem(who, model, kspace, mask, maps, slice_, dev) -> DeepenProblem:
+    """The model and the inputs that mrgen deepen and mrgen langevin --model deepen.pt share:
+    the mask (default: the data's non-zero pattern) and the maps (default: ESPIRiT of the
+    calibration region, as the paper)."""
+    import torch
+
+    from mrgen import io, shapes
+    from mrgen.deepen.training import espirit_full, load_deepen
+
+    energy, metadata = load_deepen(model, dev)
+    slices = io.parse_slices(slice_)
+    data = load(kspace, io.roles.KSPACE, slices)
+    batched = torch.from_numpy(data[None] if data.ndim == 3 else data).to(dev)
+    if mask is None:
+        mask_t = (batched.abs() > 0).any(dim=1).float()
+    else:
+        fitted = torch.from_numpy(shapes.fit_mask(load(mask, io.roles.MASK), data.shape, mask))
+        mask_t = (fitted if fitted.dim() == 3 else fitted[None]).to(dev)
+        mask_t = mask_t.expand(batched.shape[0], *mask_t.shape[-2:]).float()
+    if maps is not None:
+        fitted = shapes.fit_maps(load(maps, io.roles.MAPS, slices), data.shape, maps)
+        maps_t = torch.from_numpy(fitted if fitted.ndim == 4 else fitted[None]).to(dev)
+    else:
+        info(f"{who}: ESPIRiT maps from the calibration region")
+        maps_t = espirit_full(batched * mask_t.unsqueeze(1))
+    return DeepenProblem(energy, metadata, batched, mask_t, maps_t, data.ndim == 3, slices)

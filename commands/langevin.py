@@ -198,25 +198,18 @@ def _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, 
     import torch
     from tqdm import tqdm
 
-    from mrgen import io, shapes
-    from mrgen.deepen.training import espirit_full, load_deepen, sampler_eps
+    from mrgen import io
+    from mrgen.deepen.training import sampler_eps
     from mrgen.device import generator as make_generator
     from mrgen.io.stream import NpyStackWriter
     from mrgen.posterior import sample_deepen_posterior
 
-    energy, metadata = load_deepen(model, dev)
-    slices = io.parse_slices(slice_)
-    data = load(kspace, io.roles.KSPACE, slices)
-    batched = torch.from_numpy(data if data.ndim == 4 else data[None]).to(dev)
-    mask_t = _mask_tensor(mask, data, batched, dev)
-    if maps is not None:
-        fitted = shapes.fit_maps(load(maps, io.roles.MAPS, slices), data.shape, maps)
-        maps_t = torch.from_numpy(fitted if fitted.ndim == 4 else fitted[None]).to(dev)
-    else:
-        info("langevin: ESPIRiT maps from the calibration region")
-        maps_t = espirit_full(batched * mask_t.unsqueeze(1))
+    from .deepen import load_deepen_problem
+
+    problem = load_deepen_problem("langevin", model, kspace, mask, maps, slice_, dev)
+    energy, metadata, batched = problem.energy, problem.metadata, problem.kspace
     start = init if init in ("sense", "noise") else torch.from_numpy(
-        _as_batch(load(init, io.roles.IMAGE, slices), data.ndim == 4)).to(dev)
+        _as_batch(load(init, io.roles.IMAGE, problem.slices), not problem.single)).to(dev)
     hyper = (metadata.get("training") or {}).get("hyperparameters") or {}
     step = 1.0 if step is None else step
     noise_std = sampler_eps(metadata) * step ** 0.5 if noise_std is None else noise_std
@@ -225,9 +218,9 @@ def _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, 
          f"step {step:.3g}, noise {noise_std:.3g}, {burn_in} burn-in + {samples} x {thin} "
          f"steps, {dev}")
     finish = (lambda t: t.abs()) if magnitude else (lambda t: t)
-    squeeze = (lambda t: t) if data.ndim == 4 else (lambda t: t[0])
+    squeeze = (lambda t: t[0]) if problem.single else (lambda t: t)
     shape = tuple(batched.shape[:1]) + tuple(batched.shape[-2:])
-    writer = NpyStackWriter(samples_out, samples, shape if data.ndim == 4 else shape[1:],
+    writer = NpyStackWriter(samples_out, samples, shape[1:] if problem.single else shape,
                             dtype=np.float32 if magnitude else np.complex64) \
         if samples_out else None
     bar = tqdm(total=burn_in + samples * thin, desc="langevin", file=sys.stderr,
@@ -236,7 +229,7 @@ def _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, 
         on_sample = None if writer is None else (
             lambda i, x: writer.write(i, squeeze(finish(x))))
         result, _ = sample_deepen_posterior(
-            energy, batched, mask_t, maps_t, start, burn_in, samples, thin, step, noise_std,
+            energy, batched, problem.mask, problem.maps, start, burn_in, samples, thin, step, noise_std,
             make_generator(settings.seed, dev), float(hyper.get("init_std", 1.0)), on_sample,
             bar.update)
     inputs = [kspace, mask, maps]
