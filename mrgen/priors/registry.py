@@ -12,6 +12,7 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 SHIPPED = {
     "prior-brain-small": "energy prior trained on MNI152 brain phantom slices (train prior)",
     "djsense-brain-small": "Deep J-Sense trained at 4x on MNI152 brain phantom slices",
+    "deepen-brain-small": "DEEPEN energy trained at 2D 4x on MNI152 brain phantom slices",
 }
 
 
