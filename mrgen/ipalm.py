@@ -117,9 +117,10 @@ class JointProblem:
             return self.data(u, c) + (self.prior(u) if prior is None else prior)
 
     def _data_and_backprojection(self, u, unit_maps):
-        """(data term, lam * F^H M r): the residual's coil images, shared by both gradients."""
+        """(data term, F^H M r): the residual's coil images, shared by both gradients (lam is
+        applied by the callers to image-sized factors, a pass over the coils cheaper)."""
         residual = self.residual(u, unit_maps)
-        return 0.5 * self.lam * _squared_norm(residual), self.lam * ifft2c(residual)
+        return 0.5 * self.lam * _squared_norm(residual), ifft2c(residual)
 
     def grad_image(self, u, c):
         """H(u, c) and grad_u H = lam Re sum_c conj(c/|c|) F^H M r + grad R(u)."""
@@ -127,7 +128,7 @@ class JointProblem:
         with torch.no_grad():
             unit_maps, _ = self.normalise(c)
             data, back = self._data_and_backprojection(u, unit_maps)
-            data_grad = _inner_coils(unit_maps, back)
+            data_grad = self.lam * _inner_coils(unit_maps, back)
         return data + prior, data_grad + prior_grad
 
     def grad_maps(self, u, c):
@@ -136,7 +137,7 @@ class JointProblem:
         with torch.no_grad():
             unit_maps, inverse = self.normalise(c)
             data, back = self._data_and_backprojection(u, unit_maps)
-            g = _as_complex(u.unsqueeze(-3), back) * back
+            g = _as_complex(self.lam * u.unsqueeze(-3), back) * back
             radial = _as_complex(_inner_coils(unit_maps, g).unsqueeze(-3), g)
             return data, (g - unit_maps * radial) * inverse
 
