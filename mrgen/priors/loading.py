@@ -71,4 +71,10 @@ def model_kind(model: str | None) -> str | None:
     from ..training.checkpoint import read_model_checkpoint
     from .registry import resolve_model
 
-    return read_model_checkpoint(resolve_model(model)).get("kind")
+    from ..errors import DataError
+
+    path = resolve_model(model)
+    try:
+        return read_model_checkpoint(path, mmap=True).get("kind")
+    except DataError:   # not a zip-format torch file: read it plainly for the usual error
+        return read_model_checkpoint(path).get("kind")

@@ -93,9 +93,11 @@ def save_model_checkpoint(path, model: torch.nn.Module, description: dict,
         torch.save(payload, tmp)
 
 
-def read_model_checkpoint(path, allow_training: bool = True) -> dict:
+def read_model_checkpoint(path, allow_training: bool = True, mmap: bool = False) -> dict:
     """The raw dict of a model file (or of a training checkpoint, converted, when
-    ``allow_training``); DataError if it is missing, unreadable or not an mrgen model."""
+    ``allow_training``); DataError if it is missing, unreadable or not an mrgen model.
+    ``mmap`` maps the tensors instead of reading them: cheap for a look at the metadata of
+    a large file (a training checkpoint carries its replay buffer)."""
     from .engine import CHECKPOINT_FORMAT, _torch_load
 
     path = Path(path)
@@ -103,7 +105,7 @@ def read_model_checkpoint(path, allow_training: bool = True) -> dict:
         raise DataError(f"{path}: no such model file")
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a model file")
-    raw = _torch_load(path, "mrgen model file")
+    raw = _torch_load(path, "mrgen model file", mmap)
     if isinstance(raw, dict) and raw.get("format") == CHECKPOINT_FORMAT:
         if not allow_training:
             raise DataError(f"{path}: a training checkpoint, not a model file")

@@ -249,9 +249,9 @@ def load_training_checkpoint(path) -> dict:
     return state
 
 
-def _torch_load(path: Path, what: str):
+def _torch_load(path: Path, what: str, mmap: bool = False):
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise DataError(f"{path}: no such {what}") from None
     except Exception as err:  # truncated zip, pickle errors, unsafe globals, ...
