@@ -96,11 +96,9 @@ def langevin(
 
     from mrgen import io
     from mrgen.device import generator as make_generator
-    from mrgen.io.stream import NpyStackWriter
-    from mrgen.priors.loading import build_regulariser
-
     from mrgen.deepen.model import KIND as DEEPEN
-    from mrgen.priors.loading import model_kind
+    from mrgen.io.stream import NpyStackWriter
+    from mrgen.priors.loading import build_regulariser, model_kind
 
     kspace, output = _split_inputs(inputs, prior_only)
     check_output(output, [kspace, mask, maps])
@@ -229,9 +227,9 @@ def _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, 
         on_sample = None if writer is None else (
             lambda i, x: writer.write(i, squeeze(finish(x))))
         result, _ = sample_deepen_posterior(
-            energy, batched, problem.mask, problem.maps, start, burn_in, samples, thin, step, noise_std,
-            make_generator(settings.seed, dev), float(hyper.get("init_std", 1.0)), on_sample,
-            bar.update)
+            energy, batched, problem.mask, problem.maps, start, burn_in, samples, thin, step,
+            noise_std, make_generator(settings.seed, dev), float(hyper.get("init_std", 1.0)),
+            on_sample, bar.update)
     inputs = [kspace, mask, maps]
     save(output, finish(squeeze(result.mean)), io.roles.IMAGE, inputs=inputs)
     if var:
