@@ -5,20 +5,21 @@ maps c (Eq. 10), where, as in the authors' code,
 
     H(u, c) = lam/2 * sum_c ||M F(u * c / |c|) - z_c||^2 + R(u)
 
-(lam weights the data term; the paper writes it on R — the two differ by a scale of H) and
-F is the Dirichlet smoothness of the maps (Eq. 12), whose prox is exact in the DST-II basis
-(Eq. 14; mrgen.dst says where the boundary sits). The division by the coil-wise
-root-sum-of-squares |c| (Eq. 9, 11) makes the maps implicitly normalised. Each block takes a proximal gradient step whose Lipschitz constant is
-found by backtracking (Algorithm 2), with inertia k/(k+3) (Algorithm 1).
+(lam weights the data term; the paper writes it on R — the two differ by a scale of H) and F is
+the Dirichlet smoothness of the maps (Eq. 12), whose prox is exact in the DST-II basis (Eq. 14;
+mrgen.dst says where the boundary sits). The division by the coil-wise root-sum-of-squares |c|
+(Eq. 9, 11) makes the maps implicitly normalised. Each block takes a proximal gradient step
+whose Lipschitz constant is found by backtracking (Algorithm 2), with inertia k/(k+3)
+(Algorithm 1).
 
 Details from the authors' code: L_u = L_c = 1 at the start; each failed backtracking try
 doubles L for the slices that fail (the paper repeats until the test passes; the code stops
 after 10 tries, which from L = 1 lets the first steps break the test and raise the energy, so
-the default here is 40 tries, enough for any L that float32 can express); the
-sufficient-decrease bound carries a 1.01 slack (``slack=1.0`` gives the paper's exact test); after each iteration L /= 1.5, and
-L_c >= 0.5. Data are scaled by the maximum of the initial RSS image (within the prior's crop)
-and the result is scaled back. Slices are independent problems solved as one batch, each
-with its own Lipschitz constants.
+the default here is 40 tries, enough for any L that float32 can express); the sufficient-
+decrease bound carries a 1.01 slack (``slack=1.0`` gives the paper's exact test); after each
+iteration L /= 1.5, and L_c >= 0.5. Data are scaled by the maximum of the initial RSS image
+(within the prior's crop) and the result is scaled back. Slices are independent problems solved
+as one batch, each with its own Lipschitz constants.
 """
 
 from __future__ import annotations
