@@ -83,7 +83,8 @@ def test_data(args, shape=None, coils=None):
 
 
 def untrained_baselines(args, y, maps, mask, ref):
-    """{name: (S, H, W) magnitudes} of the methods that need no training data."""
+    """({name: (S, H, W) image}, {name: seconds per slice}) of the methods that need no
+    training data (the TV grids are timed per lambda)."""
     from mrgen.metrics import psnr_slices
     from mrgen.untrained import fit_untrained
 
@@ -91,22 +92,24 @@ def untrained_baselines(args, y, maps, mask, ref):
         stacks = [torch.stack(c) for c in zip(*candidates)]
         return max(stacks, key=lambda s: float(psnr_slices(ref, s, ref.amax((1, 2))).mean()))
 
-    out = {}
+    images, seconds = {}, {}
+    name = "ipalm-TV joint (best lam of 3)"
     began = time.time()
-    out["ipalm-TV joint (best lam of 3)"] = best([ipalm_tv(y[s], mask[s])
-                                                  for s in range(len(y))])
-    out["  (ipalm-TV seconds per slice and lam)"] = (time.time() - began) / len(y) / 3
+    images[name] = best([ipalm_tv(y[s], mask[s]) for s in range(len(y))])
+    seconds[name] = elapsed(began, y.device) / len(y) / 3
+    name = "BART pics -R T, same maps (best of 4)"
+    began = time.time()
     bart = [bart_pics_tv(y[s].cpu(), maps[s].cpu()) for s in range(len(y))]
     if all(bart):
-        out["BART pics -R T, same maps (best of 4)"] = best([[b.to(ref.device) for b in c]
-                                                            for c in bart])
+        images[name] = best([[b.to(ref.device) for b in c] for c in bart])
+        seconds[name] = (time.time() - began) / len(y) / 4
+    name = f"ConvDecoder {args.cd_layers}x{args.cd_channels}, maps, {args.cd_iters} it"
     began = time.time()
-    cd = fit_untrained(y, mask, maps, layers=args.cd_layers, channels=args.cd_channels,
-                       iters=args.cd_iters, seed=0, device=y.device)
-    out[f"ConvDecoder {args.cd_layers}x{args.cd_channels}, maps, {args.cd_iters} it"] = \
-        cd["image"].to(y.device)
-    out["  (ConvDecoder seconds per slice)"] = (time.time() - began) / len(y)
-    return out
+    images[name] = fit_untrained(y, mask, maps, layers=args.cd_layers,
+                                 channels=args.cd_channels, iters=args.cd_iters, seed=0,
+                                 device=y.device)["image"].to(y.device)
+    seconds[name] = elapsed(began, y.device) / len(y)
+    return images, seconds
 
 
 def elapsed(began, device):
@@ -188,27 +191,23 @@ def main():
                          generator=torch.Generator(device).manual_seed(0))
         map_s = elapsed(began, device)
         images = {"zero-filled": zf, "SENSE (init, lam 0.01)": out.sense}
+        seconds = {}
         if not args.no_baselines:
-            images.update(untrained_baselines(args, y, maps[test], mask, ref))
+            more, seconds = untrained_baselines(args, y, maps[test], mask, ref)
+            images.update(more)
         images["DEEPEN MAP"] = out.image
-        images["  (DEEPEN MAP seconds per slice)"] = map_s / len(test)
+        seconds["DEEPEN MAP"] = map_s / len(test)
         for name, image in images.items():
-            if name.startswith("  ("):
-                rows.append((label, name, image, None))
-                continue
-            mag = torch.as_tensor(image).to(ref.device).abs()
+            mag = image.to(ref.device).abs()
             rows.append((label, name, float(psnr_slices(ref, mag, ref.amax((1, 2))).mean()),
-                         float(ssim_slices(ref, mag, ref.amax((1, 2))).mean())))
-        rows.append((label, f"  (MAP mean iterations {np.mean(out.iterations):.0f})", None,
-                     None))
+                         float(ssim_slices(ref, mag, ref.amax((1, 2))).mean()),
+                         seconds.get(name)))
+        print(f"{label}: DEEPEN MAP mean iterations {np.mean(out.iterations):.0f}")
     print()
-    print("| mask | method | PSNR dB | SSIM |")
-    print("|---|---|---|---|")
-    for label, name, a, b in rows:
-        if b is None:
-            print(f"| {label} | {name.strip()}{'' if a is None else f': {a:.2f}'} | | |")
-        else:
-            print(f"| {label} | {name} | {a:.2f} | {b:.4f} |")
+    print("| mask | method | PSNR dB | SSIM | s per slice |")
+    print("|---|---|---|---|---|")
+    for label, name, a, b, t in rows:
+        print(f"| {label} | {name} | {a:.2f} | {b:.4f} | {'' if t is None else f'{t:.2f}'} |")
 
     mask = torch.from_numpy(make_mask("poisson:4", size, seed=11))[None].to(device)
     y = kspace[test[:1]] * mask.unsqueeze(1)
