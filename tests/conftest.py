@@ -37,7 +37,13 @@ def run_mrgen(*args, **kwargs):
                           text=True, **kwargs)
 
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def requires_cuda(test):
+    """A GPU test: marked `cuda` (selected by `pytest -m cuda`, as benchmarks/gpu_checks.sh
+    does) and skipped without CUDA."""
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+    return pytest.mark.cuda(skip(test))
+
+
 requires_bart = pytest.mark.skipif(shutil.which("bart") is None, reason="needs bart")
 
 

@@ -19,6 +19,8 @@ from mrgen.untrained import (ConvDecoder, build_generator, count_parameters, dat
                              derive_seed, fit_untrained, layer_sizes, sampling_pattern)
 from mrgen.untrained.architectures import DIP_INPUT_CHANNELS, SKIP_CHANNELS
 
+from .conftest import requires_cuda
+
 TINY = ["--layers", "3", "--channels", "8", "--input-size", "4", "4", "--iters", "30"]
 
 
@@ -256,8 +258,7 @@ def test_cli_help_states_defaults():
         assert text in result.output
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@requires_cuda
 def test_fit_on_cuda_with_and_without_amp():
     kspace, mask, maps, truth = make_phantom(64, 4, 3.0)
     measured = kspace * mask

@@ -264,7 +264,6 @@ def test_agrees_with_bart(tmp_path):
 
 
 @requires_cuda
-@pytest.mark.cuda
 def test_cuda_matches_cpu():
     kspace, _, image = undersampled()
     cpu = esp.espirit(kspace, sets=2)

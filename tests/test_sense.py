@@ -196,7 +196,6 @@ def test_same_as_bart_pics_l2(tmp_path):
 
 
 @requires_cuda
-@pytest.mark.cuda
 def test_cuda_matches_cpu():
     kspace, maps, mask, _ = problem()
     cpu = sense_reconstruction(kspace, maps, mask, iters=30, tol=0)
