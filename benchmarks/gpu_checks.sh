@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Every check that needs a CUDA GPU, in one run that fits a 10-minute call of a lent GPU
+# machine: the CUDA tests, then the GPU rows of the benchmarks, most wanted first. Each step
+# has its own time limit and a step that would overrun the total is skipped, so one slow step
+# cannot cost the others. Output: each step's log under OUTDIR (default $OUT, else
+# ./gpu-checks), a summary line per step on stdout.
+#
+#   bash benchmarks/gpu_checks.sh [OUTDIR]          # from the repository root
+#
+# Needs python3 with a CUDA torch, numpy, h5py, typer, rich, tqdm, pytest. Packages the
+# machine lacks (a bare image usually has no sigpy, nilearn, nibabel) travel as wheels in
+# .whl/ at the repository root (ignored by git), fetched beforehand where pip works:
+#
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       --implementation cp --platform any -d .whl sigpy nilearn nibabel
+#
+# The mrgen checkout itself is used in place (PYTHONPATH), nothing is installed into the
+# machine's Python.
+set -u
+out=${1:-${OUT:-gpu-checks}}
+budget=${GPU_CHECKS_SECONDS:-570}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/mrgen-site .whl/*.whl || exit 1
+    export PYTHONPATH="$PYTHONPATH:/tmp/mrgen-site"
+fi
+if ! python3 -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+    echo "gpu_checks: torch sees no CUDA device; nothing to check here" >&2
+    exit 1
+fi
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" \
+    | tee "$out/device.txt"
+
+# step NAME LIMIT_SECONDS COMMAND...: run it unless it could overrun the total budget.
+step() {
+    local name=$1 limit=$2 start=$SECONDS rc
+    shift 2
+    if (( SECONDS + limit > budget )); then
+        echo "$name: skipped (${limit} s would overrun the ${budget} s budget)"
+        return
+    fi
+    timeout "$limit" "$@" >"$out/$name.txt" 2>&1
+    rc=$?
+    echo "$name: exit $rc in $((SECONDS - start)) s (log $out/$name.txt)"
+}
+
+step cuda-tests 180 python3 -m pytest -q -m cuda -p no:cacheprovider tests
+step ipalm-paper-prior 80 python3 benchmarks/bench_ipalm.py --sections gpu
+step convdecoder-speed 80 python3 benchmarks/bench_convdecoder.py --skip-quality --timing-iters 1
+step deepen 110 python3 benchmarks/bench_deepen.py --model deepen-brain-small --device cuda
+step convdecoder-quality 110 python3 benchmarks/bench_convdecoder.py --skip-timing --runs 2 \
+    --variants coils
