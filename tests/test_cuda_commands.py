@@ -49,19 +49,19 @@ def run_on_both(tmp_path, *args):
 def test_ipalm(tmp_path, scan, regulariser):
     cpu, cuda = run_on_both(tmp_path, "ipalm", *regulariser, "--iters", 20, "--mask",
                             scan["mask"], scan["data"])
-    assert agreement_db(cpu, cuda) > 35
+    assert agreement_db(cpu, cuda) > 30
 
 
 def test_deepen_map(tmp_path, scan):
     cpu, cuda = run_on_both(tmp_path, "deepen", "--model", "deepen-brain-small", "--mask",
                             scan["mask"], "--maps", scan["maps"], "--magnitude", scan["data"])
-    assert agreement_db(cpu, cuda) > 35
+    assert agreement_db(cpu, cuda) > 30
 
 
 def test_djsense(tmp_path, scan):
     cpu, cuda = run_on_both(tmp_path, "djsense", "--model", "djsense-brain-small", "--mask",
                             scan["mask"], scan["data"])
-    assert agreement_db(cpu, cuda) > 35
+    assert agreement_db(cpu, cuda) > 30
 
 
 def test_langevin_mmse(tmp_path, scan):
