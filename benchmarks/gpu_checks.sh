@@ -48,7 +48,8 @@ step() {
     echo "$name: exit $rc in $((SECONDS - start)) s (log $out/$name.txt)"
 }
 
-step cuda-tests 180 python3 -m pytest -q -m cuda -p no:cacheprovider tests
+step cuda-tests 180 python3 -m pytest -q -m cuda -p no:cacheprovider \
+    --continue-on-collection-errors tests
 step ipalm-paper-prior 80 python3 benchmarks/bench_ipalm.py --sections gpu
 step convdecoder-speed 80 python3 benchmarks/bench_convdecoder.py --skip-quality --timing-iters 1
 step deepen 110 python3 benchmarks/bench_deepen.py --model deepen-brain-small --device cuda
