@@ -130,10 +130,8 @@ def deepen(
     energy, metadata, batched = problem.energy, problem.metadata, problem.kspace
     mask_t, maps_t, single = problem.mask, problem.maps, problem.single
     gen = make_generator(settings.seed, dev)
-    squeeze = (lambda t: t[0]) if single else (lambda t: t)
+    squeeze = problem.squeeze
     finish = (lambda t: t.abs()) if magnitude else (lambda t: t)
-    arch = metadata["architecture"]
-    name = f"DEEPEN energy (width {arch.get('width')}, depth {arch.get('depth')})"
 
     if mode == "map":
         bar = tqdm(total=iters * batched.shape[0], desc="deepen map", file=sys.stderr,
@@ -149,10 +147,9 @@ def deepen(
         save(output, finish(squeeze(result.image)), io.roles.IMAGE, inputs=inputs)
         return
 
-    hyper = (metadata.get("training") or {}).get("hyperparameters") or {}
     eps = sampler_eps(metadata) if eps is None else eps
-    init_std = float(hyper.get("init_std", 1.0)) if init_std is None else init_std
-    info(f"deepen sample: {name}, {samples} chains x {steps} steps, eps {eps:.3g}, "
+    init_std = problem.init_std if init_std is None else init_std
+    info(f"deepen sample: {problem.description}, {samples} chains x {steps} steps, eps {eps:.3g}, "
          f"start N(0, {init_std:.3g}^2), {dev}")
     writer = None
     if samples_out:
@@ -200,6 +197,21 @@ class DeepenProblem:
     maps: object
     single: bool
     slices: object
+
+    @property
+    def description(self) -> str:
+        arch = self.metadata["architecture"]
+        return f"DEEPEN energy (width {arch.get('width')}, depth {arch.get('depth')})"
+
+    @property
+    def init_std(self) -> float:
+        """The std of the Gaussian start of the chains the model was trained with."""
+        hyper = (self.metadata.get("training") or {}).get("hyperparameters") or {}
+        return float(hyper.get("init_std", 1.0))
+
+    def squeeze(self, t):
+        """Drop the slice axis again when the file held one slice."""
+        return t[0] if self.single else t
 
 
 def load_deepen_problem(who, model, kspace, mask, maps, slice_, dev) -> DeepenProblem:

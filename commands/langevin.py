@@ -208,15 +208,12 @@ def _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, 
     energy, metadata, batched = problem.energy, problem.metadata, problem.kspace
     start = init if init in ("sense", "noise") else torch.from_numpy(
         _as_batch(load(init, io.roles.IMAGE, problem.slices), not problem.single)).to(dev)
-    hyper = (metadata.get("training") or {}).get("hyperparameters") or {}
     step = 1.0 if step is None else step
     noise_std = sampler_eps(metadata) * step ** 0.5 if noise_std is None else noise_std
-    arch = metadata["architecture"]
-    info(f"langevin: DEEPEN energy (width {arch.get('width')}, depth {arch.get('depth')}), "
-         f"step {step:.3g}, noise {noise_std:.3g}, {burn_in} burn-in + {samples} x {thin} "
-         f"steps, {dev}")
+    info(f"langevin: {problem.description}, step {step:.3g}, noise {noise_std:.3g}, "
+         f"{burn_in} burn-in + {samples} x {thin} steps, {dev}")
     finish = (lambda t: t.abs()) if magnitude else (lambda t: t)
-    squeeze = (lambda t: t[0]) if problem.single else (lambda t: t)
+    squeeze = problem.squeeze
     shape = tuple(batched.shape[:1]) + tuple(batched.shape[-2:])
     writer = NpyStackWriter(samples_out, samples, shape[1:] if problem.single else shape,
                             dtype=np.float32 if magnitude else np.complex64) \
@@ -228,8 +225,8 @@ def _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, 
             lambda i, x: writer.write(i, squeeze(finish(x))))
         result, _ = sample_deepen_posterior(
             energy, batched, problem.mask, problem.maps, start, burn_in, samples, thin, step,
-            noise_std, make_generator(settings.seed, dev), float(hyper.get("init_std", 1.0)),
-            on_sample, bar.update)
+            noise_std, make_generator(settings.seed, dev), problem.init_std, on_sample,
+            bar.update)
     inputs = [kspace, mask, maps]
     save(output, finish(squeeze(result.mean)), io.roles.IMAGE, inputs=inputs)
     if var:

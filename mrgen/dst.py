@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from .fft import complex_dtype
+
 
 @functools.lru_cache(maxsize=32)
 def _twiddles(n: int, device, ctype):
@@ -31,12 +33,6 @@ def _twiddles(n: int, device, ctype):
     w = torch.polar(torch.ones_like(k), -math.pi * k / (2 * n))
     a = (0.5 * w.flip(0)).to(ctype)
     return a, a.conj(), w.conj().to(ctype)
-
-
-def _complex_type(x: torch.Tensor) -> torch.dtype:
-    if x.is_complex():
-        return x.dtype
-    return torch.complex128 if x.dtype == torch.float64 else torch.complex64
 
 
 def _dst_last(x: torch.Tensor) -> torch.Tensor:
@@ -76,13 +72,13 @@ def _idst_last(y: torch.Tensor) -> torch.Tensor:
 
 def dst2(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """y_k = sum_n x_n sin(pi (k+1)(2n+1) / (2N)) along ``dim`` (unnormalised DST-II)."""
-    y = _dst_last(x.to(_complex_type(x)).movedim(dim, -1)).movedim(-1, dim)
+    y = _dst_last(x.to(complex_dtype(x.dtype)).movedim(dim, -1)).movedim(-1, dim)
     return y if x.is_complex() else y.real
 
 
 def idst2(y: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """The exact inverse of dst2 along ``dim``."""
-    x = _idst_last(y.to(_complex_type(y)).movedim(dim, -1)).movedim(-1, dim)
+    x = _idst_last(y.to(complex_dtype(y.dtype)).movedim(dim, -1)).movedim(-1, dim)
     return x if y.is_complex() else x.real
 
 
@@ -90,7 +86,7 @@ def dst2d(x: torch.Tensor) -> torch.Tensor:
     """DST-II over the last two axes, in the *transposed* layout (..., W, H): the second
     transform then runs along contiguous memory (an FFT along a strided axis is twice as
     slow), and the coefficients are only ever divided and fed back to idst2d."""
-    y = _dst_last(x.to(_complex_type(x)))
+    y = _dst_last(x.to(complex_dtype(x.dtype)))
     return _dst_last(y.transpose(-1, -2))
 
 

@@ -30,7 +30,8 @@ def _checkerboard(height: int, width: int, device: torch.device, dtype: torch.dt
     return sign, sign * (-1) ** ((height + width) // 2)
 
 
-def _complex(dtype: torch.dtype) -> torch.dtype:
+def complex_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The complex dtype that holds ``dtype``'s values (complex128 for float64)."""
     if dtype.is_complex:
         return dtype
     return torch.complex128 if dtype == torch.float64 else torch.complex64
@@ -43,7 +44,8 @@ def _even(x: torch.Tensor) -> bool:
 def fft2c(image: torch.Tensor) -> torch.Tensor:
     """Image -> k-space over the last two axes (centred, orthonormal)."""
     if _even(image):
-        before, after = _checkerboard(*image.shape[-2:], image.device, _complex(image.dtype))
+        before, after = _checkerboard(*image.shape[-2:], image.device,
+                                      complex_dtype(image.dtype))
         return torch.fft.fft2(image * before, dim=_DIMS, norm="ortho") * after
     shifted = torch.fft.ifftshift(image, dim=_DIMS)
     return torch.fft.fftshift(torch.fft.fft2(shifted, dim=_DIMS, norm="ortho"), dim=_DIMS)
@@ -52,7 +54,8 @@ def fft2c(image: torch.Tensor) -> torch.Tensor:
 def ifft2c(kspace: torch.Tensor) -> torch.Tensor:
     """k-space -> image over the last two axes (centred, orthonormal)."""
     if _even(kspace):
-        before, after = _checkerboard(*kspace.shape[-2:], kspace.device, _complex(kspace.dtype))
+        before, after = _checkerboard(*kspace.shape[-2:], kspace.device,
+                                      complex_dtype(kspace.dtype))
         return torch.fft.ifft2(kspace * before, dim=_DIMS, norm="ortho") * after
     shifted = torch.fft.ifftshift(kspace, dim=_DIMS)
     return torch.fft.fftshift(torch.fft.ifft2(shifted, dim=_DIMS, norm="ortho"), dim=_DIMS)

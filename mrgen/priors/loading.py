@@ -68,10 +68,9 @@ def model_kind(model: str | None) -> str | None:
     without --model; a shipped model may be named without its path."""
     if not model:
         return None
+    from ..errors import DataError
     from ..training.checkpoint import read_model_checkpoint
     from .registry import resolve_model
-
-    from ..errors import DataError
 
     path = resolve_model(model)
     try:
