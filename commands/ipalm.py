@@ -106,8 +106,8 @@ def ipalm(
         _equaliser(prior)  # fail before the long run, not after
     options = IpalmOptions(
         lam=_choose_lambda(lam, prior), mu=mu if mu is not None else prior.default_mu,
-        iters=iters, estimate_maps=maps_t is None, slack=1.0 if strict else 1.01,
-        max_backtracks=max_backtracks,
+        iters=iters, estimate_maps=maps_t is None, align_map_phase=not single_coil,
+        slack=1.0 if strict else 1.01, max_backtracks=max_backtracks,
         scale_crop=prior.crop)
     k_t = torch.from_numpy(batched).to(dev)
     if prior.lambda_fit is not None and lam in ("", "auto"):

@@ -280,7 +280,7 @@ def _maps_and_start(maps, single_coil, init, data, batched, slices, mask_t, regu
     import torch
 
     from mrgen import io, shapes
-    from mrgen.ipalm import IpalmOptions, ipalm
+    from mrgen.ipalm import IpalmOptions, align_map_phase, ipalm
 
     fixed = None
     if single_coil:
@@ -293,7 +293,9 @@ def _maps_and_start(maps, single_coil, init, data, batched, slices, mask_t, regu
         info(f"langevin: {iters} iPALM iterations for the "
              f"{'maps and ' if fixed is None else ''}start")
         options = IpalmOptions(lam=lam, mu=prior.default_mu, iters=iters,
-                               scale_crop=prior.crop, estimate_maps=fixed is None)
+                               scale_crop=prior.crop, estimate_maps=fixed is None,
+                               align_map_phase=False)
+        fixed = align_map_phase(batched, mask_t, fixed)  # u is real: the maps carry its phase
         result = ipalm(batched, mask_t, regulariser, options, maps=fixed)
         fixed = result.maps if fixed is None else fixed
     if init == "ipalm":

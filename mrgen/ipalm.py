@@ -48,6 +48,7 @@ class IpalmOptions:
     shrink: float = 1.5
     min_lipschitz_maps: float = 0.5
     scale_crop: int | None = None    # normalise by the max of the initial RSS in this crop
+    align_map_phase: bool = True     # given maps: absorb the image's phase (align_map_phase)
 
 
 @dataclass
@@ -197,6 +198,11 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
     u, c, scale = initialise(kspace, mask, options.scale_crop)
     if maps is not None:
         c = maps.to(kspace.dtype)
+        if options.align_map_phase:
+            c = align_map_phase(kspace, mask, c)
+        # No data reach a pixel that no map covers (ESPIRiT's eigenvalue crop): start it at
+        # zero, as SENSE's minimum-norm solution has it, not at its aliased RSS value.
+        u = u * ((c.real.square() + c.imag.square()).sum(-3) > _TINY).to(u.dtype)
     z = kspace / _expand(scale, kspace)
     problem = JointProblem(z, mask, regulariser, options.lam)
     residual0 = problem.data(u, c) * 2 / options.lam
@@ -249,6 +255,42 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
                        energies=torch.stack(energies) if energies else torch.empty(0, batch),
                        scale=scale, initial_residual=residual0.detach(),
                        lipschitz={"image": lip_u, "maps": lip_c})
+
+
+PHASE_BLUR = 0.05  # the image phase's blur, as a fraction of the smaller image side
+
+
+def align_map_phase(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
+                    blur: float = PHASE_BLUR) -> torch.Tensor:
+    """Maps (B, C, H, W) times the phase of the image they reconstruct.
+
+    The model's image u is real and non-negative, so the image's phase must live in the maps:
+    joint estimation puts it there (Eq. 15: c0 = coil images / RSS), but maps from ESPIRiT or
+    a simulation carry only the coils' relative phase, and with them no u >= 0 fits the data
+    (the image comes out dark with bright rims). The phase is that of the CG-SENSE image with
+    the given maps, blurred by a complex Gaussian of ``blur`` x min(H, W) pixels: at 4x the
+    SENSE phase is noisy, and a residual phase error e costs the real image sin(e) of its
+    signal (a 128 x 128 brain at 4x: 28.1 dB unblurred, 32.5 at 2 pixels, 37.0 at 6, joint
+    estimation 36.4). The maps' smoothness prior assumes as smooth an image phase.
+    """
+    from .sense import sense_reconstruction
+
+    with torch.no_grad():
+        image = sense_reconstruction(kspace, maps, mask)
+        phase = _gaussian_blur(image, blur * min(image.shape[-2:]))
+        phase = phase / phase.abs().clamp_min(_TINY)
+    return maps * phase.unsqueeze(-3)
+
+
+def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of a complex image (..., H, W) by a product window in k-space."""
+    if sigma <= 0:
+        return image
+    height, width = image.shape[-2:]
+    window = [torch.exp(-2 * (torch.pi * sigma * torch.fft.fftshift(
+        torch.fft.fftfreq(n, device=image.device))) ** 2) for n in (height, width)]
+    kernel = (window[0][:, None] * window[1][None, :]).to(image.dtype)
+    return ifft2c(fft2c(image) * kernel)
 
 
 def _map_smoothness(mu):
