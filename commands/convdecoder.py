@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import check_output, command, info, load, save
-from .options import CropOption, SliceOption
+from .options import AT_LEAST_1, POSITIVE, CropOption, SliceOption
 
 SUMMARY = "Un-trained network reconstruction: fit a ConvDecoder (or Deep Decoder, DIP) to k-space."
 
@@ -17,7 +17,10 @@ class Arch(str, Enum):
     dip = "dip"
 
 
-@command("convdecoder", SUMMARY)
+@command("convdecoder", SUMMARY, inputs=("kspace", "mask", "maps"),
+         outputs=("output", "runs_out"),
+         ranges={"layers": AT_LEAST_1, "channels": AT_LEAST_1, "input_size": AT_LEAST_1,
+                 "iters": AT_LEAST_1, "lr": POSITIVE, "runs": AT_LEAST_1, "crop": AT_LEAST_1})
 def convdecoder(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Under-sampled multi-coil k-space (coils, H, W) or (slices, "

@@ -6,12 +6,17 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import check_output, command, device, info, load, save, settings, show_progress
-from .options import SliceOption
+from .options import AT_LEAST_0, AT_LEAST_1, POSITIVE, SliceOption
 
 SUMMARY = "DEEPEN: MAP by majorise-minimise or Langevin posterior samples (paper 004)."
 
 
-@command("deepen", SUMMARY)
+@command("deepen", SUMMARY, inputs=("kspace", "mask", "maps"), models=("model",),
+         outputs=("output", "var", "samples_out"),
+         ranges={"iters": AT_LEAST_1, "tol": AT_LEAST_0, "lipschitz": POSITIVE,
+                 "cg_iters": AT_LEAST_1, "cg_tol": AT_LEAST_0, "samples": AT_LEAST_1,
+                 "steps": AT_LEAST_1, "eps": POSITIVE, "init_std": POSITIVE,
+                 "chunk": AT_LEAST_1})
 def deepen(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Undersampled k-space (coils, H, W) or (slices, coils, H, W).",

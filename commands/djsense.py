@@ -7,12 +7,15 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import check_output, command, info, load, save, show_progress
-from .options import SliceOption
+from .options import AT_LEAST_0, AT_LEAST_1, SliceOption
 
 SUMMARY = "Deep J-Sense: joint image and coil-map reconstruction (trained model or L2 J-Sense)."
 
 
-@command("djsense", SUMMARY)
+@command("djsense", SUMMARY, inputs=("kspace", "mask"), models=("model",),
+         outputs=("output", "maps_out", "image_out"),
+         ranges={"unrolls": AT_LEAST_1, "map_cg": AT_LEAST_1, "image_cg": AT_LEAST_1,
+                 "map_kernel": AT_LEAST_1, "lam": AT_LEAST_0})
 def djsense(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Undersampled multi-coil k-space (coils, H, W) or (slices, "

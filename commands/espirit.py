@@ -6,12 +6,13 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import check_output, command, info, load, save, show_progress
-from .options import SliceOption
+from .options import UNIT, Range, SliceOption
 
 SUMMARY = "ESPIRiT coil sensitivity maps from the fully sampled k-space centre (BART ecalib)."
 
 
-@command("espirit", SUMMARY)
+@command("espirit", SUMMARY, inputs=("kspace", "mask"), outputs=("output", "eigenvalues"),
+         ranges={"threshold": UNIT, "crop": UNIT, "sets": Range(1, 2)})
 def espirit(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Multi-coil k-space (coils, H, W) or (slices, coils, H, W) with "

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, info, load
-from .options import SliceOption
+from .options import FRACTION, SliceOption
 
 SUMMARY = "Image-quality metrics (PSNR, NMSE, SSIM, MS-SSIM, VIF) of recons against a reference."
 
@@ -31,7 +31,8 @@ FORMATS = {"psnr": "{:.2f}", "nmse": "{:.4g}", "ssim": "{:.4f}", "ms_ssim": "{:.
            "vif": "{:.4f}"}
 
 
-@command("metrics", SUMMARY)
+@command("metrics", SUMMARY, inputs=("reference", "recons"), outputs=("residual_out",),
+         ranges={"support_threshold": FRACTION})
 def metrics(
     reference: Annotated[str, typer.Argument(
         metavar="REFERENCE", help="Reference magnitude image (H, W) or (slices, H, W); with "

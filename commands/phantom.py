@@ -5,11 +5,15 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import check_output, command, info, load, save
+from .options import AT_LEAST_0, AT_LEAST_1
 
 SUMMARY = "Simulate multi-coil k-space with ground truth (Shepp-Logan, brain, or your image)."
 
 
-@command("phantom", SUMMARY)
+@command("phantom", SUMMARY, inputs=("from_",),
+         outputs=("output", "image_out", "maps_out", "rss_out"),
+         ranges={"coils": AT_LEAST_1, "slices": AT_LEAST_1, "phase": AT_LEAST_0,
+                 "noise": AT_LEAST_0, "oversample": AT_LEAST_1})
 def phantom(
     output: Annotated[str, typer.Argument(
         metavar="OUTPUT", help="Output: an .h5 file gets kspace, reconstruction_rss, maps and "

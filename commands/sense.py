@@ -6,12 +6,13 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import check_output, command, info, load, save, show_progress
-from .options import CropOption, SliceOption
+from .options import AT_LEAST_0, AT_LEAST_1, CropOption, SliceOption
 
 SUMMARY = "CG-SENSE: l2-regularised parallel-imaging reconstruction (BART pics -l2)."
 
 
-@command("sense", SUMMARY)
+@command("sense", SUMMARY, inputs=("kspace", "maps", "mask", "init"), outputs=("output",),
+         ranges={"lam": AT_LEAST_0, "iters": AT_LEAST_1, "tol": AT_LEAST_0, "crop": AT_LEAST_1})
 def sense(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Undersampled multi-coil k-space (coils, H, W) or (slices, coils, "

@@ -5,12 +5,13 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, info, load
-from .options import SliceOption
+from .options import AT_LEAST_1, Range, SliceOption
 
 SUMMARY = "Write a grayscale PNG of an array: image, coil/map montage, k-space (log) or mask."
 
 
-@command("show", SUMMARY)
+@command("show", SUMMARY, inputs=("input_",), files_out=("output",),
+         ranges={"percentile": Range(0, 100, low_open=True), "columns": AT_LEAST_1})
 def show(
     input_: Annotated[str, typer.Argument(
         metavar="INPUT", help="Array to show: (H, W), or a stack (..., H, W) of up to 5 axes "

@@ -5,12 +5,15 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, info, settings, show_progress
+from .options import AT_LEAST_1, POSITIVE
 from .train import train_app
 
 SUMMARY = "Fit the lambda regression and intensity equaliser of a prior on validation data."
 
 
-@command("calibrate", SUMMARY, group=train_app)
+@command("calibrate", SUMMARY, group=train_app, models=("files[0]",),
+         inputs=("files[1:-1]",), files_out=("files[-1]",),
+         ranges={"mu": POSITIVE, "iters": AT_LEAST_1, "central_slices": AT_LEAST_1})
 def calibrate(
     files: Annotated[list[str], typer.Argument(
         metavar="MODEL.pt VALIDATION... OUT.pt", help="The prior from `mrgen train prior`, "

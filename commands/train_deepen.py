@@ -6,14 +6,19 @@ from typing import Annotated
 import typer
 
 from .cli import command
-from .options import (CheckpointEveryOption, CheckpointOption, PngEveryOption, ResumeOption,
-                      SamplesPngOption)
+from .options import (AT_LEAST_0, AT_LEAST_1, POSITIVE, CheckpointEveryOption,
+                      CheckpointOption, PngEveryOption, ResumeOption, SamplesPngOption)
 from .train import train_app
 
 SUMMARY = "Train DEEPEN's end-to-end posterior energy by maximum likelihood (paper 004)."
 
 
-@command("deepen", SUMMARY, group=train_app)
+@command("deepen", SUMMARY, group=train_app, inputs=("data",),
+         files_out=("output", "checkpoint", "samples_png"),
+         ranges={"steps": AT_LEAST_0, "batch": AT_LEAST_1, "lr": POSITIVE,
+                 "energy_penalty": AT_LEAST_0, "central_slices": AT_LEAST_0, "eps": POSITIVE,
+                 "chain_steps": AT_LEAST_1, "init_std": POSITIVE, "width": AT_LEAST_1,
+                 "depth": AT_LEAST_1, "checkpoint_every": AT_LEAST_0, "png_every": AT_LEAST_0})
 def train_deepen(
     data: Annotated[list[str], typer.Argument(
         metavar="DATA...", help="Fully sampled k-space: mrgen phantom .h5 files (kspace, maps "

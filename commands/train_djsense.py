@@ -6,13 +6,21 @@ from typing import Annotated
 import typer
 
 from .cli import command
-from .options import CheckpointEveryOption, CheckpointOption, ResumeOption
+from .options import (AT_LEAST_0, AT_LEAST_1, POSITIVE, CheckpointEveryOption, CheckpointOption,
+                      ResumeOption)
 from .train import train_app
 
 SUMMARY = "Train Deep J-Sense (or MoDL) end to end on fully sampled multi-coil k-space."
 
 
-@command("djsense", SUMMARY, group=train_app)
+@command("djsense", SUMMARY, group=train_app, inputs=("data",),
+         files_out=("output", "checkpoint"),
+         ranges={"unrolls": AT_LEAST_1, "map_cg": AT_LEAST_1, "image_cg": AT_LEAST_1,
+                 "map_kernel": AT_LEAST_1, "width": AT_LEAST_1, "blocks": AT_LEAST_1,
+                 "lam": AT_LEAST_0, "steps": AT_LEAST_0, "batch": AT_LEAST_1, "lr": POSITIVE,
+                 "decay_every": AT_LEAST_0, "gamma": POSITIVE, "clip": AT_LEAST_0,
+                 "curriculum": AT_LEAST_0, "central_slices": AT_LEAST_0,
+                 "checkpoint_every": AT_LEAST_0})
 def train_djsense(
     data: Annotated[list[str], typer.Argument(
         metavar="DATA...", help="Fully sampled multi-coil k-space: fastMRI or mrgen phantom "

@@ -6,14 +6,21 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command
-from .options import (CheckpointEveryOption, CheckpointOption, PngEveryOption, ResumeOption,
-                      SamplesPngOption)
+from .options import (AT_LEAST_0, AT_LEAST_1, POSITIVE, UNIT, CheckpointEveryOption,
+                      CheckpointOption, PngEveryOption, ResumeOption, SamplesPngOption)
 from .train import train_app
 
 SUMMARY = "Train the energy prior R_theta by maximum likelihood with Langevin sampling."
 
 
-@command("prior", SUMMARY, group=train_app)
+@command("prior", SUMMARY, group=train_app, inputs=("data",),
+         files_out=("output", "checkpoint", "samples_png"),
+         ranges={"steps": AT_LEAST_0, "batch": AT_LEAST_1, "lr": POSITIVE, "gamma": POSITIVE,
+                 "energy_penalty": AT_LEAST_0, "data_noise": AT_LEAST_0, "ula_step": POSITIVE,
+                 "ula_noise": AT_LEAST_0, "chain_max": AT_LEAST_1, "chain_tau": POSITIVE,
+                 "buffer": AT_LEAST_1, "restart": UNIT, "width": AT_LEAST_1, "growth": POSITIVE,
+                 "stages": AT_LEAST_1, "crop": AT_LEAST_1, "central_slices": AT_LEAST_0,
+                 "checkpoint_every": AT_LEAST_0, "png_every": AT_LEAST_0})
 def train_prior(
     data: Annotated[list[str], typer.Argument(
         metavar="DATA...", help="Training images: fastMRI or mrgen phantom .h5 volumes (their "

@@ -5,12 +5,13 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import check_output, command, load, save
-from .options import CropOption, SliceOption
+from .options import AT_LEAST_1, CropOption, SliceOption
 
 SUMMARY = "Zero-filled reconstruction: RSS (or map-combined) inverse FFT of k-space."
 
 
-@command("zf", SUMMARY)
+@command("zf", SUMMARY, inputs=("kspace", "mask", "maps"), outputs=("output",),
+         ranges={"crop": AT_LEAST_1})
 def zf(
     kspace: Annotated[str, typer.Argument(help="Multi-coil k-space (coils, H, W) or "
                                           "(slices, coils, H, W).", show_default=False)],

@@ -27,6 +27,14 @@ def fit_mask(mask: np.ndarray, kspace_shape, name: str = "mask") -> np.ndarray:
         raise DataError(f"{name}: shape {tuple(mask.shape)} does not fit k-space of shape "
                         f"{tuple(kspace_shape)} (needs (H, W) = ({height}, {width}), (W,) or "
                         "(slices, H, W))")
+    if np.any(mask < 0):
+        raise DataError(f"{name}: the mask has negative values (1 = sampled, 0 = not)")
+    sampled = np.any(planes.reshape(-1, height * width) != 0, axis=1)
+    if not sampled.any():
+        raise DataError(f"{name}: the mask samples nothing (all zeros)")
+    if not sampled.all():
+        raise DataError(f"{name}: slice {int(np.argmin(sampled))} of the mask samples nothing "
+                        "(all zeros)")
     # A copy: broadcast views are read-only, and torch wants writable memory.
     return np.array(planes[0] if planes.ndim == 3 and planes.shape[0] == 1 else planes)
 
@@ -41,6 +49,7 @@ def fit_maps(maps: np.ndarray, kspace_shape, name: str = "maps") -> np.ndarray:
     if maps.shape[-3:] != coils_hw:
         raise DataError(f"{name}: shape {tuple(maps.shape)} does not fit k-space of shape "
                         f"{tuple(kspace_shape)} (coils, H and W must agree)")
+    _check_maps_not_zero(maps, name)
     lead = maps.shape[:-3]
     if lead == slices or lead == ():
         return maps
@@ -50,3 +59,14 @@ def fit_maps(maps: np.ndarray, kspace_shape, name: str = "maps") -> np.ndarray:
         return maps[0]
     raise DataError(f"{name}: {lead[0] if lead else 1} slice(s) or map sets do not match the "
                     f"k-space's {slices[0] if slices else 1} slice(s)")
+
+
+def _check_maps_not_zero(maps: np.ndarray, name: str) -> None:
+    """Maps that vanish everywhere (in a slice) give nothing to reconstruct from."""
+    planes = maps.reshape((-1,) + maps.shape[-3:])
+    nonzero = np.any(planes.reshape(len(planes), -1) != 0, axis=1)
+    if not nonzero.any():
+        raise DataError(f"{name}: the sensitivity maps are zero everywhere")
+    if not nonzero.all():
+        raise DataError(f"{name}: map set or slice {int(np.argmin(nonzero))} of the sensitivity "
+                        "maps is zero everywhere")

@@ -38,6 +38,8 @@ def read_array(text: str, role: roles.Role = roles.ANY, slices=None) -> np.ndarr
         if ref.path is not None and not ref.path.exists():
             raise DataError(f"{ref}: no such file")
         array = _select_slices(ref, _as_mrgen(ref, read_npy(ref), role), role, slices)
+    if role is roles.KSPACE and not np.any(array):
+        raise DataError(f"{ref}: the k-space is all zeros")
     return array
 
 
@@ -66,9 +68,18 @@ def _select_slices(ref, array, role, slices):
         raise DataError(f"{ref}: --slice given but the {role.name} has no slice axis "
                         f"(shape {tuple(array.shape)})")
     try:
-        return np.ascontiguousarray(array[slices])
+        picked = np.ascontiguousarray(array[slices])
     except IndexError:
         raise DataError(f"{ref}: --slice out of range for {array.shape[0]} slices") from None
+    _check_picked(ref, picked, slices, array.shape[0])
+    return picked
+
+
+def _check_picked(ref, picked, slices, count) -> None:
+    if isinstance(slices, slice) and picked.shape[0] == 0:
+        text = f"{'' if slices.start is None else slices.start}:" \
+               f"{'' if slices.stop is None else slices.stop}"
+        raise DataError(f"{ref}: --slice {text} selects none of its {count} slices")
 
 
 def _as_mrgen(ref, array: np.ndarray, role: roles.Role) -> np.ndarray:
@@ -89,6 +100,8 @@ def _as_mrgen(ref, array: np.ndarray, role: roles.Role) -> np.ndarray:
             raise DataError(f"{ref}: the {role.name} must be complex, got {array.dtype}")
     else:
         raise DataError(f"{ref}: unsupported data type {array.dtype} for the {role.name}")
+    if 0 in array.shape:
+        raise DataError(f"{ref}: the {role.name} is empty (shape {tuple(array.shape)})")
     array = array.astype(np.complex64 if array.dtype.kind == "c" else np.float32, copy=False)
     if not np.all(np.isfinite(array)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))

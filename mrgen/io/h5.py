@@ -30,7 +30,8 @@ def dataset_names(handle) -> list[str]:
 
 
 def choose_dataset(ref, handle, defaults) -> str:
-    """The dataset to read: the one named, else the first default present, else the only one."""
+    """The dataset to read: the one named, else the first default present. A file without one
+    of the defaults is an error that lists its datasets (never a silent read of another)."""
     names = dataset_names(handle)
     if ref.dataset is not None:
         if ref.dataset not in names:
@@ -40,8 +41,6 @@ def choose_dataset(ref, handle, defaults) -> str:
     for name in defaults:
         if name in names:
             return name
-    if len(names) == 1:
-        return names[0]
     wanted = " or ".join(f"'{n}'" for n in defaults)
     raise DataError(f"{ref.path}: no dataset {wanted}; name one as {ref.path}:NAME "
                     f"(it has: {', '.join(names) or 'none'})")
@@ -64,6 +63,11 @@ def read_h5(ref, defaults, index=None, sliced_rank=1) -> tuple[np.ndarray, dict]
             array = dataset[index] if index is not None else dataset[()]
         except (OSError, ValueError, IndexError) as err:
             raise DataError(f"{ref.path}:{name}: cannot read ({err})") from None
+        if isinstance(index, slice) and np.shape(array)[0] == 0:
+            text = f"{'' if index.start is None else index.start}:" \
+                   f"{'' if index.stop is None else index.stop}"
+            raise DataError(f"{ref.path}:{name}: --slice {text} selects none of its "
+                            f"{dataset.shape[0]} slices")
         attrs = {k: v for k, v in dataset.attrs.items()}
     return np.asarray(array), attrs
 

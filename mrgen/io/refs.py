@@ -10,6 +10,7 @@ from ..errors import UsageError
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 NPY_SUFFIXES = (".npy",)
 CFL_SUFFIXES = (".cfl", ".hdr")
+KNOWN_SUFFIXES = NPY_SUFFIXES + H5_SUFFIXES + CFL_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,10 @@ def parse_ref(text: str) -> ArrayRef:
         return ArrayRef(text, "npy", path)
     if suffix in CFL_SUFFIXES:
         return ArrayRef(text, "cfl", path.with_suffix(""))
-    if suffix in (".png", ".jpg", ".txt", ".json", ".pt"):
-        raise UsageError(f"{text}: not an array file; use .npy, .h5[:dataset] or a BART .cfl name")
+    if suffix:
+        raise UsageError(f"{text}: not an array file (unknown suffix {path.suffix}); known: "
+                         f"{', '.join(KNOWN_SUFFIXES)}, .h5:DATASET, a BART name without a "
+                         "suffix (NAME.cfl + NAME.hdr), or - for a pipe")
     return ArrayRef(text, "cfl", path)
 
 
@@ -65,9 +68,13 @@ def parse_slices(text: str | None):
         if ":" not in text:
             return int(text)
         start, stop = text.split(":", 1)
-        return slice(int(start) if start else None, int(stop) if stop else None)
+        first, last = int(start) if start else None, int(stop) if stop else None
     except ValueError:
         raise UsageError(f"--slice {text}: expected an index I or a range A:B") from None
+    if first is not None and last is not None and (first < 0) == (last < 0) and first >= last:
+        raise UsageError(f"--slice {text}: empty range (A:B takes slices A to B-1; A must be "
+                         "below B)")
+    return slice(first, last)
 
 
 def ensure_distinct(output: str, inputs) -> None:
