@@ -5,12 +5,18 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import check_output, command, device, info, load, save, settings, show_progress
-from .options import SliceOption
+from .options import AT_LEAST_0, AT_LEAST_1, POSITIVE, SliceOption
 
 SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples (paper 001)."
 
 
-@command("langevin", SUMMARY)
+@command("langevin", SUMMARY, inputs=("inputs[:-1]", "mask", "maps",
+                                                  "init|ipalm|noise|zf|sense"),
+         models=("model",), outputs=("inputs[-1]", "var", "samples_out"),
+         ranges={"lam": POSITIVE, "ipalm_iters": AT_LEAST_1, "burn_in": AT_LEAST_0,
+                 "samples": AT_LEAST_1, "thin": AT_LEAST_1, "step": POSITIVE,
+                 "noise_std": AT_LEAST_0, "shape": AT_LEAST_1, "chains": AT_LEAST_1,
+                 "tv_eps": POSITIVE})
 def langevin(
     inputs: Annotated[list[str], typer.Argument(
         metavar="[KSPACE] OUT", help="Undersampled k-space (coils, H, W) or (slices, coils, H, "
