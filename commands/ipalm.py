@@ -5,12 +5,15 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import check_output, command, device, info, load, save, show_progress
-from .options import SliceOption
+from .options import AT_LEAST_1, POSITIVE, Range, SliceOption
 
 SUMMARY = "Joint image + coil-map reconstruction by iPALM with a learned or TV prior (paper 001)."
 
 
-@command("ipalm", SUMMARY)
+@command("ipalm", SUMMARY, inputs=("kspace", "mask", "maps"), models=("model",),
+         outputs=("output", "maps_out"), files_out=("energy_log",),
+         ranges={"lam": Range(0, low_open=True, words=("", "auto")), "mu": POSITIVE,
+                 "iters": AT_LEAST_1, "tv_eps": POSITIVE, "max_backtracks": AT_LEAST_1})
 def ipalm(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Undersampled multi-coil k-space (coils, H, W) or (slices, "
