@@ -40,4 +40,7 @@ def main_options(
 
 
 def main():
+    from .interrupt import install
+
+    install()  # Ctrl-C within a second, also inside a long torch call
     app(prog_name="mrgen")

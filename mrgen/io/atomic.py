@@ -7,6 +7,10 @@ import os
 import tempfile
 from pathlib import Path
 
+# Temporary files being written now: an interrupted command that cannot unwind in time
+# (commands/interrupt.py) removes them before it exits.
+LIVE_TEMPORARIES: set[str] = set()
+
 
 @contextlib.contextmanager
 def atomic_path(target: Path):
@@ -19,14 +23,17 @@ def atomic_path(target: Path):
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+    LIVE_TEMPORARIES.add(tmp)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
         yield Path(tmp)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        LIVE_TEMPORARIES.discard(tmp)
 
 
 def _umask() -> int:

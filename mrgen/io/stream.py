@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from .atomic import LIVE_TEMPORARIES
 from .refs import parse_ref
 
 
@@ -29,6 +30,7 @@ class NpyStackWriter:
                                    dir=self.target.parent if str(self.target.parent) else ".")
         os.close(fd)
         self.tmp = Path(tmp)
+        LIVE_TEMPORARIES.add(str(self.tmp))
         self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype,
                                                shape=(count, *tuple(shape)))
 
@@ -41,12 +43,14 @@ class NpyStackWriter:
         self.array.flush()
         del self.array
         os.replace(self.tmp, self.target)
+        LIVE_TEMPORARIES.discard(str(self.tmp))
 
     def abort(self) -> None:
         with contextlib.suppress(AttributeError):
             del self.array
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp)
+        LIVE_TEMPORARIES.discard(str(self.tmp))
 
     def __enter__(self):
         return self
