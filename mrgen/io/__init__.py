@@ -2,155 +2,26 @@
 
 All format conversions live here. In memory, arrays are C-ordered numpy arrays in mrgen's
 axis order, complex64 or float32; commands turn them into torch tensors themselves.
+
+Importing ``mrgen.io`` is cheap (no numpy): the argument checks that run before every command
+(``parse_ref``, ``parse_slices``, ``ensure_distinct``) need only the standard library, and the
+readers and writers of ``mrgen.io.arrays`` are imported on first use.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-from .. import __version__
-from ..errors import DataError
 from . import roles
-from .cfl import read_cfl, read_header, write_cfl
-from .h5 import h5_shape, read_h5, write_h5
-from .layout import layout_for_shape, layout_from_bart_dims
-from .npy import read_npy, write_npy
 from .refs import ArrayRef, ensure_distinct, parse_ref, parse_slices
 
 __all__ = ["read_array", "read_shape", "write_array", "write_bundle", "parse_ref", "parse_slices",
            "ensure_distinct", "ArrayRef", "roles"]
 
-
-def read_array(text: str, role: roles.Role = roles.ANY, slices=None) -> np.ndarray:
-    """Read ``text`` (a file argument) as an array for ``role``, validated and cast.
-
-    ``slices`` (from ``parse_slices``) picks slices along the leading slice axis: an int drops
-    that axis, a slice keeps it. Raises DataError naming the file for anything unusable.
-    """
-    ref = parse_ref(text)
-    if ref.format == "h5":
-        array, _ = read_h5(ref, role.datasets, slices, len(role.base) + 1)
-        array = _as_mrgen(ref, array, role)
-    elif ref.format == "cfl":
-        array, _ = read_cfl(ref, role.base)
-        array = _select_slices(ref, _as_mrgen(ref, array, role), role, slices)
-    else:
-        if ref.path is not None and not ref.path.exists():
-            raise DataError(f"{ref}: no such file")
-        array = _select_slices(ref, _as_mrgen(ref, read_npy(ref), role), role, slices)
-    if role is roles.KSPACE and not np.any(array):
-        raise DataError(f"{ref}: the k-space is all zeros")
-    return array
+_LAZY = ("read_array", "read_shape", "write_array", "write_bundle")
 
 
-def read_shape(text: str, role: roles.Role = roles.ANY) -> tuple[int, ...]:
-    """The shape ``read_array`` would return, without reading the data (except from stdin)."""
-    ref = parse_ref(text)
-    if ref.format == "h5":
-        return h5_shape(ref, role.datasets)
-    if ref.format == "cfl":
-        dims = read_header(ref)
-        return tuple(dims[d] for d in layout_from_bart_dims(dims, role.base))
-    if ref.path is None:
-        return read_array(text, role).shape
-    if not ref.path.exists():
-        raise DataError(f"{ref}: no such file")
-    try:
-        return tuple(np.load(ref.path, mmap_mode="r", allow_pickle=False).shape)
-    except (ValueError, OSError, EOFError) as err:
-        raise DataError(f"{ref}: not a readable .npy file ({err})") from None
+def __getattr__(name):
+    if name in _LAZY:
+        from . import arrays
 
-
-def _select_slices(ref, array, role, slices):
-    if slices is None:
-        return array
-    if array.ndim <= len(role.base):
-        raise DataError(f"{ref}: --slice given but the {role.name} has no slice axis "
-                        f"(shape {tuple(array.shape)})")
-    try:
-        picked = np.ascontiguousarray(array[slices])
-    except IndexError:
-        raise DataError(f"{ref}: --slice out of range for {array.shape[0]} slices") from None
-    _check_picked(ref, picked, slices, array.shape[0])
-    return picked
-
-
-def _check_picked(ref, picked, slices, count) -> None:
-    if isinstance(slices, slice) and picked.shape[0] == 0:
-        text = f"{'' if slices.start is None else slices.start}:" \
-               f"{'' if slices.stop is None else slices.stop}"
-        raise DataError(f"{ref}: --slice {text} selects none of its {count} slices")
-
-
-def _as_mrgen(ref, array: np.ndarray, role: roles.Role) -> np.ndarray:
-    """Check rank, dtype and finiteness; cast to complex64 or float32."""
-    low = role.min_rank if role.min_rank is not None else len(role.base)
-    high = len(role.base) + role.max_extra
-    if not low <= array.ndim <= high:
-        raise DataError(f"{ref}: the {role.name} needs {low} to {high} axes "
-                        f"({_axes_hint(role)}), got shape {tuple(array.shape)}")
-    kind = array.dtype.kind
-    if kind == "c":
-        if role.real_only:
-            if np.any(array.imag):
-                raise DataError(f"{ref}: the {role.name} must be real, got complex values")
-            array = array.real
-    elif kind in "fiub":
-        if role.complex_only:
-            raise DataError(f"{ref}: the {role.name} must be complex, got {array.dtype}")
-    else:
-        raise DataError(f"{ref}: unsupported data type {array.dtype} for the {role.name}")
-    if 0 in array.shape:
-        raise DataError(f"{ref}: the {role.name} is empty (shape {tuple(array.shape)})")
-    array = array.astype(np.complex64 if array.dtype.kind == "c" else np.float32, copy=False)
-    if not np.all(np.isfinite(array)):
-        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-        raise DataError(f"{ref}: the {role.name} holds {bad} NaN or Inf values")
-    return np.ascontiguousarray(array)
-
-
-def _axes_hint(role) -> str:
-    names = {0: "H", 1: "W", 3: "coils"}
-    return "[slices,] " + ", ".join(names.get(d, "?") for d in role.base)
-
-
-def write_array(text: str, array, role: roles.Role = roles.ANY, layout=None,
-                command: str | None = None) -> None:
-    """Write one array in the format ``text`` names (atomically).
-
-    ``layout`` lists the BART dim of each axis; by default it follows ``role`` with an extra
-    leading axis taken as slices. ``command`` is recorded as provenance where the format can.
-    """
-    ref = parse_ref(text)
-    array = _to_numpy(array)
-    if ref.format == "h5":
-        write_bundle(text, {ref.dataset or role.output_dataset: array}, command=command)
-    elif ref.format == "cfl":
-        layout = layout or layout_for_shape(array.ndim, role.base)
-        write_cfl(ref, array, layout, command, f"mrgen {__version__}")
-    else:
-        write_npy(ref, array)
-
-
-def write_bundle(text: str, datasets: dict, command: str | None = None,
-                 attrs: dict | None = None) -> None:
-    """Write several named arrays into one new .h5 file, with provenance attributes."""
-    ref = parse_ref(text)
-    if ref.format != "h5":
-        raise DataError(f"{text}: several arrays need an .h5 output")
-    meta = {"mrgen_version": __version__}
-    if command:
-        meta["mrgen_command"] = command
-    meta.update(attrs or {})
-    write_h5(ref.path, {k: _to_numpy(v) for k, v in datasets.items()}, meta)
-
-
-def _to_numpy(array) -> np.ndarray:
-    if hasattr(array, "detach"):
-        array = array.detach().cpu().numpy()
-    array = np.asarray(array)
-    if array.dtype.kind == "c":
-        return array.astype(np.complex64, copy=False)
-    if array.dtype.kind == "b":
-        return array.astype(np.float32)
-    return array.astype(np.float32, copy=False)
+        return getattr(arrays, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
