@@ -122,7 +122,7 @@ app = typer.Typer(
 
 
 def command(name: str, summary: str, group: typer.Typer | None = None, inputs=(), outputs=(),
-            files_out=(), models=(), ranges=None, one_of=()):
+            files_out=(), models=(), ranges=None, one_of=(), precheck=None):
     """Register ``func`` as subcommand ``name`` (of ``group``, default the top-level app) with
     the global options and error handling.
 
@@ -133,12 +133,12 @@ def command(name: str, summary: str, group: typer.Typer | None = None, inputs=()
     text), ``models`` a model file or shipped model name, ``ranges`` the accepted values of
     numeric options (``commands.options.Range``). A name may pick from a list argument:
     ``"files[1:-1]"``, ``"inputs[-1]"``; ``"init|ipalm|noise"`` lists words that are not files.
-    ``one_of`` lists groups of options of which exactly one must be given. Every float option
-    is also checked to be finite.
+    ``one_of`` lists groups of options of which exactly one must be given; ``precheck(arguments)``
+    is a command's own cheap check, run first. Every float option is also checked to be finite.
     """
 
     prefix = f"{group.info.name} " if group is not None else ""
-    checks = ArgumentChecks(inputs, outputs, files_out, models, ranges or {}, one_of)
+    checks = ArgumentChecks(inputs, outputs, files_out, models, ranges or {}, one_of, precheck)
 
     def register(func):
         @functools.wraps(func)
@@ -178,13 +178,14 @@ class ArgumentChecks:
     """The checks ``@command`` runs on a command's arguments before its body: cheap (no torch,
     no data read), so that a wrong argument is answered at once and nothing is written."""
 
-    def __init__(self, inputs, outputs, files_out, models, ranges, one_of=()):
+    def __init__(self, inputs, outputs, files_out, models, ranges, one_of=(), precheck=None):
         self.inputs = [_Pick(spec) for spec in inputs]
         self.outputs = [_Pick(spec) for spec in outputs]
         self.files_out = [_Pick(spec) for spec in files_out]
         self.models = [_Pick(spec) for spec in models]
         self.ranges = dict(ranges)
         self.one_of = [tuple(group) for group in one_of]
+        self.precheck = precheck
         self.labels = {}
 
     def label(self, name: str) -> str:
@@ -198,6 +199,8 @@ class ArgumentChecks:
     def run(self, kwargs) -> None:
         from mrgen.errors import UsageError
 
+        if self.precheck is not None:
+            self.precheck(kwargs)
         for group in self.one_of:
             if sum(kwargs.get(name) is not None for name in group) != 1:
                 raise UsageError("give exactly one of " + " and ".join(

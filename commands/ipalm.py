@@ -161,6 +161,11 @@ def _load_kspace(path, slices, single_coil):
         from mrgen.errors import DataError
 
         raise DataError(f"{path}: the k-space must be complex, got {data.dtype}")
+    if data.ndim == 4 and data.shape[1] != 1:
+        from mrgen.errors import DataError
+
+        raise DataError(f"{path}: --single-coil needs (H, W), (slices, H, W) or (slices, 1, H, "
+                        f"W) k-space, got {data.shape[1]} coils (shape {data.shape})")
     # (H, W) -> (1, H, W); (S, H, W) single-coil slices -> (S, 1, H, W)
     return data[None] if data.ndim == 2 else data[:, None] if data.shape[-3] != 1 else data
 

@@ -16,7 +16,8 @@ SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples 
          ranges={"lam": POSITIVE, "ipalm_iters": AT_LEAST_1, "burn_in": AT_LEAST_0,
                  "samples": AT_LEAST_1, "thin": AT_LEAST_1, "step": POSITIVE,
                  "noise_std": AT_LEAST_0, "shape": AT_LEAST_1, "chains": AT_LEAST_1,
-                 "tv_eps": POSITIVE})
+                 "tv_eps": POSITIVE},
+         precheck=lambda args: _split_inputs(args["inputs"], args["prior_only"]))
 def langevin(
     inputs: Annotated[list[str], typer.Argument(
         metavar="[KSPACE] OUT", help="Undersampled k-space (coils, H, W) or (slices, coils, H, "
