@@ -199,6 +199,8 @@ class ArgumentChecks:
     def run(self, kwargs) -> None:
         from mrgen.errors import UsageError
 
+        if not 0 <= settings.seed < 2 ** 64:
+            raise UsageError(f"--seed {settings.seed}: must be in [0, 2^64)")
         if self.precheck is not None:
             self.precheck(kwargs)
         for group in self.one_of:
@@ -496,17 +498,12 @@ def save(text, array, role, inputs=(), layout=None):
 
 
 def check_output(text, inputs=()):
-    """Check an output argument early, before long work is spent on it."""
+    """Check an output argument early, before long work is spent on it (as the checks before
+    every command do for the outputs it declares)."""
     from mrgen import io
 
-    io.ensure_distinct(str(text), [str(i) for i in inputs if i is not None])
-    ref = io.parse_ref(str(text))
-    folder = ref.path.parent if ref.path is not None else None
-    if folder is not None and str(folder) and not folder.is_dir():
-        from mrgen.errors import UsageError
-
-        raise UsageError(f"{text}: folder {folder} does not exist")
-    return ref
+    _check_target(str(text), True, [str(i) for i in inputs if i is not None], [])
+    return io.parse_ref(str(text))
 
 
 def engine_options(name: str, steps: int, checkpoint, checkpoint_every: int, resume: bool,
