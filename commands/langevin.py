@@ -208,13 +208,16 @@ def _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, 
     from mrgen.device import generator as make_generator
     from mrgen.io.stream import NpyStackWriter
     from mrgen.posterior import sample_deepen_posterior
+    from mrgen.shapes import fit_image
 
     from .deepen import load_deepen_problem
 
     problem = load_deepen_problem("langevin", model, kspace, mask, maps, slice_, dev)
     energy, metadata, batched = problem.energy, problem.metadata, problem.kspace
-    start = init if init in ("sense", "noise") else torch.from_numpy(
-        _as_batch(load(init, io.roles.IMAGE, problem.slices), not problem.single)).to(dev)
+    start = init if init in ("sense", "noise") else torch.from_numpy(_as_batch(
+        fit_image(load(init, io.roles.IMAGE, problem.slices),
+                  tuple(batched.shape[1:] if problem.single else batched.shape), init),
+        not problem.single)).to(dev)
     step = 1.0 if step is None else step
     noise_std = sampler_eps(metadata) * step ** 0.5 if noise_std is None else noise_std
     info(f"langevin: {problem.description}, step {step:.3g}, noise {noise_std:.3g}, "
@@ -309,5 +312,5 @@ def _maps_and_start(maps, single_coil, init, data, batched, slices, mask_t, regu
         return fixed, result.image
     if init in ("noise", "zf"):
         return fixed, init
-    return fixed, torch.from_numpy(_as_batch(load(init, io.roles.IMAGE, slices),
-                                             data.ndim == 4)).to(dev)
+    image = shapes.fit_image(load(init, io.roles.IMAGE, slices), data.shape, init)
+    return fixed, torch.from_numpy(_as_batch(image, data.ndim == 4)).to(dev)

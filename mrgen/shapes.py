@@ -61,6 +61,16 @@ def fit_maps(maps: np.ndarray, kspace_shape, name: str = "maps") -> np.ndarray:
                     f"k-space's {slices[0] if slices else 1} slice(s)")
 
 
+def fit_image(image: np.ndarray, kspace_shape, name: str = "image") -> np.ndarray:
+    """Check an image (a start, a warm start) against k-space (..., C, H, W): (H, W), or
+    (S, H, W) for S slices."""
+    wanted = tuple(kspace_shape[:-3]) + tuple(kspace_shape[-2:])
+    if tuple(image.shape) != wanted:
+        raise DataError(f"{name}: shape {tuple(image.shape)} does not fit the k-space of shape "
+                        f"{tuple(kspace_shape)} (needs {wanted})")
+    return image
+
+
 def _check_maps_not_zero(maps: np.ndarray, name: str) -> None:
     """Maps that vanish everywhere (in a slice) give nothing to reconstruct from."""
     planes = maps.reshape((-1,) + maps.shape[-3:])

@@ -34,6 +34,7 @@ def folder(tmp_path_factory):
         "maps.npy": maps,
         "mask.npy": mask,
         "img.npy": image,
+        "img8.npy": image[:8, :8],
         "zeros.npy": np.zeros((H, W), np.float32),
         "negmask.npy": mask - 2 * (1 - mask),
         "slicezero.npy": np.stack([mask, np.zeros_like(mask), mask]),
@@ -108,6 +109,9 @@ CASES = [
     ("ipalm --single-coil ms.npy out.npy", 2, "--single-coil"),
     ("metrics img.npy k.npy", 2, "slice"),
     ("langevin --prior-only k.npy out.npy extra.npy", 2, "expected OUT"),
+    ("langevin --init img8.npy --maps maps.npy k.npy out.npy", 2, "does not fit"),
+    ("langevin --model deepen-brain-small --init img8.npy --maps maps.npy k.npy out.npy", 2,
+     "does not fit"),
     # outputs
     ("zf k.npy k.npy", 2, "overwrite"),
     ("zf k.npy adir.npy", 2, "is a folder"),
