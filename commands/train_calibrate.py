@@ -13,7 +13,8 @@ SUMMARY = "Fit the lambda regression and intensity equaliser of a prior on valid
 
 @command("calibrate", SUMMARY, group=train_app, models=("files[0]",),
          inputs=("files[1:-1]",), files_out=("files[-1]",),
-         ranges={"mu": POSITIVE, "iters": AT_LEAST_1, "central_slices": AT_LEAST_1})
+         ranges={"mu": POSITIVE, "iters": AT_LEAST_1, "central_slices": AT_LEAST_1},
+         precheck=lambda args: _check_arguments(args["files"], args["grid"]))
 def calibrate(
     files: Annotated[list[str], typer.Argument(
         metavar="MODEL.pt VALIDATION... OUT.pt", help="The prior from `mrgen train prior`, "
@@ -56,19 +57,11 @@ def calibrate(
     from mrgen.priors.loading import build_regulariser
     from mrgen.training.checkpoint import store_fitted_entries
 
-    if len(files) < 3:
-        raise UsageError("expected MODEL.pt VALIDATION... OUT.pt")
+    _check_arguments(files, grid)
     model, validation, output = files[0], files[1:-1], files[-1]
-    if not output.endswith(".pt"):
-        raise UsageError(f"{output}: the output model file must end in .pt")
     if any(output == f for f in files[:-1]):
         raise UsageError(f"{output}: output would overwrite an input")
-    try:
-        lambdas = [float(v) for v in grid.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"--grid {grid}: expected comma-separated numbers") from None
-    if not lambdas or min(lambdas) <= 0:
-        raise UsageError(f"--grid {grid}: needs positive values")
+    lambdas = _grid(grid)
     spec = parse_mask_spec(mask_spec)
     dev = device()
     regulariser, prior = build_regulariser(model, "learned", 1e-3, dev)
@@ -144,3 +137,28 @@ def _validation_slices(paths, central):
     except ValueError:
         raise DataError("validation files differ in shape; calibrate on files of one size") \
             from None
+
+
+def _check_arguments(files, grid) -> None:
+    """The checks that need no file: the argument count and the grid."""
+    from mrgen.errors import UsageError
+
+    if len(files) < 3:
+        raise UsageError("expected MODEL.pt VALIDATION... OUT.pt")
+    if not files[-1].endswith(".pt"):
+        raise UsageError(f"{files[-1]}: the output model file must end in .pt")
+    _grid(grid)
+
+
+def _grid(text) -> list:
+    import math
+
+    from mrgen.errors import UsageError
+
+    try:
+        lambdas = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--grid {text}: expected comma-separated numbers") from None
+    if not lambdas or not all(math.isfinite(v) and v > 0 for v in lambdas):
+        raise UsageError(f"--grid {text}: needs finite positive values")
+    return lambdas

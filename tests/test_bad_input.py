@@ -157,6 +157,9 @@ CASES = [
     ("train deepen --steps -1 d.h5 out.pt", 2, "--steps"),
     ("train djsense --batch 0 d.h5 out.pt", 2, "--batch"),
     ("train calibrate --mu 0 prior-brain-small d.h5 out.pt", 2, "--mu"),
+    ("train calibrate --grid 1,nan prior-brain-small d.h5 out.pt", 2, "--grid"),
+    ("train calibrate prior-brain-small out.pt", 2, "expected MODEL.pt"),
+    ("train calibrate prior-brain-small d.h5 out.npy", 2, "must end in .pt"),
 ]
 
 
