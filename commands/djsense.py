@@ -9,6 +9,8 @@ import typer
 from .cli import check_output, command, info, load, save, show_progress
 from .options import AT_LEAST_0, AT_LEAST_1, SliceOption
 
+DEFAULT_MODEL = "djsense-brain-small"  # the shipped demo model, found by name
+
 SUMMARY = "Deep J-Sense: joint image and coil-map reconstruction (trained model or L2 J-Sense)."
 
 
@@ -24,8 +26,9 @@ def djsense(
         metavar="OUT", help="The RSS image (H, W) or (slices, H, W), in the data's units.",
         show_default=False)],
     model: Annotated[Optional[str], typer.Option(
-        "--model", metavar="FILE.pt", help="A model of mrgen train djsense (Deep J-Sense or "
-        "MoDL).", show_default=False)] = None,
+        "--model", metavar="FILE.pt|NAME", help="A model of mrgen train djsense (Deep J-Sense "
+        "or MoDL), or a shipped one by name. Default (without --mode): the demo model "
+        "djsense-brain-small.", show_default=False)] = None,
     mode: Annotated[Optional[str], typer.Option(
         "--mode", metavar="l2", help="l2: plain J-Sense with L2 regularisation, no networks "
         "(instead of --model).", show_default=False)] = None,
@@ -55,7 +58,9 @@ def djsense(
     """Reconstruct with Deep J-Sense (paper 003): alternating CG on the map kernels and the
     image kernel, each followed by its learned denoiser, for N unrolls; the output is the
     RSS of the coil images (Eq. 7). With a MoDL model the maps are ESPIRiT's, fixed. --mode
-    l2 runs plain J-Sense (no networks, L2 regularisation) and needs no model.
+    l2 runs plain J-Sense (no networks, L2 regularisation) and needs no model. Without --model
+    and --mode the shipped demo model djsense-brain-small is used (trained on 64 x 64 8-coil
+    brain slices at 4x).
 
     The k-space is divided by max |ACS| as in training and the output scaled back. Masks of
     other accelerations and ACS sizes than the training ones are fine. Each slice is
@@ -73,8 +78,10 @@ def djsense(
 
     from .cli import device, settings
 
-    if (model is None) == (mode is None):
-        raise UsageError("give exactly one of --model FILE.pt and --mode l2")
+    if model is not None and mode is not None:
+        raise UsageError("give one of --model FILE.pt and --mode l2, not both")
+    if model is None and mode is None:
+        model = DEFAULT_MODEL
     if mode is not None and mode != "l2":
         raise UsageError(f"--mode {mode}: only l2 (a trained model comes with --model)")
     if mask is not None and mask_spec is not None:
@@ -136,7 +143,8 @@ def djsense(
     squeeze = (lambda a: a) if has_slices else (lambda a: a[0])
     what = "MoDL" if net.config.mode == "modl" else \
         ("L2 J-Sense" if net.config.mode == "l2" else "Deep J-Sense")
-    info(f"{what}: {count} slice(s), {unrolls or net.config.unrolls} unrolls")
+    info(f"{what}{f' ({model})' if model is not None else ''}: {count} slice(s), "
+         f"{unrolls or net.config.unrolls} unrolls")
     save(output, squeeze(rss_out), io.roles.REFERENCE, inputs=inputs)
     if image_all is not None:
         save(image_out, squeeze(image_all), io.roles.IMAGE, inputs=inputs)

@@ -17,7 +17,10 @@ def resolve_device(spec: str | None = None):
     """
     import torch
 
+    from_env = not spec and bool(os.environ.get(DEVICE_ENV))
     spec = (spec or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    # Name where the value came from: the option, or the environment variable.
+    given = f"{DEVICE_ENV}={spec}" if from_env else f"--device {spec}"
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec == "cpu":
@@ -25,14 +28,14 @@ def resolve_device(spec: str | None = None):
     if spec == "cuda" or spec.startswith("cuda:"):
         index = spec.partition(":")[2]
         if index and not index.isdigit():
-            raise UsageError(f"--device {spec}: expected cuda:N with N a GPU index")
+            raise UsageError(f"{given}: expected cuda:N with N a GPU index")
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {spec}: CUDA is not available on this machine "
+            raise UsageError(f"{given}: CUDA is not available on this machine "
                              f"(torch {torch.__version__}); use --device cpu")
         if index and int(index) >= torch.cuda.device_count():
-            raise UsageError(f"--device {spec}: only {torch.cuda.device_count()} GPU(s) present")
+            raise UsageError(f"{given}: only {torch.cuda.device_count()} GPU(s) present")
         return torch.device(spec)
-    raise UsageError(f"--device {spec}: unknown device; use auto, cpu, cuda or cuda:N")
+    raise UsageError(f"{given}: unknown device; use auto, cpu, cuda or cuda:N")
 
 
 def generator(seed: int, device="cpu"):

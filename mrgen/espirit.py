@@ -149,9 +149,13 @@ def calibration_size(kspace: torch.Tensor, calib=None, kernel=DEFAULT_KERNEL,
     if calib is None:
         h, w = find_calibration(_centre_pattern(kspace, max_calib), max_calib)
         if h < kh or w < kw:
+            # --calib cannot help: a larger block would take in lines that were not sampled.
+            fits = min(kh, h), min(kw, w)
+            smaller = (f" or a kernel that fits (--kernel {fits[0]}x{fits[1]})"
+                       if min(fits) >= 3 else "")
             raise DataError(
-                f"k-space: no fully-sampled calibration region of at least {kh}x{kw} "
-                f"(--kernel) at the centre (found {h}x{w}); give its size with --calib H[xW]")
+                f"k-space: the fully-sampled centre is {h}x{w}, smaller than the {kh}x{kw} "
+                f"kernel (--kernel); sample more centre lines (mrgen mask --center){smaller}")
         return h, w
     h, w = pair(calib, "--calib")
     if h > height or w > width:

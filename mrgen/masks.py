@@ -371,11 +371,15 @@ def _gen_equispaced(grid, spec, fraction, rng, tolerance):
     height, width = grid
     centre, n_low = _centre_lines(width, fraction)
     _check_budget_lines(spec, n_low, width, fraction)
-    tables = {s: _equispaced_table(width, centre, n_low, s) for s in range(1, width + 1)}
-    ranked = sorted(tables, key=lambda s: (_relative_error(tables[s].mean(), spec.accel), s))
-    spacing = ranked[0]
-    accels = tables[spacing]
-    good = np.flatnonzero([_within(a, spec.accel, tolerance) for a in accels])
+    ranked, tables, good = _equispaced_fit(width, centre, n_low, spec.accel, tolerance)
+    adjusted = None
+    if good.size == 0 and spec.center is None:
+        # The default centre (ACS_FACTOR / R) does not fit an exact spacing on this width
+        # (20 lines at 4x on 256): take the nearest centre that does, and say so.
+        fit = _equispaced_centre_lines(width, spec.accel, tolerance, n_low, sorted(ranked[:2]))
+        if fit is not None:
+            adjusted, (centre, n_low) = n_low, _centre_lines(width, fit / width)
+            ranked, tables, good = _equispaced_fit(width, centre, n_low, spec.accel, tolerance)
     if good.size == 0:
         near = sorted(ranked[:2])
         reach = ", ".join(f"spacing {s} gives {_span(tables[s])}" for s in near)
@@ -383,12 +387,25 @@ def _gen_equispaced(grid, spec, fraction, rng, tolerance):
         raise _accel_error(spec, f"equispaced on {width} lines with {n_low} centre lines "
                            f"cannot get within {100 * tolerance:g}% ({reach}); change --accel"
                            + (f" or try --center {hint}" if hint else " or --center"))
+    spacing = ranked[0]
     offset = int(rng.choice(good))
     lines = centre.copy()
     lines[offset::spacing] = True
     info = _lines_info(spec, width, height, lines, n_low)
     info.details.append(f"spacing {spacing}, offset {offset}")
+    if adjusted is not None:
+        info.details.append(f"default centre {adjusted} lines moved to {n_low} to fit "
+                            f"(--center {_fmt_fraction(n_low, width)})")
     return _lines_to_mask(lines, height), info
+
+
+def _equispaced_fit(width, centre, n_low, accel, tolerance):
+    """Spacings ranked by distance to ``accel``, their tables, and the good offsets of the
+    best spacing."""
+    tables = {s: _equispaced_table(width, centre, n_low, s) for s in range(1, width + 1)}
+    ranked = sorted(tables, key=lambda s: (_relative_error(tables[s].mean(), accel), s))
+    good = np.flatnonzero([_within(a, accel, tolerance) for a in tables[ranked[0]]])
+    return ranked, tables, good
 
 
 def _span(accels):
@@ -398,6 +415,12 @@ def _span(accels):
 
 def _equispaced_centre_hint(width, accel, tolerance, n_low, spacings):
     """A centre fraction for which one of ``spacings`` gets within tolerance, nearest n_low."""
+    best = _equispaced_centre_lines(width, accel, tolerance, n_low, spacings)
+    return None if best is None else _fmt_fraction(best, width)
+
+
+def _equispaced_centre_lines(width, accel, tolerance, n_low, spacings):
+    """The centre line count nearest ``n_low`` for which one of ``spacings`` fits."""
     best = None
     for n in sorted(range(width), key=lambda n: (abs(n - n_low), n)):
         if n > width / accel:
@@ -411,7 +434,7 @@ def _equispaced_centre_hint(width, accel, tolerance, n_low, spacings):
                 best = n
                 break
         if best is not None:
-            return _fmt_fraction(best, width)
+            return best
     return None
 
 

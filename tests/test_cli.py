@@ -83,9 +83,15 @@ def test_cuda_requested_but_unavailable(tmp_path, rng):
 
 
 def test_env_device_is_used(tmp_path, rng, monkeypatch):
-    monkeypatch.setenv("MRGEN_DEVICE", "nonsense")
+    # A bad value from the environment names the variable, not an option never given.
+    monkeypatch.setenv("MRGEN_DEVICE", "tpu")
     result = invoke("zf", _kspace(tmp_path, rng), tmp_path / "z.npy")
-    assert result.exit_code == 2 and "--device nonsense" in result.stderr
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("mrgen zf: MRGEN_DEVICE=tpu: unknown device; use auto, "
+                                     "cpu, cuda or cuda:N")
+    assert not (tmp_path / "z.npy").exists()
+    result = invoke("zf", "--device", "tpu", _kspace(tmp_path, rng), tmp_path / "z.npy")
+    assert result.exit_code == 2 and "mrgen zf: --device tpu: unknown device" in result.stderr
 
 
 def test_error_lines_and_exit_codes(tmp_path, rng):

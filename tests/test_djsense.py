@@ -200,7 +200,7 @@ def test_cli_train_and_infer_at_other_masks(phantom_h5, tmp_path):
 
 
 @pytest.mark.parametrize("args", [
-    ["djsense", "{h5}", "{tmp}/o.npy"],                                  # neither model nor l2
+    ["djsense", "{h5}", "{tmp}/o.npy", "--mode", "l2", "--model", "djsense-brain-small"],
     ["djsense", "{h5}", "{tmp}/o.npy", "--mode", "l2", "--map-kernel", "4", "5"],
     ["djsense", "{tmp}/missing.h5", "{tmp}/o.npy", "--mode", "l2"],
     ["djsense", "{h5}", "{tmp}/o.npy", "--model", "{tmp}/missing.pt"],

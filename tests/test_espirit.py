@@ -232,7 +232,8 @@ def test_cli_missing_calibration_region(tmp_path):
     result = invoke("espirit", tmp_path / "k.npy", tmp_path / "maps.npy")
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--calib" in lines[0] and lines[0].startswith("mrgen espirit:")
+    assert len(lines) == 1 and lines[0].startswith("mrgen espirit:")
+    assert "sample more centre lines (mrgen mask --center)" in lines[0]
     assert not (tmp_path / "maps.npy").exists()
     good, _, _ = undersampled()
     np.save(tmp_path / "good.npy", good.numpy())

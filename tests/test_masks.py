@@ -315,7 +315,8 @@ def test_cli_stdout_is_clean_and_quiet(tmp_path):
     (["--shape", 8, 64, "--accel", 4, "--kind", "zigzag"], "--kind"),
     (["--accel", 4], "--like"),
     (["--shape", 8, 64, "--like", "k.npy", "--accel", 4], "--shape"),
-    (["--shape", 8, 368, "--kind", "equispaced", "--accel", 4], "--accel"),
+    # an explicit centre is kept (the default one moves to fit: test_frictions.py)
+    (["--shape", 8, 368, "--kind", "equispaced", "--accel", 4, "--center", 0.08], "--accel"),
 ])
 def test_cli_usage_errors(tmp_path, args, option):
     out = tmp_path / "m.npy"
@@ -329,7 +330,7 @@ def test_cli_usage_errors(tmp_path, args, option):
 def test_cli_unreachable_accel_subprocess(tmp_path):
     out = tmp_path / "m.npy"
     proc = subprocess.run([sys.executable, "-m", "commands", "mask", str(out), "--shape", "8",
-                           "368", "--kind", "equispaced", "--accel", "4"],
+                           "368", "--kind", "equispaced", "--accel", "4", "--center", "0.08"],
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stdout == ""
