@@ -12,6 +12,33 @@ from .train import train_app
 
 SUMMARY = "Train the energy prior R_theta by maximum likelihood with Langevin sampling."
 
+# Two recipes; an option not given takes its value from the preset. paper: the authors'
+# code (papers 000/001; a 21.4 M-parameter network, an 85 MB model, a GPU job); cpu: the
+# shipped demo model prior-brain-small (models/Makefile; 0.23 M parameters, about 1 MB).
+PRESETS = {
+    "paper": {"steps": 27000, "batch": 50, "lr": 5e-5, "milestones": "500,2000,3000,5000,7000",
+              "energy_penalty": 0.0, "sample_range": None, "chain_max": 500,
+              "chain_tau": 1000.0, "buffer": 8000, "width": 48, "stages": 6, "crop": 320},
+    "cpu": {"steps": 1500, "batch": 8, "lr": 2e-4, "milestones": "1000,1300",
+            "energy_penalty": 0.1, "sample_range": (-0.5, 1.5), "chain_max": 30,
+            "chain_tau": 300.0, "buffer": 1000, "width": 16, "stages": 4, "crop": 64},
+}
+
+
+def resolve_preset(preset: str, device) -> str:
+    """``auto`` is paper on CUDA and cpu elsewhere."""
+    if preset == "auto":
+        return "paper" if getattr(device, "type", str(device)) == "cuda" else "cpu"
+    return preset
+
+
+def _preset_help(key: str) -> str:
+    show = lambda v: "none" if v is None else (" ".join(f"{x:g}" for x in v)  # noqa: E731
+                                               if isinstance(v, tuple) else f"{v:g}"
+                                               if isinstance(v, float) else str(v))
+    return f"[default: --preset: paper {show(PRESETS['paper'][key])}, " \
+           f"cpu {show(PRESETS['cpu'][key])}]"
+
 
 @command("prior", SUMMARY, group=train_app, inputs=("data",),
          files_out=("output", "checkpoint", "samples_png"),
@@ -29,30 +56,40 @@ def train_prior(
     output: Annotated[str, typer.Argument(
         metavar="OUT.pt", help="The trained model: a self-describing PyTorch file "
         "(architecture, weights, normalisation, how it was trained).", show_default=False)],
-    steps: Annotated[int, typer.Option(
-        "--steps", help="Parameter updates in all (the paper: 27000). With --resume, the "
-        "total to reach.", rich_help_panel="Training")] = 27000,
-    batch: Annotated[int, typer.Option(
+    preset: Annotated[str, typer.Option(
+        "--preset", metavar="auto|paper|cpu", help="The recipe for every option marked "
+        "--preset that is not given: paper (the authors' code: a 21.4 M-parameter network "
+        "on 320 x 320 crops, 27000 steps of batch 50 with chains to 500 steps; an 85 MB model "
+        "and a 256 MB checkpoint: a GPU job) or cpu (the shipped demo model prior-brain-small "
+        "of models/Makefile: 0.23 M parameters on 64 x 64 crops, 1500 steps of batch 8 with "
+        "chains to 30 steps; about 1 MB). auto: paper on CUDA, cpu otherwise.",
+        rich_help_panel="Training")] = "auto",
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", help="Parameter updates in all. With --resume, the total to reach. "
+        + _preset_help("steps"), rich_help_panel="Training", show_default=False)] = None,
+    batch: Annotated[Optional[int], typer.Option(
         "--batch", help="Images per update (data and samples each); split over processes "
-        "under torchrun.", rich_help_panel="Training")] = 50,
-    lr: Annotated[float, typer.Option(
+        "under torchrun. " + _preset_help("batch"), rich_help_panel="Training",
+        show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option(
         "--lr", help="AdaBelief learning rate (the authors' code: 5e-5; the paper states "
-        "5e-4).", rich_help_panel="Training")] = 5e-5,
-    milestones: Annotated[str, typer.Option(
+        "5e-4). " + _preset_help("lr"), rich_help_panel="Training", show_default=False)] = None,
+    milestones: Annotated[Optional[str], typer.Option(
         "--milestones", metavar="H,H,...", help="Steps at which the learning rate is "
-        "multiplied by --gamma ('' for none).", rich_help_panel="Training")]
-    = "500,2000,3000,5000,7000",
+        "multiplied by --gamma ('' for none). " + _preset_help("milestones"),
+        rich_help_panel="Training", show_default=False)] = None,
     gamma: Annotated[float, typer.Option(
         "--gamma", help="Learning-rate factor at each milestone.",
         rich_help_panel="Training")] = 0.5,
-    energy_penalty: Annotated[float, typer.Option(
+    energy_penalty: Annotated[Optional[float], typer.Option(
         "--energy-penalty", help="Add alpha * mean(E^2) of data and samples to the loss, a "
         "stabiliser against the energies' scale running away on short chains (Du & Mordatch "
-        "2019); 0 = the authors' method.")] = 0.0,
+        "2019); 0 = the authors' method. " + _preset_help("energy_penalty"),
+        show_default=False)] = None,
     sample_range: Annotated[Optional[tuple[float, float]], typer.Option(
         "--sample-range", metavar="LO HI", help="Clamp the Langevin chains to [LO, HI] after "
-        "each step (e.g. -0.5 1.5 for max-normalised data); default: no clamp, as the authors.",
-        show_default=False)] = None,
+        "each step (e.g. -0.5 1.5 for max-normalised data). "
+        + _preset_help("sample_range"), show_default=False)] = None,
     data_noise: Annotated[float, typer.Option(
         "--data-noise", metavar="SIGMA", help="Std of the Gaussian noise added to each "
         "training batch (smooths the data distribution).", rich_help_panel="Training")] = 1.5e-2,
@@ -65,28 +102,34 @@ def train_prior(
     ula_noise: Annotated[float, typer.Option(
         "--ula-noise", help="ULA noise std (the temperature is folded into R).",
         rich_help_panel="Sampler")] = 7.5e-3,
-    chain_max: Annotated[int, typer.Option(
+    chain_max: Annotated[Optional[int], typer.Option(
         "--chain-max", metavar="J", help="Longest chain: J_h = ceil(J (1 - exp(-h/TAU) + "
-        "0.01)) ULA steps at update h.", rich_help_panel="Sampler")] = 500,
-    chain_tau: Annotated[float, typer.Option(
+        "0.01)) ULA steps at update h. " + _preset_help("chain_max"),
+        rich_help_panel="Sampler", show_default=False)] = None,
+    chain_tau: Annotated[Optional[float], typer.Option(
         "--chain-tau", metavar="TAU", help="Time constant (in updates) of the chain-length "
-        "schedule.", rich_help_panel="Sampler")] = 1000.0,
-    buffer: Annotated[int, typer.Option(
+        "schedule. " + _preset_help("chain_tau"), rich_help_panel="Sampler",
+        show_default=False)] = None,
+    buffer: Annotated[Optional[int], typer.Option(
         "--buffer", help="Replay buffer: persistent chains (starts half data, half "
-        "pixel-permuted data).", rich_help_panel="Sampler")] = 8000,
+        "pixel-permuted data). " + _preset_help("buffer"), rich_help_panel="Sampler",
+        show_default=False)] = None,
     restart: Annotated[float, typer.Option(
         "--restart", metavar="P", help="Chance that a chain restarts from data or permuted "
         "data (50/50) after each update.", rich_help_panel="Sampler")] = 0.01,
-    width: Annotated[int, typer.Option(
-        "--width", help="Channels of the first stage.", rich_help_panel="Architecture")] = 48,
+    width: Annotated[Optional[int], typer.Option(
+        "--width", help="Channels of the first stage. " + _preset_help("width"),
+        rich_help_panel="Architecture", show_default=False)] = None,
     growth: Annotated[float, typer.Option(
         "--growth", help="Channel growth: width x int(growth^s) at stage s.",
         rich_help_panel="Architecture")] = 1.75,
-    stages: Annotated[int, typer.Option(
-        "--stages", help="Stride-2 stages.", rich_help_panel="Architecture")] = 6,
-    crop: Annotated[int, typer.Option(
+    stages: Annotated[Optional[int], typer.Option(
+        "--stages", help="Stride-2 stages. " + _preset_help("stages"),
+        rich_help_panel="Architecture", show_default=False)] = None,
+    crop: Annotated[Optional[int], typer.Option(
         "--crop", metavar="N", help="Training images are centre-cropped (or zero-padded) to "
-        "N x N; the model sees this central region.", rich_help_panel="Data")] = 320,
+        "N x N; the model sees this central region. " + _preset_help("crop"),
+        rich_help_panel="Data", show_default=False)] = None,
     central_slices: Annotated[int, typer.Option(
         "--central-slices", metavar="N", help="From each .h5 volume the N middle slices (0: "
         "all); .npy/.cfl stacks are used whole.", rich_help_panel="Data")] = 11,
@@ -105,14 +148,22 @@ def train_prior(
     The model p(x) = exp(-R(x)) / Z is fitted to the training slices (Eq. 6) with the
     gradient E_data(grad R) - E_model(grad R), the model expectation taken over samples of the
     unadjusted Langevin algorithm (Eq. 7): x <- x - grad R(x) + 7.5e-3 n, run from a replay
-    buffer of persistent chains. Defaults follow the authors' code: batch 50, AdaBelief (beta
+    buffer of persistent chains. --preset paper (the default on CUDA) follows the authors' code:
+    batch 50, AdaBelief (beta
     0.9/0.999, eps 1e-16) at lr 5e-5 halved at steps 500, 2000, 3000, 5000, 7000, training
     data smoothed by N(0, 1.5e-2^2) noise, chains of J_h = ceil(500 (1 - exp(-h/1000) +
     0.01)) steps at update h, a buffer of 8000 chains started half from data and half from
     pixel-permuted data, each chain restarting with chance 1% after an update. The network is
     that of Eq. 16 (3x3 convolutions, leaky ReLU 0.05, 6 stride-2 stages of 48 x int(1.75^s)
     channels, a final layer to one number, its absolute value), seeing the central --crop
-    square.
+    square: 21.4 M parameters, an 85 MB model and a 256 MB checkpoint.
+
+    --preset cpu (the default elsewhere) is the recipe of the shipped demo model
+    prior-brain-small (models/Makefile): 4 stages of 16 x int(1.75^s) channels on 64 x 64
+    crops (0.23 M parameters, a 1 MB model), batch 8, a buffer of 1000 chains of at most 30
+    steps (TAU 300) clamped to [-0.5, 1.5], energy penalty 0.1, lr 2e-4 halved at steps 1000
+    and 1300, 1500 steps (about an hour on one CPU core). Options given on the command line
+    override the preset's values.
 
     Data: from each .h5 volume (fastMRI, or `mrgen phantom` output) the --central-slices
     middle slices of reconstruction_rss (the RSS image fastMRI provides; name another dataset
@@ -148,6 +199,18 @@ def train_prior(
 
     from .cli import command_line, device, engine_options, info
 
+    if preset not in ("auto", *PRESETS):
+        raise UsageError(f"--preset {preset}: choose auto, paper or cpu")
+    dev = device()
+    chosen = resolve_preset(preset, dev)
+    given = dict(steps=steps, batch=batch, lr=lr, milestones=milestones,
+                 energy_penalty=energy_penalty, sample_range=sample_range, chain_max=chain_max,
+                 chain_tau=chain_tau, buffer=buffer, width=width, stages=stages, crop=crop)
+    values = {k: (v if v is not None else PRESETS[chosen][k]) for k, v in given.items()}
+    steps, batch, lr, milestones = (values[k] for k in ("steps", "batch", "lr", "milestones"))
+    energy_penalty, sample_range = values["energy_penalty"], values["sample_range"]
+    chain_max, chain_tau, buffer = values["chain_max"], values["chain_tau"], values["buffer"]
+    width, stages, crop = values["width"], values["stages"], values["crop"]
     out = Path(output)
     ckpt = Path(checkpoint) if checkpoint else _default_checkpoint(out)
     _check_paths(out, ckpt, data, samples_png)
@@ -168,13 +231,21 @@ def train_prior(
             raise UsageError(f"{name} {value}: must be at least 0")
     if samples_png is not None and png_every < 1:
         raise UsageError(f"--png-every {png_every}: must be at least 1 with --samples-png")
-    context = init_distributed(device())
+    context = init_distributed(dev)
     try:
         check_config(config, architecture, context.world_size)
         loaded = load_training_images(data, central_slices, crop, normalise)
         main = context.is_main
         desc = loaded.description
         if main:
+            from mrgen.priors.energy import EnergyNet
+
+            count = sum(p.numel() for p in EnergyNet(architecture).parameters())
+            why = "--preset" if preset != "auto" else f"auto on {dev.type}"
+            info(f"preset {chosen} ({why}): width {width}, {stages} stages, crop {crop}, "
+                 f"{count:,} parameters; {steps} steps of batch {batch}, chains to "
+                 f"{chain_max}" + ("" if chosen == "paper" else
+                                   " (--preset paper: the paper's 21.4 M-parameter network)"))
             info(f"{desc['slices']} training slices from {len(desc['files'])} file(s), "
                  f"{crop}x{crop}, {desc['normalisation']}"
                  + (f"; {desc['skipped_constant']} constant slices skipped"

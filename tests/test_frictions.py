@@ -74,3 +74,46 @@ def test_espirit_too_few_centre_lines_advises_what_helps(scan, tmp_path):
            "--center", 0.1, tmp_path / "m6.npy")
     expect("--quiet", "espirit", "--mask", tmp_path / "m6.npy", scan / "d.h5",
            tmp_path / "maps6.npy")
+
+
+def test_train_prior_default_on_cpu_is_the_cpu_preset(tmp_path):
+    # The paper's network (21.4 M parameters, an 85 MB model) is a named preset; on a CPU
+    # the default is the demo model's recipe (0.23 M parameters, about 1 MB).
+    import torch
+
+    from commands.train_prior import PRESETS, resolve_preset
+    from mrgen.priors.energy import EnergyConfig, EnergyNet
+
+    def parameters(name):
+        p = PRESETS[name]
+        config = EnergyConfig(base_width=p["width"], stages=p["stages"], crop=p["crop"])
+        return sum(t.numel() for t in EnergyNet(config).parameters())
+
+    assert parameters("paper") == 21_350_640 and parameters("cpu") == 230_544
+    assert resolve_preset("auto", torch.device("cpu")) == "cpu"
+    assert resolve_preset("auto", torch.device("cuda")) == "paper"
+    assert resolve_preset("paper", torch.device("cpu")) == "paper"
+    # the cpu preset is the shipped model's architecture
+    shipped = torch.load(__import__("mrgen").__path__[0] + "/data/prior-brain-small.pt",
+                         weights_only=True)["architecture"]
+    assert {k: shipped[k] for k in ("base_width", "stages", "crop")} == {
+        "base_width": PRESETS["cpu"]["width"], "stages": PRESETS["cpu"]["stages"],
+        "crop": PRESETS["cpu"]["crop"]}
+
+    expect("--quiet", "phantom", "--kind", "brain", "--size", 32, 32, "--coils", 1,
+           "--slices", 2, tmp_path / "t.h5")
+    result = expect("--device", "cpu", "train", "prior", tmp_path / "t.h5", tmp_path / "p.pt",
+                    "--central-slices", 0, "--steps", 0)
+    assert ("preset cpu (auto on cpu): width 16, 4 stages, crop 64, 230,544 parameters; "
+            "0 steps of batch 8, chains to 30") in result.stderr
+    model = torch.load(tmp_path / "p.pt", weights_only=True)
+    assert model["architecture"]["base_width"] == 16 and model["architecture"]["crop"] == 64
+    assert sum(v.numel() for v in model["state_dict"].values()) == 230_544
+    assert (tmp_path / "p.pt").stat().st_size < 2_000_000
+    # options given override the preset
+    result = expect("--device", "cpu", "train", "prior", tmp_path / "t.h5", tmp_path / "q.pt",
+                    "--central-slices", 0, "--steps", 0, "--preset", "cpu", "--width", 8,
+                    "--crop", 32, "--stages", 3)
+    assert "preset cpu (--preset): width 8, 3 stages, crop 32" in result.stderr
+    bad = invoke("train", "prior", tmp_path / "t.h5", tmp_path / "r.pt", "--preset", "gpu")
+    assert bad.exit_code == 2 and "--preset gpu: choose auto, paper or cpu" in bad.stderr
