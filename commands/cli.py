@@ -122,7 +122,7 @@ app = typer.Typer(
 
 
 def command(name: str, summary: str, group: typer.Typer | None = None, inputs=(), outputs=(),
-            files_out=(), models=(), ranges=None, one_of=(), precheck=None):
+            files_out=(), models=(), ranges=None, choices=None, one_of=(), precheck=None):
     """Register ``func`` as subcommand ``name`` (of ``group``, default the top-level app) with
     the global options and error handling.
 
@@ -133,12 +133,14 @@ def command(name: str, summary: str, group: typer.Typer | None = None, inputs=()
     text), ``models`` a model file or shipped model name, ``ranges`` the accepted values of
     numeric options (``commands.options.Range``). A name may pick from a list argument:
     ``"files[1:-1]"``, ``"inputs[-1]"``; ``"init|ipalm|noise"`` lists words that are not files.
-    ``one_of`` lists groups of options of which exactly one must be given; ``precheck(arguments)``
+    ``choices`` the words a text option accepts; ``one_of`` lists groups of options of which
+    exactly one must be given; ``precheck(arguments)``
     is a command's own cheap check, run first. Every float option is also checked to be finite.
     """
 
     prefix = f"{group.info.name} " if group is not None else ""
-    checks = ArgumentChecks(inputs, outputs, files_out, models, ranges or {}, one_of, precheck)
+    checks = ArgumentChecks(inputs, outputs, files_out, models, ranges or {}, one_of, precheck,
+                            choices or {})
 
     def register(func):
         @functools.wraps(func)
@@ -178,7 +180,8 @@ class ArgumentChecks:
     """The checks ``@command`` runs on a command's arguments before its body: cheap (no torch,
     no data read), so that a wrong argument is answered at once and nothing is written."""
 
-    def __init__(self, inputs, outputs, files_out, models, ranges, one_of=(), precheck=None):
+    def __init__(self, inputs, outputs, files_out, models, ranges, one_of=(), precheck=None,
+                 choices=None):
         self.inputs = [_Pick(spec) for spec in inputs]
         self.outputs = [_Pick(spec) for spec in outputs]
         self.files_out = [_Pick(spec) for spec in files_out]
@@ -186,6 +189,7 @@ class ArgumentChecks:
         self.ranges = dict(ranges)
         self.one_of = [tuple(group) for group in one_of]
         self.precheck = precheck
+        self.choices = dict(choices or {})
         self.labels = {}
 
     def label(self, name: str) -> str:
@@ -193,7 +197,7 @@ class ArgumentChecks:
 
     def names(self) -> set:
         picks = self.inputs + self.outputs + self.files_out + self.models
-        return {p.name for p in picks} | set(self.ranges) | \
+        return {p.name for p in picks} | set(self.ranges) | set(self.choices) | \
             {name for group in self.one_of for name in group}
 
     def run(self, kwargs) -> None:
@@ -201,6 +205,11 @@ class ArgumentChecks:
 
         if not 0 <= settings.seed < 2 ** 64:
             raise UsageError(f"--seed {settings.seed}: must be in [0, 2^64)")
+        for name, words in self.choices.items():
+            value = kwargs.get(name)
+            if value is not None and str(getattr(value, "value", value)) not in words:
+                raise UsageError(f"{self.label(name)} {value}: expected "
+                                 f"{' | '.join(w for w in words if w)}")
         if self.precheck is not None:
             self.precheck(kwargs)
         for group in self.one_of:

@@ -16,7 +16,8 @@ SUMMARY = "DEEPEN: MAP by majorise-minimise or Langevin posterior samples (paper
          ranges={"iters": AT_LEAST_1, "tol": AT_LEAST_0, "lipschitz": POSITIVE,
                  "cg_iters": AT_LEAST_1, "cg_tol": AT_LEAST_0, "samples": AT_LEAST_1,
                  "steps": AT_LEAST_1, "eps": POSITIVE, "init_std": POSITIVE,
-                 "chunk": AT_LEAST_1})
+                 "chunk": AT_LEAST_1},
+         choices={"mode": ("map", "sample")})
 def deepen(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Undersampled k-space (coils, H, W) or (slices, coils, H, W).",

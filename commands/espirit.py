@@ -12,7 +12,8 @@ SUMMARY = "ESPIRiT coil sensitivity maps from the fully sampled k-space centre (
 
 
 @command("espirit", SUMMARY, inputs=("kspace", "mask"), outputs=("output", "eigenvalues"),
-         ranges={"threshold": UNIT, "crop": UNIT, "sets": Range(1, 2)})
+         ranges={"threshold": UNIT, "crop": UNIT, "sets": Range(1, 2)},
+         choices={"phase_ref": ("virtual", "first")})
 def espirit(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Multi-coil k-space (coils, H, W) or (slices, coils, H, W) with "

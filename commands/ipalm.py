@@ -13,7 +13,8 @@ SUMMARY = "Joint image + coil-map reconstruction by iPALM with a learned or TV p
 @command("ipalm", SUMMARY, inputs=("kspace", "mask", "maps"), models=("model",),
          outputs=("output", "maps_out"), files_out=("energy_log",),
          ranges={"lam": Range(0, low_open=True, words=("", "auto")), "mu": POSITIVE,
-                 "iters": AT_LEAST_1, "tv_eps": POSITIVE, "max_backtracks": AT_LEAST_1})
+                 "iters": AT_LEAST_1, "tv_eps": POSITIVE, "max_backtracks": AT_LEAST_1},
+         choices={"reg": ("", "learned", "tv")})
 def ipalm(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Undersampled multi-coil k-space (coils, H, W) or (slices, "

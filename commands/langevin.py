@@ -17,6 +17,7 @@ SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples 
                  "samples": AT_LEAST_1, "thin": AT_LEAST_1, "step": POSITIVE,
                  "noise_std": AT_LEAST_0, "shape": AT_LEAST_1, "chains": AT_LEAST_1,
                  "tv_eps": POSITIVE},
+         choices={"reg": ("", "learned", "tv")},
          precheck=lambda args: _split_inputs(args["inputs"], args["prior_only"]))
 def langevin(
     inputs: Annotated[list[str], typer.Argument(

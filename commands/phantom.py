@@ -13,7 +13,8 @@ SUMMARY = "Simulate multi-coil k-space with ground truth (Shepp-Logan, brain, or
 @command("phantom", SUMMARY, inputs=("from_",),
          outputs=("output", "image_out", "maps_out", "rss_out"),
          ranges={"coils": AT_LEAST_1, "slices": AT_LEAST_1, "phase": AT_LEAST_0,
-                 "noise": AT_LEAST_0, "oversample": AT_LEAST_1})
+                 "noise": AT_LEAST_0, "oversample": AT_LEAST_1},
+         choices={"kind": ("shepp-logan", "brain")})
 def phantom(
     output: Annotated[str, typer.Argument(
         metavar="OUTPUT", help="Output: an .h5 file gets kspace, reconstruction_rss, maps and "

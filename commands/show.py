@@ -11,7 +11,8 @@ SUMMARY = "Write a grayscale PNG of an array: image, coil/map montage, k-space (
 
 
 @command("show", SUMMARY, inputs=("input_",), files_out=("output",),
-         ranges={"percentile": Range(0, 100, low_open=True), "columns": AT_LEAST_1})
+         ranges={"percentile": Range(0, 100, low_open=True), "columns": AT_LEAST_1},
+         choices={"part": ("magnitude", "phase", "real", "imag")})
 def show(
     input_: Annotated[str, typer.Argument(
         metavar="INPUT", help="Array to show: (H, W), or a stack (..., H, W) of up to 5 axes "

@@ -18,7 +18,8 @@ SUMMARY = "Train DEEPEN's end-to-end posterior energy by maximum likelihood (pap
          ranges={"steps": AT_LEAST_0, "batch": AT_LEAST_1, "lr": POSITIVE,
                  "energy_penalty": AT_LEAST_0, "central_slices": AT_LEAST_0, "eps": POSITIVE,
                  "chain_steps": AT_LEAST_1, "init_std": POSITIVE, "width": AT_LEAST_1,
-                 "depth": AT_LEAST_1, "checkpoint_every": AT_LEAST_0, "png_every": AT_LEAST_0})
+                 "depth": AT_LEAST_1, "checkpoint_every": AT_LEAST_0, "png_every": AT_LEAST_0},
+         choices={"activation": ("relu", "softplus")})
 def train_deepen(
     data: Annotated[list[str], typer.Argument(
         metavar="DATA...", help="Fully sampled k-space: mrgen phantom .h5 files (kspace, maps "

@@ -20,7 +20,8 @@ SUMMARY = "Train Deep J-Sense (or MoDL) end to end on fully sampled multi-coil k
                  "lam": AT_LEAST_0, "steps": AT_LEAST_0, "batch": AT_LEAST_1, "lr": POSITIVE,
                  "decay_every": AT_LEAST_0, "gamma": POSITIVE, "clip": AT_LEAST_0,
                  "curriculum": AT_LEAST_0, "central_slices": AT_LEAST_0,
-                 "checkpoint_every": AT_LEAST_0})
+                 "checkpoint_every": AT_LEAST_0},
+         choices={"mode": ("djsense", "modl")})
 def train_djsense(
     data: Annotated[list[str], typer.Argument(
         metavar="DATA...", help="Fully sampled multi-coil k-space: fastMRI or mrgen phantom "

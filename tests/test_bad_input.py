@@ -157,6 +157,16 @@ CASES = [
     ("train deepen --steps -1 d.h5 out.pt", 2, "--steps"),
     ("train djsense --batch 0 d.h5 out.pt", 2, "--batch"),
     ("train calibrate --mu 0 prior-brain-small d.h5 out.pt", 2, "--mu"),
+    # words
+    ("phantom --kind cat out.h5", 2, "--kind"),
+    ("espirit --phase-ref coil k.npy out.npy", 2, "--phase-ref"),
+    ("ipalm --reg l1 k.npy out.npy", 2, "--reg"),
+    ("langevin --reg l1 k.npy out.npy", 2, "--reg"),
+    ("deepen --model deepen-brain-small --mode mmse k.npy out.npy", 2, "--mode"),
+    ("djsense --mode l1 k.npy out.npy", 2, "--mode"),
+    ("show --part abs img.npy out.png", 2, "--part"),
+    ("train djsense --mode x d.h5 out.pt", 2, "--mode"),
+    ("train deepen --activation tanh d.h5 out.pt", 2, "--activation"),
     ("train calibrate --grid 1,nan prior-brain-small d.h5 out.pt", 2, "--grid"),
     ("train calibrate prior-brain-small out.pt", 2, "expected MODEL.pt"),
     ("train calibrate prior-brain-small d.h5 out.npy", 2, "must end in .pt"),
@@ -274,3 +284,12 @@ def test_every_file_argument_is_declared():
             spec = (func.__name__, name) in (("train_deepen", "mask"), ("train_djsense", "mask"))
             if (positional or fileish) and not spec:   # (train's --mask is KIND:ACCEL)
                 assert name in declared, f"{func.__name__}: {name} is not declared to @command"
+
+
+def test_declared_words_match_the_library():
+    from commands import phantom, show
+    from mrgen import phantom as sim
+    from mrgen import show as display
+
+    assert set(phantom.phantom.checks.choices["kind"]) == set(sim.KINDS)
+    assert set(show.show.checks.choices["part"]) == set(display.PARTS)
