@@ -230,11 +230,17 @@ class ArgumentChecks:
             _check_model(f"{label} " if label.startswith("--") else "", value)
         input_texts = [v for _, v in inputs]
         model_files = [v for _, v in models if _is_path(v)]
-        written = []
+        written, piped = [], []
         for picks, is_array in ((self.outputs, True), (self.files_out, False)):
             for pick in picks:
                 for value in pick.values(kwargs):
                     written += _check_target(value, is_array, input_texts, model_files)
+                    piped += [self.label(pick.name)] if value == "-" else []
+        if len(piped) > 1:
+            raise UsageError(f"{' and '.join(piped)}: only one output can go to standard output "
+                             "(-)")
+        if input_texts.count("-") > 1:
+            raise UsageError("only one input can come from standard input (-)")
         if len(set(written)) < len(written):
             from mrgen.errors import UsageError
 

@@ -117,6 +117,8 @@ CASES = [
     ("zf k.npy adir.npy", 2, "is a folder"),
     ("zf k.npy nodir/out.npy", 2, "does not exist"),
     ("zf k.npy out.h5:", 2, "empty dataset name"),
+    ("phantom --size 16 16 --maps-out - -", 2, "standard output"),
+    ("sense - - out.npy", 2, "standard input"),
     ("espirit --eigenvalues out.npy k.npy out.npy", 2, "two outputs"),
     ("langevin k.npy k.npy", 2, "overwrite"),
     ("ipalm --energy-log nodir/e.txt k.npy out.npy", 2, "does not exist"),
