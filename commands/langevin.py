@@ -299,6 +299,7 @@ def _maps_and_start(maps, single_coil, init, data, batched, slices, mask_t, regu
     elif maps is not None:
         fitted = shapes.fit_maps(load(maps, io.roles.MAPS, slices), data.shape, maps)
         fixed = torch.from_numpy(fitted if fitted.ndim == 4 else fitted[None]).to(dev)
+        fixed = align_map_phase(batched, mask_t, fixed)  # u is real: the maps carry its phase
     result = None
     if fixed is None or init == "ipalm":
         info(f"langevin: {iters} iPALM iterations for the "
@@ -306,7 +307,6 @@ def _maps_and_start(maps, single_coil, init, data, batched, slices, mask_t, regu
         options = IpalmOptions(lam=lam, mu=prior.default_mu, iters=iters,
                                scale_crop=prior.crop, estimate_maps=fixed is None,
                                align_map_phase=False)
-        fixed = align_map_phase(batched, mask_t, fixed)  # u is real: the maps carry its phase
         result = ipalm(batched, mask_t, regulariser, options, maps=fixed)
         fixed = result.maps if fixed is None else fixed
     if init == "ipalm":
