@@ -117,3 +117,34 @@ def test_train_prior_default_on_cpu_is_the_cpu_preset(tmp_path):
     assert "preset cpu (--preset): width 8, 3 stages, crop 32" in result.stderr
     bad = invoke("train", "prior", tmp_path / "t.h5", tmp_path / "r.pt", "--preset", "gpu")
     assert bad.exit_code == 2 and "--preset gpu: choose auto, paper or cpu" in bad.stderr
+
+
+def test_readme_training_block_runs(tmp_path, monkeypatch):
+    # The README shows the command that makes train.h5, then trains on it (cut to 2 steps).
+    import re
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "train.h5" in b)
+    lines = [line.split("  #")[0].strip() for line in block.splitlines()
+             if line.startswith("mrgen ")]
+    assert lines[0].startswith("mrgen phantom") and lines[0].endswith(" train.h5")
+    assert lines[1].startswith("mrgen train prior train.h5 ")
+    monkeypatch.chdir(tmp_path)
+    expect(*shlex.split(lines[0])[1:])
+    result = expect(*shlex.split(lines[1])[1:], "--steps", 2, "--device", "cpu")
+    assert "46 training slices" in result.stderr and "preset cpu" in result.stderr
+    assert (tmp_path / "prior.pt").exists()
+
+
+def test_examples_output_is_ignored_by_git():
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("needs a git checkout")
+    check = subprocess.run(["git", "check-ignore", "-q", "examples/out/metrics.txt"], cwd=root)
+    assert check.returncode == 0
