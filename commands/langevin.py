@@ -11,13 +11,13 @@ SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples 
 
 
 @command("langevin", SUMMARY, inputs=("inputs[:-1]", "mask", "maps",
-                                                  "init|ipalm|noise|zf|sense"),
+                                                  "init|ipalm|noise|zf|sense|map"),
          models=("model",), outputs=("inputs[-1]", "var", "samples_out"),
          ranges={"lam": POSITIVE, "ipalm_iters": AT_LEAST_1, "burn_in": AT_LEAST_0,
                  "samples": AT_LEAST_1, "thin": AT_LEAST_1, "step": POSITIVE,
                  "noise_std": AT_LEAST_0, "shape": AT_LEAST_1, "chains": AT_LEAST_1,
                  "tv_eps": POSITIVE},
-         choices={"reg": ("", "learned", "tv")},
+         choices={"reg": ("", "learned", "tv"), "sampler": ("auto", "ula", "mala")},
          precheck=lambda args: _split_inputs(args["inputs"], args["prior_only"]))
 def langevin(
     inputs: Annotated[list[str], typer.Argument(
@@ -62,12 +62,19 @@ def langevin(
         "code), T = 1e-3 for TV (at T = 1 TV samples are mostly noise); for DEEPEN the eps "
         "it was trained with.",
         show_default=False)] = None,
+    sampler: Annotated[str, typer.Option(
+        "--sampler", metavar="auto|ula|mala", help="ula: the papers' unadjusted Langevin "
+        "steps; mala: the same proposal with a Metropolis test (exact for any step; the step "
+        "is adapted during burn-in to an acceptance of 0.574 at the temperature of --step and "
+        "--noise-std). auto: mala for DEEPEN (at its published step 1 no ULA move would pass "
+        "the test: long ULA chains leave its posterior), ula otherwise.")] = "auto",
     init: Annotated[Optional[str], typer.Option(
         "--init", metavar="ipalm|noise|zf|sense|FILE", help="Start: the iPALM image (the "
         "default; as the authors for parallel imaging: a short burn-in suffices), uniform "
         "noise in [0, 1] of the scaled data (paper 001's single-coil study, with a long "
-        "burn-in), the zero-filled RSS, or an image file. For DEEPEN: the SENSE image (sense, "
-        "the default), Gaussian noise as in training (noise), or a complex image file.",
+        "burn-in), the zero-filled RSS, or an image file. For DEEPEN: its MAP (map, the "
+        "default: the posterior's mode, mrgen deepen), the SENSE image (sense), Gaussian "
+        "noise as in training (noise), or a complex image file.",
         show_default=False)] = None,
     nonneg: Annotated[bool, typer.Option(
         "--nonneg", help="Project the chain on u >= 0 after each step (the paper does not).")]
@@ -117,8 +124,8 @@ def langevin(
     if model_kind(model) == DEEPEN:
         _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init)
         return _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, step,
-                                noise_std, init or "sense", var, samples_out, magnitude,
-                                slice_, dev)
+                                noise_std, init or "map", var, samples_out, magnitude,
+                                slice_, dev, sampler != "ula")
     if magnitude:
         from mrgen.errors import UsageError
 
@@ -139,7 +146,8 @@ def langevin(
 
             result = sample_prior(regulariser, size, chains, burn_in, samples, thin, step,
                                   noise_std, gen, dev, nonneg,
-                                  writer.write if writer else None, bar.update)
+                                  writer.write if writer else None, bar.update,
+                                  sampler == "mala")
         save(output, result.last, io.roles.IMAGE)
         if var:
             save(var, result.variance, io.roles.IMAGE)
@@ -169,7 +177,8 @@ def langevin(
             lambda i, s: writer.write(i, s if data.ndim == 4 else s[0]))
         result, _ = sample_posterior(batched, mask_t, maps_t, regulariser, lam, start, burn_in,
                                      samples, thin, step, noise_std, gen, prior.crop, nonneg,
-                                     on_sample, bar.update)
+                                     on_sample, bar.update, sampler == "mala")
+    _report_metropolis(result)
     squeeze = (lambda t: t) if data.ndim == 4 else (lambda t: t[0])
     save(output, squeeze(result.mean), io.roles.IMAGE, inputs=[kspace, mask, maps])
     if var:
@@ -188,7 +197,7 @@ def _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init):
         (nonneg, "--nonneg", ": DEEPEN images are complex"),
         (prior_only, "--prior-only", ": DEEPEN learns a posterior for a forward operator, "
                                      "not a prior to sample alone"),
-        (init in ("ipalm", "zf"), f"--init {init}", ": use sense, noise or an image file"),
+        (init in ("ipalm", "zf"), f"--init {init}", ": use map, sense, noise or an image file"),
     ]
     for given, option, reason in unused:
         if given:
@@ -196,8 +205,8 @@ def _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init):
 
 
 def _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, step,
-                     noise_std, init, var, samples_out, magnitude, slice_, dev):
-    """langevin with a DEEPEN model: ULA on its posterior (mrgen.posterior)."""
+                     noise_std, init, var, samples_out, magnitude, slice_, dev, metropolis):
+    """langevin with a DEEPEN model: MALA or ULA on its posterior (mrgen.posterior)."""
     import sys
 
     import numpy as np
@@ -215,14 +224,16 @@ def _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, 
 
     problem = load_deepen_problem("langevin", model, kspace, mask, maps, slice_, dev)
     energy, metadata, batched = problem.energy, problem.metadata, problem.kspace
-    start = init if init in ("sense", "noise") else torch.from_numpy(_as_batch(
+    start = init if init in ("map", "sense", "noise") else torch.from_numpy(_as_batch(
         fit_image(load(init, io.roles.IMAGE, problem.slices),
                   tuple(batched.shape[1:] if problem.single else batched.shape), init),
         not problem.single)).to(dev)
     step = 1.0 if step is None else step
     noise_std = sampler_eps(metadata) * step ** 0.5 if noise_std is None else noise_std
-    info(f"langevin: {problem.description}, step {step:.3g}, noise {noise_std:.3g}, "
-         f"{burn_in} burn-in + {samples} x {thin} steps, {dev}")
+    info(f"langevin: {problem.description}, {'MALA' if metropolis else 'ULA'} from {init}, "
+         f"step {step:.3g}{' (adapted in burn-in)' if metropolis else ''}, noise "
+         f"{noise_std:.3g} (T {noise_std ** 2 / (2 * step):.3g}), {burn_in} burn-in + "
+         f"{samples} x {thin} steps, {dev}")
     finish = (lambda t: t.abs()) if magnitude else (lambda t: t)
     squeeze = problem.squeeze
     shape = tuple(batched.shape[:1]) + tuple(batched.shape[-2:])
@@ -237,11 +248,18 @@ def _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, 
         result, _ = sample_deepen_posterior(
             energy, batched, problem.mask, problem.maps, start, burn_in, samples, thin, step,
             noise_std, make_generator(settings.seed, dev), problem.init_std, on_sample,
-            bar.update)
+            bar.update, metropolis)
+    _report_metropolis(result)
     inputs = [kspace, mask, maps]
     save(output, finish(squeeze(result.mean)), io.roles.IMAGE, inputs=inputs)
     if var:
         save(var, squeeze(result.variance), io.roles.IMAGE, inputs=inputs)
+
+
+def _report_metropolis(result):
+    if result.acceptance is not None:
+        info(f"langevin: MALA acceptance {float(result.acceptance.mean()):.2f} after burn-in, "
+             f"step {float(result.step.min()):.3g}..{float(result.step.max()):.3g}")
 
 
 def _split_inputs(inputs, prior_only):

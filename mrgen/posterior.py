@@ -25,10 +25,11 @@ def posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop=None):
 
 def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, samples, thin,
                      step, noise_std, generator, scale_crop=None, nonneg=False,
-                     on_sample=None, progress=None) -> tuple[SamplingResult, torch.Tensor]:
+                     on_sample=None, progress=None, metropolis=False
+                     ) -> tuple[SamplingResult, torch.Tensor]:
     """ULA on the posterior; ``init`` is "noise" (uniform [0, 1]), "zf", or an image tensor in
     the data's scale. Returns the moments in the data's scale and the scale used."""
-    if step * lam >= 2:
+    if step * lam >= 2 and not metropolis:
         from .errors import UsageError
 
         raise UsageError(f"--step {step:g} with --lam {lam:g}: ULA diverges when step x lam >= 2 "
@@ -44,23 +45,25 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
     stream = None if on_sample is None else (lambda i, s: on_sample(i, s * view))
     result = sample(x, energy, burn_in, samples, thin, step, noise_std, generator,
                     project=(lambda v: v.clamp_min(0)) if nonneg else None,
-                    on_sample=stream, progress=progress)
+                    on_sample=stream, progress=progress, metropolis=metropolis)
     return SamplingResult(result.mean * view, result.variance * view ** 2, result.count,
                           result.last * view), scale
 
 
 def sample_prior(regulariser, shape, chains, burn_in, samples, thin, step, noise_std,
-                 generator, device, nonneg=False, on_sample=None, progress=None):
+                 generator, device, nonneg=False, on_sample=None, progress=None,
+                 metropolis=False):
     """ULA on exp(-R) alone from uniform noise: images without data."""
     x = torch.rand((chains, *shape), generator=generator, device=device)
     return sample(x, lambda u: regulariser(u), burn_in, samples, thin, step, noise_std,
                   generator, project=(lambda v: v.clamp_min(0)) if nonneg else None,
-                  on_sample=on_sample, progress=progress)
+                  on_sample=on_sample, progress=progress, metropolis=metropolis)
 
 
 def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, thin, step,
                             noise_std, generator, init_std=1.0, on_sample=None,
-                            progress=None) -> tuple[SamplingResult, torch.Tensor]:
+                            progress=None, metropolis=False
+                            ) -> tuple[SamplingResult, torch.Tensor]:
     """ULA on DEEPEN's posterior (paper 004, Eq. 16) as one chain per slice with burn-in and
     thinning, for ``mrgen langevin --model deepen.pt``.
 
@@ -69,8 +72,12 @@ def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, 
     independent in the real and imaginary parts), the data term has unit weight
     (1/2 ||A x - b||^2 with A = M F S: the energy was trained against it), and the data are
     normalised by the maximum of their SENSE image (``mrgen.deepen.model.data_scale``).
-    ``init``: "sense" (the MAP initialisation), "noise" (N(0, init_std^2) per real component,
-    as the paper's chains start) or a complex image in the data's scale. Returns the moments
+    ``init``: "map" (DEEPEN's MAP, ``mrgen.deepen.recon.deepen_map``: the posterior's mode,
+    where a chain needs no long burn-in), "sense" (the MAP initialisation), "noise"
+    (N(0, init_std^2) per real component, as the paper's chains start) or a complex image in
+    the data's scale. ``metropolis``: MALA instead of ULA (``mrgen.sampling.langevin``): the
+    published step 1 is far above what this posterior's temperature eps^2/2 allows, so long
+    ULA chains leave the posterior. Returns the moments
     in the data's scale (complex mean; variance E|x - mean|^2, the sum of the real and the
     imaginary part's variances) and the scale.
     """
@@ -83,6 +90,10 @@ def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, 
     posterior = Posterior(energy, maps, mask, kspace / scale.view(-1, 1, 1, 1))
     if isinstance(init, torch.Tensor):
         start = init.to(sense.dtype) / view
+    elif init == "map":
+        from .deepen.recon import deepen_map
+
+        start = deepen_map(energy, kspace, maps, mask, generator=generator).image / view
     elif init == "sense":
         start = sense / view
     else:
@@ -93,8 +104,9 @@ def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, 
         lambda i, s: on_sample(i, torch.view_as_complex(s.contiguous()) * view))
     result = sample(torch.view_as_real(start.contiguous()).clone(), posterior.real_energy,
                     burn_in, samples, thin, step, noise_std, generator, on_sample=stream,
-                    progress=progress)
+                    progress=progress, metropolis=metropolis)
     mean = torch.view_as_complex(result.mean.contiguous()) * view
     variance = result.variance.sum(-1) * view ** 2
     last = torch.view_as_complex(result.last.contiguous()) * view
-    return SamplingResult(mean, variance, result.count, last), scale
+    return SamplingResult(mean, variance, result.count, last, result.acceptance,
+                          result.step), scale

@@ -209,7 +209,8 @@ def test_langevin_command_samples_the_deepen_posterior(tmp_path, data, model_fil
                   mask).exit_code == 0
     common = ["--model", model_file, "--mask", mask, "--maps", f"{path}:maps", "--slice", 1,
               "--seed", 4]
-    chain = invoke("langevin", path, tmp_path / "chain.npy", *common, "--init", "noise",
+    ula = ["--sampler", "ula"]  # the paper's chain (langevin's default for DEEPEN is MALA)
+    chain = invoke("langevin", path, tmp_path / "chain.npy", *common, *ula, "--init", "noise",
                    "--burn-in", 29, "--samples", 1, "--thin", 1)
     paper = invoke("deepen", path, tmp_path / "paper.npy", *common, "--mode", "sample",
                    "--samples", 1, "--steps", 30)
@@ -218,7 +219,7 @@ def test_langevin_command_samples_the_deepen_posterior(tmp_path, data, model_fil
                        atol=1e-5)
 
     mean, var, samples = tmp_path / "mmse.npy", tmp_path / "var.npy", tmp_path / "s.npy"
-    result = invoke("langevin", path, mean, *common, "--burn-in", 20, "--samples", 16,
+    result = invoke("langevin", path, mean, *common, *ula, "--burn-in", 20, "--samples", 16,
                     "--thin", 5, "--var", var, "--samples-out", samples)
     assert result.exit_code == 0, result.stderr
     stack = np.load(samples)

@@ -1,0 +1,133 @@
+"""The Langevin samplers on posteriors with a closed form: for a quadratic energy every
+posterior mrgen samples is Gaussian, so its mean and variance are known exactly. MALA must
+hit them for every energy the sampler accepts (the general sampler, iPALM's fixed-map
+posterior, DEEPEN's posterior); ULA at a small step too, up to its step bias."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mrgen.fft import fft2c
+from mrgen.linops import SenseOp
+from mrgen.posterior import sample_deepen_posterior, sample_posterior
+from mrgen.sampling.langevin import sample
+
+
+def dense(op_apply, n):
+    """The matrix of a linear map on C^n (columns = images of the unit vectors)."""
+    eye = torch.eye(n, dtype=torch.complex128)
+    return torch.stack([op_apply(e) for e in eye], dim=1)
+
+
+def test_general_sampler_on_a_gaussian():
+    """E(x) = 1/2 (x - m)^T P (x - m) with a diagonal P spanning 100x: mean m, variance T/P."""
+    gen = torch.Generator().manual_seed(0)
+    precision = torch.logspace(0, 2, 8, dtype=torch.float64)
+    m = torch.linspace(-1, 1, 8, dtype=torch.float64)
+    energy = lambda x: 0.5 * ((x - m) ** 2 * precision).sum(1)  # noqa: E731
+    T = 0.5
+    x = m.repeat(64, 1).clone()                                  # 64 chains
+    step = 0.5 / 100
+    result = sample(x, energy, 200, 400, 2, step, (2 * step * T) ** 0.5, gen, metropolis=True)
+    mean, var = result.mean.mean(0), result.variance.mean(0).double()
+    assert torch.allclose(mean, m, atol=4 * (T / precision / (64 * 40)).sqrt().max())
+    assert torch.allclose(var, T / precision, rtol=0.15)
+    assert 0.4 < float(result.acceptance.mean()) < 0.8
+    # ULA with a 10x smaller step: the variance's bias 1 / (1 - step P / 2) is below 3%
+    # (checked where the chains mix within the run: relaxation 1 / (step P) < 300 steps).
+    step = 0.05 / 100
+    ula = sample(x, energy, 2000, 400, 20, step, (2 * step * T) ** 0.5, gen)
+    assert torch.allclose(ula.variance.mean(0).double()[3:], T / precision[3:], rtol=0.15)
+    # ... and at a step near its stability limit 2 / P_max it is far off: why MALA exists.
+    step = 1.8 / 100
+    biased = sample(x, energy, 200, 400, 2, step, (2 * step * T) ** 0.5, gen)
+    assert float(biased.variance.mean(0)[-1]) > 3 * T / 100
+
+
+def gaussian_posterior(op, b, prior_mean, prior_precision, T):
+    """Mean and per-real-component variance of exp(-(1/2||A x - b||^2 + p/2 ||x - m||^2) / T)
+    for complex x (real view): covariance T (A^H A + p I)^-1 in each of Re and Im."""
+    n = prior_mean.numel()
+    a = dense(lambda e: op(e.view(prior_mean.shape)).flatten(), n)
+    h = a.conj().T @ a + prior_precision * torch.eye(n, dtype=torch.complex128)
+    rhs = a.conj().T @ b.flatten().to(torch.complex128) + prior_precision * prior_mean.flatten()
+    mean = torch.linalg.solve(h, rhs)
+    return mean.view(prior_mean.shape), T * torch.linalg.inv(h).diagonal().real.view(
+        prior_mean.shape)
+
+
+class QuadraticEnergy(nn.Module):
+    """E(x) = p/2 ||x - m||^2 on complex images (B, H, W)."""
+
+    def __init__(self, mean, precision):
+        super().__init__()
+        self.mean, self.precision = mean, precision
+
+    def forward(self, x):
+        d = x - self.mean
+        return 0.5 * self.precision * (d.real ** 2 + d.imag ** 2).flatten(1).sum(1)
+
+
+def small_problem(seed=0):
+    """6 x 6 images, 2 coils, half the k-space lines: a posterior with a wide spread of
+    variances (unsampled lines are held by the prior alone)."""
+    g = torch.Generator().manual_seed(seed)
+    maps = torch.randn(1, 2, 6, 6, 2, generator=g, dtype=torch.float64)
+    maps = torch.view_as_complex(maps).to(torch.complex64)
+    maps = maps / (maps.abs() ** 2).sum(1, keepdim=True).sqrt()
+    mask = torch.zeros(1, 6, 6)
+    mask[..., ::2] = 1
+    truth = torch.view_as_complex(torch.randn(1, 6, 6, 2, generator=g)) * 0.5
+    kspace = fft2c(maps * truth[:, None]) * mask[:, None]
+    return kspace, mask, maps
+
+
+def test_deepen_posterior_sampler_on_a_gaussian():
+    """DEEPEN's sampler (unit data weight, data scale, real view) with a quadratic energy."""
+    kspace, mask, maps = small_problem()
+    from mrgen.deepen.model import data_scale
+
+    scale, _ = data_scale(kspace, maps, mask)
+    prior_mean = torch.full((1, 6, 6), 0.3 + 0.1j, dtype=torch.complex64)
+    energy = QuadraticEnergy(prior_mean, 2.0)
+    eps = 0.2
+    T = eps ** 2 / 2
+    op = SenseOp(maps.to(torch.complex128), mask.double())
+    mean, var = gaussian_posterior(op.forward, (kspace / scale).to(torch.complex128),
+                                   prior_mean.to(torch.complex128), 2.0, T)
+    gen = torch.Generator().manual_seed(1)
+    chains = []
+    for seed in range(8):   # one chain per call (a slice); pooled over 8 seeds
+        result, _ = sample_deepen_posterior(energy, kspace, mask, maps, "sense", 300, 600, 2,
+                                            0.5, eps * 0.5 ** 0.5, gen, metropolis=True)
+        chains.append(result)
+    got_mean = torch.stack([r.mean for r in chains]).mean(0) / scale
+    got_var = torch.stack([r.variance for r in chains]).mean(0) / scale ** 2
+    assert torch.allclose(got_mean.to(torch.complex128), mean, atol=0.05)
+    # The sampler reports E|x - mean|^2: the real and the imaginary part's variances.
+    assert float((got_var.double() / (2 * var)).mean()) == pytest.approx(1.0, rel=0.1)
+
+
+def test_ipalm_posterior_sampler_on_a_gaussian():
+    """iPALM's fixed-map posterior (real image, lam-weighted data, its own data scale) with a
+    quadratic regulariser R(u) = p/2 ||u - m||^2."""
+    kspace, mask, maps = small_problem(2)
+    lam, p, T = 1.0, 0.5, 0.02
+    regulariser = lambda u: 0.5 * p * ((u - 0.4) ** 2).flatten(1).sum(1)  # noqa: E731
+    gen = torch.Generator().manual_seed(3)
+    result, scale = sample_posterior(kspace, mask, maps, regulariser, lam, "zf", 300, 1500, 2,
+                                     0.2, (2 * 0.2 * T) ** 0.5, gen, metropolis=True)
+    # Real u: the data term acts on u through the real part of A^H A.
+    n = 36
+    op = SenseOp(maps.to(torch.complex128), mask.double())
+    a = dense(lambda e: op.forward(e.view(1, 6, 6)).flatten(), n)
+    h = lam * (a.conj().T @ a).real + p * torch.eye(n, dtype=torch.float64)
+    z = (kspace / scale.view(-1, 1, 1, 1)).to(torch.complex128).flatten()
+    rhs = lam * (a.conj().T @ z).real + p * 0.4
+    mean = torch.linalg.solve(h, rhs).view(1, 6, 6)
+    var = T * torch.linalg.inv(h).diagonal().view(1, 6, 6)
+    got_mean = result.mean.double() / scale.view(-1, 1, 1)
+    got_var = result.variance.double() / scale.view(-1, 1, 1) ** 2
+    assert torch.allclose(got_mean, mean, atol=4 * float(var.max().sqrt()) / 8)
+    assert float((got_var / var).mean()) == pytest.approx(1.0, rel=0.2)
