@@ -47,7 +47,8 @@ def _preset_help(key: str) -> str:
                  "ula_noise": AT_LEAST_0, "chain_max": AT_LEAST_1, "chain_tau": POSITIVE,
                  "buffer": AT_LEAST_1, "restart": UNIT, "width": AT_LEAST_1, "growth": POSITIVE,
                  "stages": AT_LEAST_1, "crop": AT_LEAST_1, "central_slices": AT_LEAST_0,
-                 "checkpoint_every": AT_LEAST_0, "png_every": AT_LEAST_0})
+                 "checkpoint_every": AT_LEAST_0, "png_every": AT_LEAST_0},
+         choices={"preset": ("auto", "paper", "cpu"), "normalise": ("max", "minmax")})
 def train_prior(
     data: Annotated[list[str], typer.Argument(
         metavar="DATA...", help="Training images: fastMRI or mrgen phantom .h5 volumes (their "
