@@ -116,7 +116,7 @@ def test_train_prior_default_on_cpu_is_the_cpu_preset(tmp_path):
                     "--crop", 32, "--stages", 3)
     assert "preset cpu (--preset): width 8, 3 stages, crop 32" in result.stderr
     bad = invoke("train", "prior", tmp_path / "t.h5", tmp_path / "r.pt", "--preset", "gpu")
-    assert bad.exit_code == 2 and "--preset gpu: choose auto, paper or cpu" in bad.stderr
+    assert bad.exit_code == 2 and "--preset gpu: expected auto | paper | cpu" in bad.stderr
 
 
 def test_readme_training_block_runs(tmp_path, monkeypatch):
