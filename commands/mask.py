@@ -102,40 +102,9 @@ def mask(
         size = tuple(shape)
     else:
         size = tuple(io.read_shape(like, io.roles.KSPACE)[-2:])
-    _check_reachable(spec, size)
     result, report = sample_mask(spec, size, seed=settings.seed)
     if report.sampled == 0:
         raise UsageError(f"--accel {accel:g}: the drawn mask samples nothing; lower --accel or "
                          "give a --center")
     info(f"mask: {report.summary()}")
     save(output, result, io.roles.MASK, inputs=[like])
-
-
-def _check_reachable(spec, size) -> None:
-    """An acceleration beyond what the shape and centre allow (fewer than the centre, or than
-    one line or point) is an error that names the largest one possible."""
-    from mrgen import masks
-    from mrgen.errors import UsageError
-
-    if spec.accel is None:
-        return
-    height, width = size
-    fraction = spec.center_fraction()
-    if spec.kind in masks.ONE_D_KINDS:
-        lines = height if spec.swap else width
-        centre = round(lines * fraction)
-        largest, what = lines / max(centre, 1), f"{lines} lines"
-        held = f"{centre} centre lines" if centre else "no centre: one line"
-    else:
-        shape = (width, height) if spec.swap else (height, width)
-        if spec.kind in ("radial", "spiral"):
-            centre = int(masks._centre_ellipse(shape, fraction)[0].sum())
-        elif spec.kind == "uniform":
-            centre = 0
-        else:
-            centre = int(masks._centre_rect(shape, fraction)[0].sum())
-        largest, what = height * width / max(centre, 1), f"{height}x{width} points"
-        held = f"{centre} centre points" if centre else "no centre: one point"
-    if spec.accel > largest * (1 + masks.TOLERANCE):
-        raise UsageError(f"--accel {spec.accel:g}: at most {largest:.6g}x for {what} with "
-                         f"{held}" + (" (--center sets the centre)" if centre else ""))

@@ -200,6 +200,7 @@ def sample_mask(spec, shape, seed=0, tolerance: float | None = TOLERANCE):
         spec = parse_mask_spec(spec)
     spec.validate()
     height, width = _check_shape(shape)
+    check_reachable(spec, (height, width))
     rng = np.random.default_rng(seed)
     grid = (width, height) if spec.swap else (height, width)
     generator = _GENERATORS[spec.kind]
@@ -210,6 +211,33 @@ def sample_mask(spec, shape, seed=0, tolerance: float | None = TOLERANCE):
                             else "drawn transposed")
     info.shape = (height, width)
     return np.ascontiguousarray(mask, dtype=np.float32), info
+
+
+def check_reachable(spec: MaskSpec, size) -> None:
+    """An acceleration beyond what the shape and centre allow (fewer than the centre, or than
+    one line or point) is an error that names the largest one possible."""
+    if spec.accel is None:
+        return
+    height, width = size
+    fraction = spec.center_fraction()
+    if spec.kind in ONE_D_KINDS:
+        lines = height if spec.swap else width
+        centre = round(lines * fraction)
+        largest, what = lines / max(centre, 1), f"{lines} lines"
+        held = f"{centre} centre lines" if centre else "no centre: one line"
+    else:
+        shape = (width, height) if spec.swap else (height, width)
+        if spec.kind in ("radial", "spiral"):
+            centre = int(_centre_ellipse(shape, fraction)[0].sum())
+        elif spec.kind == "uniform":
+            centre = 0
+        else:
+            centre = int(_centre_rect(shape, fraction)[0].sum())
+        largest, what = height * width / max(centre, 1), f"{height}x{width} points"
+        held = f"{centre} centre points" if centre else "no centre: one point"
+    if spec.accel > largest * (1 + TOLERANCE):
+        raise UsageError(f"--accel {spec.accel:g}: at most {largest:.6g}x for {what} with "
+                         f"{held}" + (" (--center sets the centre)" if centre else ""))
 
 
 def random_mask(shape, accel, center=None, seed=0, tolerance=TOLERANCE) -> np.ndarray:
