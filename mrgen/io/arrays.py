@@ -11,7 +11,7 @@ from .cfl import read_cfl, read_header, write_cfl
 from .h5 import h5_shape, read_h5, write_h5
 from .layout import layout_for_shape, layout_from_bart_dims
 from .npy import read_npy, write_npy
-from .refs import parse_ref
+from .refs import parse_ref, slice_text
 
 
 def read_array(text: str, role: roles.Role = roles.ANY, slices=None) -> np.ndarray:
@@ -70,9 +70,8 @@ def _select_slices(ref, array, role, slices):
 
 def _check_picked(ref, picked, slices, count) -> None:
     if isinstance(slices, slice) and picked.shape[0] == 0:
-        text = f"{'' if slices.start is None else slices.start}:" \
-               f"{'' if slices.stop is None else slices.stop}"
-        raise DataError(f"{ref}: --slice {text} selects none of its {count} slices")
+        raise DataError(f"{ref}: --slice {slice_text(slices)} selects none of its {count} "
+                        "slices")
 
 
 def _as_mrgen(ref, array: np.ndarray, role: roles.Role) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import DataError
 from .atomic import atomic_path
+from .refs import slice_text
 
 
 def _open(ref):
@@ -64,10 +65,8 @@ def read_h5(ref, defaults, index=None, sliced_rank=1) -> tuple[np.ndarray, dict]
         except (OSError, ValueError, IndexError) as err:
             raise DataError(f"{ref.path}:{name}: cannot read ({err})") from None
         if isinstance(index, slice) and np.shape(array)[0] == 0:
-            text = f"{'' if index.start is None else index.start}:" \
-                   f"{'' if index.stop is None else index.stop}"
-            raise DataError(f"{ref.path}:{name}: --slice {text} selects none of its "
-                            f"{dataset.shape[0]} slices")
+            raise DataError(f"{ref.path}:{name}: --slice {slice_text(index)} selects none of "
+                            f"its {dataset.shape[0]} slices")
         attrs = {k: v for k, v in dataset.attrs.items()}
     return np.asarray(array), attrs
 

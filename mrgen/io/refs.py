@@ -77,6 +77,13 @@ def parse_slices(text: str | None):
     return slice(first, last)
 
 
+def slice_text(slices: slice) -> str:
+    """A slice range as the user wrote it for --slice (A:B, A:, :B)."""
+    start = "" if slices.start is None else slices.start
+    stop = "" if slices.stop is None else slices.stop
+    return f"{start}:{stop}"
+
+
 def ensure_distinct(output: str, inputs) -> None:
     """Refuse an output that would replace one of the inputs (never overwrite an input)."""
     out_files = {p.resolve() for p in parse_ref(output).files}
