@@ -18,7 +18,7 @@ SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples 
                  "noise_std": AT_LEAST_0, "shape": AT_LEAST_1, "chains": AT_LEAST_1,
                  "tv_eps": POSITIVE},
          choices={"reg": ("", "learned", "tv"), "sampler": ("auto", "ula", "mala")},
-         precheck=lambda args: _split_inputs(args["inputs"], args["prior_only"]))
+         precheck=lambda args: _precheck(args))
 def langevin(
     inputs: Annotated[list[str], typer.Argument(
         metavar="[KSPACE] OUT", help="Undersampled k-space (coils, H, W) or (slices, coils, H, "
@@ -260,6 +260,17 @@ def _report_metropolis(result):
     if result.acceptance is not None:
         info(f"langevin: MALA acceptance {float(result.acceptance.mean()):.2f} after burn-in, "
              f"step {float(result.step.min()):.3g}..{float(result.step.max()):.3g}")
+
+
+def _precheck(args):
+    """Cheap checks before the body: the positional count, and options that exclude each
+    other."""
+    from mrgen.errors import UsageError
+
+    _split_inputs(args["inputs"], args["prior_only"])
+    if args["nonneg"] and args["sampler"] == "mala":
+        raise UsageError("--nonneg with --sampler mala: a projected chain has no Metropolis "
+                         "test; use --sampler ula")
 
 
 def _split_inputs(inputs, prior_only):

@@ -121,6 +121,8 @@ CASES = [
     ("sense - - out.npy", 2, "standard input"),
     ("espirit --eigenvalues out.npy k.npy out.npy", 2, "two outputs"),
     ("langevin k.npy k.npy", 2, "overwrite"),
+    ("langevin --nonneg --sampler mala k.npy out.npy", 2, "Metropolis"),
+    ("langevin --sampler hmc k.npy out.npy", 2, "expected auto | ula | mala"),
     ("ipalm --energy-log nodir/e.txt k.npy out.npy", 2, "does not exist"),
     ("show img.npy out.jpg", 2, "PNG"),
     ("show img.npy ro/out.png", 2, "permission denied"),
