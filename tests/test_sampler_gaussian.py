@@ -131,3 +131,30 @@ def test_ipalm_posterior_sampler_on_a_gaussian():
     got_var = result.variance.double() / scale.view(-1, 1, 1) ** 2
     assert torch.allclose(got_mean, mean, atol=4 * float(var.max().sqrt()) / 8)
     assert float((got_var / var).mean()) == pytest.approx(1.0, rel=0.2)
+
+
+def test_deepen_metropolis_test_resolves_tiny_moves():
+    """At DEEPEN's temperature (2e-4) a 256 x 256 posterior's energy (~10^3) must be summed
+    precisely enough that a move of negligible energy (step 1e-6) is accepted: with float32
+    sums the rounding alone rejected 30-60% of them, and on the README's phantom the adapted
+    step collapsed to 1e-12 (a chain that never moves)."""
+    from mrgen.deepen.model import Posterior, data_scale
+    from mrgen.deepen.training import load_deepen
+    from mrgen.masks import make_mask
+    from mrgen.phantom import make_phantom
+    from mrgen.sampling.langevin import MetropolisChain
+
+    ph = make_phantom("shepp-logan", size=(256, 256), coils=8, noise=0.002, seed=1)
+    mask = torch.from_numpy(make_mask("random-exact:4", (256, 256), seed=2))[None]
+    kspace = torch.from_numpy(ph.kspace).reshape(1, 8, 256, 256) * mask
+    maps = torch.from_numpy(np.array(ph.maps)).reshape(1, 8, 256, 256)
+    energy, _ = load_deepen("deepen-brain-small", "cpu")
+    scale, sense = data_scale(kspace, maps, mask)
+    posterior = Posterior(energy, maps, mask, kspace / scale)
+    start = torch.view_as_real((sense / scale).contiguous()).clone()
+    chain = MetropolisChain(start, posterior.real_energy, 1e-6, 2e-4,
+                            torch.Generator().manual_seed(0))
+    assert float(posterior.real_energy(start)) > 500
+    for _ in range(20):
+        chain.advance(adapt=False)
+    assert float(chain.acceptance.mean()) >= 0.95

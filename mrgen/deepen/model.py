@@ -98,7 +98,9 @@ class DeepenEnergy(nn.Module):
         act = F.relu if self.config.activation == "relu" else F.softplus
         for conv in self.convs:
             x = act(conv(x))
-        return self.linear(x).abs().flatten(1).sum(1)
+        # Summed in float64: a Metropolis test compares energies of thousands to differences
+        # of the temperature eps^2/2 = 2e-4, below a float32 sum's rounding.
+        return self.linear(x).abs().flatten(1).sum(1, dtype=torch.float64)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -137,7 +139,7 @@ class Posterior:
 
     def data_term(self, x: torch.Tensor) -> torch.Tensor:
         r = self.op.forward(x) - self.b
-        return 0.5 * (r.real ** 2 + r.imag ** 2).flatten(1).sum(1)
+        return 0.5 * (r.real ** 2 + r.imag ** 2).flatten(1).sum(1, dtype=torch.float64)
 
     def cost(self, x: torch.Tensor) -> torch.Tensor:
         return self.data_term(x) + self.energy(x)
