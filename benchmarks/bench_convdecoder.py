@@ -1,4 +1,4 @@
-"""Benchmark of `mrgen convdecoder` (paper 002): fitting speed and reconstruction quality.
+"""Benchmark of `mrgen convdecoder` (Darestani, Heckel 2021): fitting speed and reconstruction quality.
 
     python benchmarks/bench_convdecoder.py                 # both tables, full sizes
     python benchmarks/bench_convdecoder.py --quick         # smaller quality problem (CPU)
@@ -16,7 +16,7 @@ and SSIM against the fully sampled RSS image (noisy with --noise, as fastMRI sco
 mrgen.metrics: fastMRI conventions, maxval = the reference's maximum) for zero-filling, the
 TV baselines and, for each --variants entry (coils: no maps, RSS; maps: the simulation's
 maps, SENSE model), ConvDecoder with data consistency: run 1 alone, the mean and the best of
-the single runs' scores, and the image averaged over --runs runs (paper 002, Section 6 and
+the single runs' scores, and the image averaged over --runs runs (Darestani, Heckel 2021, Section 6 and
 Table 7). Times are per run; the average's is the total.
 """
 

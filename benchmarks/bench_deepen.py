@@ -1,5 +1,5 @@
 """DEEPEN MAP vs its SENSE initialisation and the un-trained baselines, as Tables I / II of
-paper 004; and the time of the paper's sampling.
+Chand, Jacob 2025; and the time of the paper's sampling.
 
 Small synthetic setting (CPU): MNI152 brain slices simulated with ``mrgen.phantom`` (birdcage
 coils, smooth phase, k-space noise). Either DEEPEN is trained in the run (training and test
@@ -11,7 +11,7 @@ held-out slices 100..115 at the model's matrix size and coil count. DEEPEN is tr
 
 Every method gets the true maps where it takes maps. Baselines without training: zero
 filling; SENSE (lam 0.01, DEEPEN's initialisation); joint ipalm-TV and BART pics -R T (each
-the best of a small lambda grid: an upper bound for TV); ConvDecoder with maps (paper 002,
+the best of a small lambda grid: an upper bound for TV); ConvDecoder with maps (Darestani, Heckel 2021,
 un-trained network, small configuration for the CPU, data consistency). Metrics on magnitudes
 against the true image magnitude: PSNR and SSIM (data range = the reference's max), mean over
 the test slices.

@@ -1,4 +1,4 @@
-"""Deep J-Sense vs MoDL (ESPIRiT maps) vs L2 J-Sense, as Table 1 and Fig. 3 of paper 003.
+"""Deep J-Sense vs MoDL (ESPIRiT maps) vs L2 J-Sense, as Table 1 and Fig. 3 of Arvinte et al. 2021.
 
 Small synthetic setting (CPU): MNI152 brain slices simulated with ``mrgen.phantom`` (birdcage
 coils, smooth phase, noise), training and test slices interleaved (disjoint). Both learned

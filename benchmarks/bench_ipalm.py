@@ -6,10 +6,10 @@ and speed against BART, printed as tables.
 tv       phantom brain (MNI152, 8 coils, noise 0.005, simulated on a 2x finer grid), 4x
          Cartesian with 4% ACS: zero-filling, mrgen ESPIRiT + SENSE, joint ipalm-TV, and BART
          ecalib + pics -R T; each method's regularisation weight is the best of a small grid
-         (on the same slices: an upper bound for every method alike). Paper 000 Fig. 7 claims
+         (on the same slices: an upper bound for every method alike). Zach, Knoll, Pock 2023 Fig. 7 claims
          joint estimation beats ESPIRiT + SENSE.
 learned  held-out brain slices 100..115 (the demo prior trained on 50..95, calibrated on
-         96..99), single coil, 3x 2D uniform random sampling (paper 001 Table 1's hardest
+         96..99), single coil, 3x 2D uniform random sampling (Zach, Knoll, Pock 2023, preprint Table 1's hardest
          case): zero-filling, ipalm-TV (lambda best on the validation slices), ipalm with the
          demo prior (lambda from its fit), and the Langevin MMSE of the demo prior.
 speed    100 ipalm-TV iterations on 15 x 640 x 368 k-space on the CPU, next to BART nlinv

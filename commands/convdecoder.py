@@ -1,4 +1,4 @@
-"""mrgen convdecoder: un-trained network reconstruction (paper 002, ConvDecoder)."""
+"""mrgen convdecoder: un-trained network reconstruction (Darestani, Heckel 2021, ConvDecoder)."""
 
 from enum import Enum
 from typing import Annotated, Optional
@@ -52,7 +52,7 @@ def convdecoder(
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 0.008,
     runs: Annotated[int, typer.Option(
         "--runs", help="Fit this many independently initialised networks and average their "
-        "images (paper 002, Section 6).")] = 1,
+        "images (Darestani, Heckel 2021, Section 6).")] = 1,
     runs_out: Annotated[Optional[str], typer.Option(
         "--runs-out", help="Also write every run's image: (runs, H, W) or (runs, slices, H, W).",
         show_default=False)] = None,
@@ -67,7 +67,7 @@ def convdecoder(
         "channels_last on CUDA). Faster on recent GPUs; slower on most CPUs.")] = False,
     slice_: SliceOption = None,
 ):
-    """Un-trained neural network reconstruction (Darestani & Heckel, paper 002): a randomly
+    """Un-trained neural network reconstruction (Darestani, Heckel 2021): a randomly
     initialised convolutional generator with a fixed random input is fitted to the measured
     k-space of each slice alone, without training data.
 
@@ -83,7 +83,7 @@ def convdecoder(
     the next size, 3x3 convolution without bias, ReLU, batch norm; one more 3x3
     conv-ReLU-BN at full size; a final 1x1 convolution. The input is (channels, --input-size)
     uniform noise in [0, 0.1) and the layer sizes grow geometrically from --input-size to the
-    image size, as in the authors' code. Defaults: 8 layers of 256 channels (paper 002, Table
+    image size, as in the authors' code. Defaults: 8 layers of 256 channels (Darestani, Heckel 2021, Table
     10, 4x knee; for 8x the paper found 6 layers, 64 channels, --input-size 4 4 best, for
     brains 5 layers of 64). deepdecoder: the same with bilinear upsampling and 1x1
     convolutions (Heckel & Hand; default 10 layers of 368 channels, Table 10). dip: a small

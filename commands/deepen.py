@@ -1,4 +1,4 @@
-"""mrgen deepen: MAP reconstruction and posterior sampling with a DEEPEN energy (paper 004)."""
+"""mrgen deepen: MAP reconstruction and posterior sampling with a DEEPEN energy (Chand, Jacob 2025)."""
 
 from dataclasses import dataclass
 from typing import Annotated, Optional
@@ -8,7 +8,7 @@ import typer
 from .cli import check_output, command, device, info, load, save, settings, show_progress
 from .options import AT_LEAST_0, AT_LEAST_1, POSITIVE, SliceOption
 
-SUMMARY = "DEEPEN: MAP by majorise-minimise or Langevin posterior samples (paper 004)."
+SUMMARY = "DEEPEN: MAP by majorise-minimise or Langevin posterior samples (Chand, Jacob 2025)."
 
 
 @command("deepen", SUMMARY, inputs=("kspace", "mask", "maps"), models=("model",),
@@ -77,7 +77,7 @@ def deepen(
         "--magnitude", help="Write magnitudes instead of complex images.")] = False,
     slice_: SliceOption = None,
 ):
-    """Reconstruct with a DEEPEN energy E_theta trained by mrgen train deepen (paper 004):
+    """Reconstruct with a DEEPEN energy E_theta trained by mrgen train deepen (Chand, Jacob 2025):
     the posterior is p(x | b) ~ exp(-C(x)), C(x) = 1/2 ||A x - b||^2 + E(x), with A = M F S.
 
     --mode map minimises C by majorise-minimise (Eq. 14-15): each step solves (A^H A + L I) x =

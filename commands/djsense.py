@@ -1,4 +1,4 @@
-"""mrgen djsense: Deep J-Sense / MoDL inference, or plain L2 J-Sense (paper 003)."""
+"""mrgen djsense: Deep J-Sense / MoDL inference, or plain L2 J-Sense (Arvinte et al. 2021)."""
 
 import sys
 from pathlib import Path
@@ -55,7 +55,7 @@ def djsense(
         show_default=False)] = None,
     slice_: SliceOption = None,
 ):
-    """Reconstruct with Deep J-Sense (paper 003): alternating CG on the map kernels and the
+    """Reconstruct with Deep J-Sense (Arvinte et al. 2021): alternating CG on the map kernels and the
     image kernel, each followed by its learned denoiser, for N unrolls; the output is the
     RSS of the coil images (Eq. 7). With a MoDL model the maps are ESPIRiT's, fixed. --mode
     l2 runs plain J-Sense (no networks, L2 regularisation) and needs no model. Without --model

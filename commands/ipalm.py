@@ -7,7 +7,7 @@ import typer
 from .cli import check_output, command, device, info, load, save, show_progress
 from .options import AT_LEAST_1, POSITIVE, Range, SliceOption
 
-SUMMARY = "Joint image + coil-map reconstruction by iPALM with a learned or TV prior (paper 001)."
+SUMMARY = "Joint image + coil-map reconstruction by iPALM with a learned or TV prior (Zach, Knoll, Pock 2023, preprint)."
 
 
 @command("ipalm", SUMMARY, inputs=("kspace", "mask", "maps"), models=("model",),
@@ -32,7 +32,7 @@ def ipalm(
     lam: Annotated[str, typer.Option(
         "--lam", metavar="VALUE|auto", help="Weight of the data term (the authors' code "
         "convention: H = lam/2 ||data residual||^2 + R(u)). auto: the linear fit on the initial "
-        "residual stored in the model (paper 001, Section 2.6). Default: auto for a model "
+        "residual stored in the model (Zach, Knoll, Pock 2023, preprint, Section 2.6). Default: auto for a model "
         "that has a fit, else 1000 for TV and 1 for a learned prior.", show_default=False)] = "",
     mu: Annotated[Optional[float], typer.Option(
         "--mu", help="Weight of the map smoothness (Eq. 12). Default: 10 for a learned prior "
@@ -47,7 +47,7 @@ def ipalm(
         "espirit`: only the image is estimated.", show_default=False)] = None,
     single_coil: Annotated[bool, typer.Option(
         "--single-coil", help="One coil with sensitivity 1 (the real-valued simulation study of "
-        "paper 001, Section 2.5).")] = False,
+        "Zach, Knoll, Pock 2023, preprint, Section 2.5).")] = False,
     maps_out: Annotated[Optional[str], typer.Option(
         "--maps-out", metavar="FILE", help="Write the estimated maps (coils, H, W), normalised "
         "to unit root-sum-of-squares.", show_default=False)] = None,
@@ -55,10 +55,10 @@ def ipalm(
         "--energy-log", metavar="FILE", help="Write the energy after each iteration, (iters,) or"
         " (iters, slices): .txt for text, else an array file.", show_default=False)] = None,
     tv_eps: Annotated[float, typer.Option(
-        "--tv-eps", help="Charbonnier smoothing of TV (paper 000, Eq. 18).")] = 1e-3,
+        "--tv-eps", help="Charbonnier smoothing of TV (Zach, Knoll, Pock 2023, Eq. 18).")] = 1e-3,
     equalise: Annotated[bool, typer.Option(
         "--equalise", help="Map intensities through the model's fitted spline equaliser "
-        "(paper 000, 2.6; fitted by `mrgen train calibrate`).")] = False,
+        "(Zach, Knoll, Pock 2023, 2.6; fitted by `mrgen train calibrate`).")] = False,
     max_backtracks: Annotated[int, typer.Option(
         "--max-backtracks", help="Backtracking tries per block and iteration (the authors' "
         "code: 10; the paper: until the test passes).")] = 40,
@@ -67,7 +67,7 @@ def ipalm(
         "the code's 1.01 slack.")] = False,
     slice_: SliceOption = None,
 ):
-    """Reconstruct an image u >= 0 and coil maps jointly by iPALM (papers 000/001,
+    """Reconstruct an image u >= 0 and coil maps jointly by iPALM (Zach, Knoll, Pock 2023,
     Algorithms 1 and 2): minimise lam/2 sum_c ||M F(u c / |c|) - z_c||^2 + R(u) + mu F(c),
     with F the Dirichlet smoothness of the maps (prox exact by the discrete sine transform),
     inertia k/(k+3) and Lipschitz backtracking for each block. R is a learned energy

@@ -7,7 +7,7 @@ import typer
 from .cli import check_output, command, device, info, load, save, settings, show_progress
 from .options import AT_LEAST_0, AT_LEAST_1, POSITIVE, SliceOption
 
-SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples (paper 001)."
+SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples (Zach, Knoll, Pock 2023, preprint)."
 
 
 @command("langevin", SUMMARY, inputs=("inputs[:-1]", "mask", "maps",
@@ -47,7 +47,7 @@ def langevin(
         "--mask", metavar="FILE", help="Sampling mask; default: the non-zero pattern of the "
         "data.", show_default=False)] = None,
     single_coil: Annotated[bool, typer.Option(
-        "--single-coil", help="One coil of sensitivity 1 (paper 001, Section 2.5).")] = False,
+        "--single-coil", help="One coil of sensitivity 1 (Zach, Knoll, Pock 2023, preprint, Section 2.5).")] = False,
     burn_in: Annotated[int, typer.Option("--burn-in", help="Steps discarded first.")] = 1000,
     samples: Annotated[int, typer.Option("--samples", help="Samples kept.")] = 200,
     thin: Annotated[int, typer.Option("--thin", help="Keep every k-th state (paper: 15).")] = 15,
@@ -71,7 +71,7 @@ def langevin(
     init: Annotated[Optional[str], typer.Option(
         "--init", metavar="ipalm|noise|zf|sense|FILE", help="Start: the iPALM image (the "
         "default; as the authors for parallel imaging: a short burn-in suffices), uniform "
-        "noise in [0, 1] of the scaled data (paper 001's single-coil study, with a long "
+        "noise in [0, 1] of the scaled data (the single-coil study of Zach, Knoll, Pock 2023, preprint, with a long "
         "burn-in), the zero-filled RSS, or an image file. For DEEPEN: its MAP (map, the "
         "default: the posterior's mode, mrgen deepen), the SENSE image (sense), Gaussian "
         "noise as in training (noise), or a complex image file.",
@@ -99,11 +99,11 @@ def langevin(
 ):
     """Sample the posterior p(u | z, maps) ~ exp(-H(u)) with H(u) = lam/2 ||M F(u c/|c|) -
     z||^2 + R(u) by the unadjusted Langevin algorithm, u <- u - step grad H(u) + noise_std n
-    (papers 000/001, Sections 2.5-2.6), with the maps fixed (given, or from iPALM). Mean and
+    (Zach, Knoll, Pock 2023, Sections 2.5-2.6), with the maps fixed (given, or from iPALM). Mean and
     variance are accumulated on the fly (Welford); samples are streamed to disk on request.
     --prior-only draws images from the prior alone (paper Fig. 1). The sampler is general:
     any energy mrgen knows can be sampled: with a DEEPEN model (mrgen train deepen) the chain
-    runs on DEEPEN's posterior (paper 004, Eq. 16: complex image, H(x) = 1/2 ||A x - b||^2 +
+    runs on DEEPEN's posterior (Chand, Jacob 2025, Eq. 16: complex image, H(x) = 1/2 ||A x - b||^2 +
     E(x)), with burn-in and thinning instead of mrgen deepen --mode sample's independent
     chains. --seed makes the chain reproducible."""
     import torch

@@ -127,6 +127,7 @@ def main_page(group, version: str) -> str:
     lines += [line for p in group.params if _is_option(p) and p.name != "help"
               for line in _option_lines(p)]
     lines += [".SH CONVENTIONS"] + _markdown_to_roff(readme_section("Conventions"))
+    lines += [".SH REFERENCES"] + _markdown_to_roff(readme_section("References"))
     lines += [".SH EXIT STATUS", "0 on success; 2 for bad usage or bad input data; 1 for a "
               "runtime failure. Errors are one line on stderr (a traceback with \\-\\-debug)."]
     return "\n".join(lines) + "\n"

@@ -48,7 +48,7 @@ def metrics(
         "averaged over slices.")] = Per.volume,
     normalize: Annotated[Normalization, typer.Option(
         "--normalize", help="none; minmax: each image to [0, 1] by its own min and max; "
-        "meanstd: the reference rescaled to the recon's mean and std (paper 002's 'mean-std "
+        "meanstd: the reference rescaled to the recon's mean and std (the 'mean-std "
         "(gt)'); meanstd-both: both to zero mean, unit std. Per volume or slice as --per.")]
         = Normalization.none,
     ms_ssim: Annotated[bool, typer.Option(
@@ -63,7 +63,7 @@ def metrics(
         "--json", help="Print JSON instead of a table: a list of {\"recon\": name, \"psnr\": "
         "..., ...} (with --per slice also \"slices\"); non-finite values are null.")] = False,
     null_space: Annotated[bool, typer.Option(
-        "--null-space", help="Null-space residual mode (paper 000, Eq. 17): REFERENCE is fully "
+        "--null-space", help="Null-space residual mode (Zach, Knoll, Pock 2023, Eq. 17): REFERENCE is fully "
         "sampled k-space, each RECON a maps file; prints ||pi||_F / ||u||_F per maps file.")]
         = False,
     support_threshold: Annotated[Optional[float], typer.Option(
@@ -77,7 +77,7 @@ def metrics(
 ):
     """Image-quality metrics of one or more reconstructions against a reference, one row per
     recon: PSNR, NMSE and SSIM as fastMRI computes them (maxval = the reference's maximum;
-    SSIM with a 7x7 uniform window), optionally MS-SSIM and VIF (paper 002). The table goes to
+    SSIM with a 7x7 uniform window), optionally MS-SSIM and VIF (Darestani, Heckel 2021). The table goes to
     stdout (--json for machine-readable output). With --null-space, the relative null-space
     residual of sensitivity maps against fully sampled k-space instead."""
     from mrgen import io
@@ -248,7 +248,7 @@ def _null_space(kspace, maps_files, support_threshold, residual_out, as_json, sl
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(caption="null-space residual (paper 000, Eq. 17)")
+    table = Table(caption="null-space residual (Zach, Knoll, Pock 2023, Eq. 17)")
     table.add_column("maps", overflow="fold")
     table.add_column("||pi|| / ||u||", justify="right")
     if support_threshold is not None:

@@ -34,7 +34,7 @@ def calibrate(
         "all.", show_default=False)] = None,
     equaliser: Annotated[bool, typer.Option(
         "--equaliser/--no-equaliser", help="Also fit the cubic-spline intensity equaliser "
-        "(paper 000, 2.6) on the reconstructions at the best lambda.")] = True,
+        "(Zach, Knoll, Pock 2023, 2.6) on the reconstructions at the best lambda.")] = True,
 ):
     """Calibrate a learned prior for `mrgen ipalm --lam auto` (and `--equalise`), as papers
     000/001, Section 2.6: for each validation slice, undersample with --mask-spec (seeded per

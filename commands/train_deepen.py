@@ -1,4 +1,4 @@
-"""mrgen train deepen: maximum likelihood of DEEPEN's posterior energy (paper 004)."""
+"""mrgen train deepen: maximum likelihood of DEEPEN's posterior energy (Chand, Jacob 2025)."""
 
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +10,7 @@ from .options import (AT_LEAST_0, AT_LEAST_1, POSITIVE, CheckpointEveryOption,
                       CheckpointOption, PngEveryOption, ResumeOption, SamplesPngOption)
 from .train import train_app
 
-SUMMARY = "Train DEEPEN's end-to-end posterior energy by maximum likelihood (paper 004)."
+SUMMARY = "Train DEEPEN's end-to-end posterior energy by maximum likelihood (Chand, Jacob 2025)."
 
 
 @command("deepen", SUMMARY, group=train_app, inputs=("data",),
@@ -76,7 +76,7 @@ def train_deepen(
     samples_png: SamplesPngOption = None,
     png_every: PngEveryOption = 50,
 ):
-    """Train DEEPEN's energy E_theta end to end for a forward operator (paper 004): the
+    """Train DEEPEN's energy E_theta end to end for a forward operator (Chand, Jacob 2025): the
     posterior p(x | b) ~ exp(-1/2 ||A x - b||^2 - E(x)) is fitted to the training images by
     maximum likelihood (Eq. 8-13).
 

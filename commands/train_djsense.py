@@ -1,4 +1,4 @@
-"""mrgen train djsense: supervised end-to-end training of Deep J-Sense or MoDL (paper 003)."""
+"""mrgen train djsense: supervised end-to-end training of Deep J-Sense or MoDL (Arvinte et al. 2021)."""
 
 from pathlib import Path
 from typing import Annotated
@@ -84,7 +84,7 @@ def train_djsense(
     checkpoint_every: CheckpointEveryOption = 50,
     resume: ResumeOption = False,
 ):
-    """Train Deep J-Sense (paper 003) end to end: N unrolls of CG on the map kernels (n1
+    """Train Deep J-Sense (Arvinte et al. 2021) end to end: N unrolls of CG on the map kernels (n1
     steps), the map denoiser, CG on the image (n2 steps), the image denoiser (Eq. 5a-5d), with
     learnable lambda_s, lambda_m; loss -SSIM of the RSS estimate (Eq. 7) on the reference's
     central crop, data range = the reference's max. --mode modl trains MoDL with fixed ESPIRiT

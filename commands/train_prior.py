@@ -1,4 +1,4 @@
-"""mrgen train prior: maximum-likelihood training of the learned energy prior (paper 001)."""
+"""mrgen train prior: maximum-likelihood training of the learned energy prior (Zach, Knoll, Pock 2023, preprint)."""
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,7 +13,7 @@ from .train import train_app
 SUMMARY = "Train the energy prior R_theta by maximum likelihood with Langevin sampling."
 
 # Two recipes; an option not given takes its value from the preset. paper: the authors'
-# code (papers 000/001; a 21.4 M-parameter network, an 85 MB model, a GPU job); cpu: the
+# code (Zach, Knoll, Pock 2023; a 21.4 M-parameter network, an 85 MB model, a GPU job); cpu: the
 # shipped demo model prior-brain-small (models/Makefile; 0.23 M parameters, about 1 MB).
 PRESETS = {
     "paper": {"steps": 27000, "batch": 50, "lr": 5e-5, "milestones": "500,2000,3000,5000,7000",
@@ -143,7 +143,7 @@ def train_prior(
     samples_png: SamplesPngOption = None,
     png_every: PngEveryOption = 50,
 ):
-    """Train the learned energy R_theta of papers 000/001 by maximum likelihood: the prior of
+    """Train the learned energy R_theta of Zach, Knoll, Pock 2023 by maximum likelihood: the prior of
     `mrgen ipalm` and `mrgen langevin`.
 
     The model p(x) = exp(-R(x)) / Z is fitted to the training slices (Eq. 6) with the

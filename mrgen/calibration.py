@@ -1,11 +1,11 @@
-"""Fitting what iPALM needs besides the prior, on validation pairs (papers 000/001, 2.6).
+"""Fitting what iPALM needs besides the prior, on validation pairs (Zach, Knoll, Pock 2023, 2.6).
 
 - lambda fit: for each validation slice, the best lambda on a grid (smallest squared error
   to the reference, as the paper) and the initial residual r0; then lambda = max(slope r0 +
   intercept, 0.01) by least squares. For Cartesian masks r0 is zero up to rounding (the
   zero-filled start fits the data exactly), so r0 carries no information there: when the
   residuals do not vary, the fit is the constant mean of the best lambdas (slope 0).
-- intensity equaliser (paper 000, Section 2.6): a cubic spline with 5 equally spaced knots
+- intensity equaliser (Zach, Knoll, Pock 2023, Section 2.6): a cubic spline with 5 equally spaced knots
   fitted to the scatter of (reconstructed, reference) intensities, in the data's normalised
   scale; applied after reconstruction on request.
 """

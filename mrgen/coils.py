@@ -22,7 +22,7 @@ def combine(coil_images: torch.Tensor, maps: torch.Tensor, eps: float = 1e-12) -
 
 
 def null_space_residual(coil_images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-    """Paper 000, Eq. 17: pi_c = s_c / |S|^2 sum_i conj(s_i) u_i - u_c, per coil.
+    """Zach, Knoll, Pock 2023, Eq. 17: pi_c = s_c / |S|^2 sum_i conj(s_i) u_i - u_c, per coil.
 
     With exact maps the fully sampled coil images u_c = s_c u lie in the span of the maps and
     the residual holds only noise; signal left in it points to poor map estimates.

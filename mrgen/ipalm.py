@@ -1,4 +1,4 @@
-"""Joint reconstruction of image and coil maps by iPALM (papers 000/001, Algorithms 1 and 2).
+"""Joint reconstruction of image and coil maps by iPALM (Zach, Knoll, Pock 2023, Algorithms 1 and 2).
 
 Minimises H(u, c) + delta_{u >= 0}(u) + mu F(c) over a real, non-negative image u and coil
 maps c (Eq. 10), where, as in the authors' code,
@@ -300,7 +300,7 @@ def _map_smoothness(mu):
 
 
 def initial_residual(kspace: torch.Tensor, mask: torch.Tensor, scale_crop=None) -> torch.Tensor:
-    """r0 of paper 001, Section 2.6: sum_c ||F_M(c0 u0) - z_c||^2 on the scaled data, (B,).
+    """r0 of Zach, Knoll, Pock 2023, preprint, Section 2.6: sum_c ||F_M(c0 u0) - z_c||^2 on the scaled data, (B,).
 
     For Cartesian masks F_M F_M^* is a projection, so r0 is zero up to rounding; it carries
     information for non-Cartesian data, and the lambda fit falls back to its intercept here.

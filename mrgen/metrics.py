@@ -94,7 +94,7 @@ def _slices_text(shape) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Normalisation (paper 002, appendix A)
+# Normalisation (Darestani, Heckel 2021, appendix A)
 
 
 def normalize(reference, recon, mode: str = "none", per: str = "volume"):
@@ -102,7 +102,7 @@ def normalize(reference, recon, mode: str = "none", per: str = "volume"):
 
     - ``none``: unchanged.
     - ``minmax``: each image to [0, 1] by its own minimum and maximum.
-    - ``meanstd``: paper 002's "mean-std (gt)": the reference rescaled to the recon's mean
+    - ``meanstd``: the "mean-std (gt)": the reference rescaled to the recon's mean
       and standard deviation, (ref - mean(ref)) / std(ref) * std(rec) + mean(rec).
     - ``meanstd-both``: both images to zero mean and unit standard deviation.
 
@@ -413,7 +413,7 @@ def _mean(value) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Null-space residual of sensitivity maps (paper 000, Eq. 17)
+# Null-space residual of sensitivity maps (Zach, Knoll, Pock 2023, Eq. 17)
 
 
 def relative_null_space_residual(coil_images: torch.Tensor, maps: torch.Tensor,

@@ -1,4 +1,4 @@
-"""AdaBelief (Zhuang et al., NeurIPS 2020) in the small variant the authors of papers 000/001 use.
+"""AdaBelief (Zhuang et al., NeurIPS 2020) in the small variant Zach, Knoll and Pock (2023) use.
 
 Per parameter p with gradient g, step t (1-based), moments m, s (zero at the start):
 

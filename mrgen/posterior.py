@@ -1,4 +1,4 @@
-"""Posterior sampling with fixed coil maps (paper 001, Sections 2.5-2.6; paper 004, Eq. 16).
+"""Posterior sampling with fixed coil maps (Zach, Knoll, Pock 2023, preprint, Sections 2.5-2.6; Chand, Jacob 2025, Eq. 16).
 
 The energy is that of iPALM with the maps frozen: H(u) = lam/2 ||M F(u c/|c|) - z||^2 + R(u),
 sampled by ULA (mrgen.sampling.langevin). With the data term left out it samples the prior
@@ -64,7 +64,7 @@ def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, 
                             noise_std, generator, init_std=1.0, on_sample=None,
                             progress=None, metropolis=False
                             ) -> tuple[SamplingResult, torch.Tensor]:
-    """ULA on DEEPEN's posterior (paper 004, Eq. 16) as one chain per slice with burn-in and
+    """ULA on DEEPEN's posterior (Chand, Jacob 2025, Eq. 16) as one chain per slice with burn-in and
     thinning, for ``mrgen langevin --model deepen.pt``.
 
     DEEPEN differs from the iPALM posterior above in three ways, all taken from the model:

@@ -1,4 +1,4 @@
-"""Lambda regression and intensity equaliser (papers 000/001, Section 2.6)."""
+"""Lambda regression and intensity equaliser (Zach, Knoll, Pock 2023, Section 2.6)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""mrgen convdecoder: un-trained network reconstruction (paper 002).
+"""mrgen convdecoder: un-trained network reconstruction (Darestani, Heckel 2021).
 
 Small problems only (32x32 and 64x64, 4 coils, small networks, at most 300 iterations).
 The fits run with one intra-op thread: for networks this small more threads do not help, and

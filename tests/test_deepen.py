@@ -1,4 +1,4 @@
-"""DEEPEN (paper 004): energy model file, ML training on the engine, MM MAP, Langevin sampling,
+"""DEEPEN (Chand, Jacob 2025): energy model file, ML training on the engine, MM MAP, Langevin sampling,
 and the `deepen` / `train deepen` commands."""
 
 import numpy as np

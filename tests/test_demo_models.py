@@ -72,7 +72,7 @@ def test_demo_djsense_on_held_out_slices(tmp_path):
 
 def test_demo_deepen_on_held_out_slices(tmp_path):
     """Trained at 2D 4x on slices 50..95: on held-out slices its MAP improves on its SENSE
-    start at 2D 4x, and still at 1D 2x (paper 004, Table II: a mask it was not trained on)."""
+    start at 2D 4x, and still at 1D 2x (Chand, Jacob 2025, Table II: a mask it was not trained on)."""
     from mrgen import io
     from mrgen.deepen.model import data_scale
     from mrgen.metrics import psnr, ssim

@@ -1,4 +1,4 @@
-"""Deep J-Sense (paper 003): operators, CG sub-problems, L2 J-Sense, training, inference, CLI."""
+"""Deep J-Sense (Arvinte et al. 2021): operators, CG sub-problems, L2 J-Sense, training, inference, CLI."""
 
 import numpy as np
 import pytest

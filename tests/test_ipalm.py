@@ -1,4 +1,4 @@
-"""iPALM (papers 000/001): DST prox, backtracking descent, reconstructions, modes, CLI."""
+"""iPALM (Zach, Knoll, Pock 2023): DST prox, backtracking descent, reconstructions, modes, CLI."""
 
 import numpy as np
 import pytest
@@ -158,7 +158,7 @@ def test_fixed_true_maps_and_batches_match_single_slices(brain):
 
 
 def test_single_coil_real_valued_study():
-    """C = 1, sigma = 1: real image, k-space of the image itself (paper 001, Section 2.5)."""
+    """C = 1, sigma = 1: real image, k-space of the image itself (Zach, Knoll, Pock 2023, preprint, Section 2.5)."""
     ph = make_phantom("shepp-logan", size=(64, 64), coils=1, phase=0.0, seed=2)
     truth = torch.from_numpy(np.abs(ph.image))
     kspace = fft2c(truth.to(torch.complex64))

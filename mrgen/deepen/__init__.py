@@ -1,4 +1,4 @@
-"""DEEPEN (paper 004): an end-to-end trained posterior energy, its MAP estimate and samples.
+"""DEEPEN (Chand, Jacob 2025): an end-to-end trained posterior energy, its MAP estimate and samples.
 
 - ``model``: the energy network E_theta (complex image -> one non-negative number), the
   posterior cost C(x) = 1/2 ||A x - b||^2 + E(x), the data normalisation, the model kind

@@ -1,4 +1,4 @@
-"""DEEPEN's energy E_theta(x) and posterior cost C(x) = 1/2 ||A x - b||^2 + E(x) (paper 004).
+"""DEEPEN's energy E_theta(x) and posterior cost C(x) = 1/2 ||A x - b||^2 + E(x) (Chand, Jacob 2025).
 
 The network (Section III.B.1): ``depth`` 3x3 convolutions of ``width`` channels, each followed
 by a ReLU, then a linear layer and an absolute value, so that E >= 0 (the lower bound Lemma

@@ -1,4 +1,4 @@
-"""Maximum-likelihood training of DEEPEN's posterior energy (paper 004, Eq. 8-13, 16).
+"""Maximum-likelihood training of DEEPEN's posterior energy (Chand, Jacob 2025, Eq. 8-13, 16).
 
 Each step, for a batch of training slices:
 

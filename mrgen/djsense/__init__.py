@@ -1,4 +1,4 @@
-"""Deep J-Sense (paper 003): unrolled alternating optimisation of image and map kernels.
+"""Deep J-Sense (Arvinte et al. 2021): unrolled alternating optimisation of image and map kernels.
 
 ``model``: the operators, the networks and the unrolled model (also MoDL and L2 J-Sense);
 ``training``: supervised end-to-end training on the shared engine (``mrgen train djsense``).

@@ -1,4 +1,4 @@
-"""Deep J-Sense (paper 003): unrolled alternating optimisation of image and map kernels.
+"""Deep J-Sense (Arvinte et al. 2021): unrolled alternating optimisation of image and map kernels.
 
 The coil k-spaces are the *linear* convolution of an image kernel m with per-coil map
 kernels s_i (Eq. 1), k_i = s_i * m, all in k-space. As the supplement describes, the

@@ -1,4 +1,4 @@
-"""Supervised end-to-end training of Deep J-Sense / MoDL on the shared engine (paper 003).
+"""Supervised end-to-end training of Deep J-Sense / MoDL on the shared engine (Arvinte et al. 2021).
 
 Each step (batch 1 by default, as the authors):
 

@@ -1,4 +1,4 @@
-"""The learned energy R_theta of papers 000/001 (Eq. 16), as in the authors' code.
+"""The learned energy R_theta of Zach, Knoll, Pock 2023 (Eq. 16), as in the authors' code.
 
 R_theta = |FC(S_L(...S_1(conv(crop(u)))))|: a 3x3 convolution, then per stage a 3x3 stride-2
 convolution and (from the second stage on) a 3x3 convolution, leaky ReLU (slope 0.05) after

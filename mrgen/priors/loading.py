@@ -18,8 +18,8 @@ class PriorInfo:
     crop: int | None = None            # the region the prior sees (and the data scale uses)
     sampling_step: float = 1.0         # ULA defaults for this energy's temperature
     sampling_noise: float = 7.5e-3
-    lambda_fit: dict | None = None     # {"slope", "intercept", "minimum"} (paper 001, 2.6)
-    equaliser: dict | None = None      # cubic spline of paper 000, 2.6 (mrgen.calibration)
+    lambda_fit: dict | None = None     # {"slope", "intercept", "minimum"} (Zach, Knoll, Pock 2023, preprint, 2.6)
+    equaliser: dict | None = None      # cubic spline of Zach, Knoll, Pock 2023, 2.6 (mrgen.calibration)
 
     def lambda_for(self, kspace: torch.Tensor, mask: torch.Tensor) -> float:
         """lambda = max(slope * r0 + intercept, minimum) from the initial residual r0, averaged

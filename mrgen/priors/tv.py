@@ -1,4 +1,4 @@
-"""Charbonnier-smoothed total variation, paper 000 Eq. 18: sum_i sqrt((Dx)_h^2 + (Dx)_v^2 + eps^2).
+"""Charbonnier-smoothed total variation, Zach, Knoll, Pock 2023 Eq. 18: sum_i sqrt((Dx)_h^2 + (Dx)_v^2 + eps^2).
 
 Forward differences with a zero difference at the last row/column (Neumann boundary).
 """

@@ -1,6 +1,6 @@
 """The unadjusted Langevin algorithm (ULA) for any differentiable energy.
 
-One step is x <- x - step * grad E(x) + noise_std * n with n ~ N(0, I) (paper 001, Eq. 7,
+One step is x <- x - step * grad E(x) + noise_std * n with n ~ N(0, I) (Zach, Knoll, Pock 2023, preprint, Eq. 7,
 with the step and the noise scale kept separate as in the authors' code, where the learned
 energy carries its temperature: step 1, noise 7.5e-3). With noise_std = sqrt(2 * step) this is
 textbook ULA for exp(-E). The sampler knows nothing of MRI: the prior alone, the iPALM

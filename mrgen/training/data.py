@@ -13,7 +13,7 @@ Sources, any mix:
 
 Each slice is centre-cropped or zero-padded to ``crop x crop`` (the fastMRI convention) and
 then normalised on its own: ``max`` divides it by its maximum (the authors' code), ``minmax``
-maps it to [0, 1] by (x - min) / (max - min) (paper 001, Section 2.3). A slice that is constant
+maps it to [0, 1] by (x - min) / (max - min) (Zach, Knoll, Pock 2023, preprint, Section 2.3). A slice that is constant
 after cropping cannot be normalised and is skipped (counted in the description).
 """
 

@@ -1,4 +1,4 @@
-"""Maximum-likelihood training of the learned energy R_theta (paper 001, Eq. 6-7).
+"""Maximum-likelihood training of the learned energy R_theta (Zach, Knoll, Pock 2023, preprint, Eq. 6-7).
 
 The density p(x) = exp(-R(x)) / Z is fitted to the data by following the gradient
 E_data[grad_theta R] - E_model[grad_theta R], the model expectation approximated with samples

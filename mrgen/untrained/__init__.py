@@ -1,4 +1,4 @@
-"""Un-trained neural network reconstruction (paper 002, Darestani & Heckel: ConvDecoder).
+"""Un-trained neural network reconstruction (ConvDecoder; Darestani, Heckel 2021).
 
 ``build_generator`` makes a ConvDecoder, Deep Decoder or small DIP with its fixed random
 input; ``fit_untrained`` fits it to multi-coil k-space (with or without sensitivity maps),

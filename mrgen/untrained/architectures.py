@@ -1,4 +1,4 @@
-"""Un-trained image generators (paper 002, Section 4): ConvDecoder, Deep Decoder and a small DIP.
+"""Un-trained image generators (Darestani, Heckel 2021, Section 4): ConvDecoder, Deep Decoder and a small DIP.
 
 Each generator owns its fixed random input (a buffer drawn once from a seeded generator), so
 ``net()`` returns an image volume (1, out_channels, H, W). All weights are initialised from the
@@ -36,7 +36,7 @@ from ..errors import UsageError
 
 ARCHITECTURES = ("convdecoder", "deepdecoder", "dip")
 
-# Defaults per architecture: paper 002, Table 10 (4x knee) for ConvDecoder and Deep Decoder;
+# Defaults per architecture: Darestani, Heckel 2021, Table 10 (4x knee) for ConvDecoder and Deep Decoder;
 # the DIP paper's own small configuration (5 levels of 128 channels) for dip.
 DEFAULTS = {
     "convdecoder": {"layers": 8, "channels": 256},

@@ -1,4 +1,4 @@
-"""Fitting an un-trained generator to under-sampled multi-coil k-space (paper 002, Section 3.2).
+"""Fitting an un-trained generator to under-sampled multi-coil k-space (Darestani, Heckel 2021, Section 3.2).
 
 Two forward models:
 
