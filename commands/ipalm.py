@@ -131,7 +131,7 @@ def ipalm(
 
     image = result.image
     if equalise:
-        from mrgen.calibration import apply_equaliser
+        from mrgen.tuning import apply_equaliser
 
         image = apply_equaliser(image, result.scale, _equaliser(prior))
     image = image if data.ndim == 4 else image[0]

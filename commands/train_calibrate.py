@@ -50,7 +50,7 @@ def calibrate(
     import torch
     from tqdm import tqdm
 
-    from mrgen.calibration import fit_equaliser, fit_lambda, grid_search_lambda
+    from mrgen.tuning import fit_equaliser, fit_lambda, grid_search_lambda
     from mrgen.errors import UsageError
     from mrgen.ipalm import IpalmOptions, initial_residual, initialise
     from mrgen.masks import make_mask, parse_mask_spec

@@ -1,7 +1,7 @@
 """Posterior sampling with fixed coil maps (Zach, Knoll, Pock 2023, preprint, Sections 2.5-2.6; Chand, Jacob 2025, Eq. 16).
 
 The energy is that of iPALM with the maps frozen: H(u) = lam/2 ||M F(u c/|c|) - z||^2 + R(u),
-sampled by ULA (mrgen.sampling.langevin). With the data term left out it samples the prior
+sampled by ULA (mrgen.mcmc). With the data term left out it samples the prior
 alone (paper Fig. 1). Data are scaled as iPALM scales them and results scaled back (the
 variance by the square of the scale). ``sample_deepen_posterior`` runs the same sampler on
 DEEPEN's posterior (complex image, unit data weight, its own data scale).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .ipalm import JointProblem, initialise
-from .sampling.langevin import SamplingResult, sample
+from .mcmc import SamplingResult, sample
 
 
 def posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop=None):
@@ -75,7 +75,7 @@ def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, 
     ``init``: "map" (DEEPEN's MAP, ``mrgen.deepen.recon.deepen_map``: the posterior's mode,
     where a chain needs no long burn-in), "sense" (the MAP initialisation), "noise"
     (N(0, init_std^2) per real component, as the paper's chains start) or a complex image in
-    the data's scale. ``metropolis``: MALA instead of ULA (``mrgen.sampling.langevin``): the
+    the data's scale. ``metropolis``: MALA instead of ULA (``mrgen.mcmc``): the
     published step 1 is far above what this posterior's temperature eps^2/2 allows, so long
     ULA chains leave the posterior. Returns the moments
     in the data's scale (complex mean; variance E|x - mean|^2, the sum of the real and the

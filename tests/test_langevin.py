@@ -9,7 +9,7 @@ from mrgen.masks import make_mask
 from mrgen.phantom import make_phantom
 from mrgen.posterior import sample_posterior
 from mrgen.priors.tv import CharbonnierTV
-from mrgen.sampling.langevin import RunningMoments, sample
+from mrgen.mcmc import RunningMoments, sample
 
 from .conftest import invoke
 

@@ -11,7 +11,7 @@ from torch import nn
 from mrgen.fft import fft2c
 from mrgen.linops import SenseOp
 from mrgen.posterior import sample_deepen_posterior, sample_posterior
-from mrgen.sampling.langevin import sample
+from mrgen.mcmc import sample
 
 
 def dense(op_apply, n):
@@ -142,7 +142,7 @@ def test_deepen_metropolis_test_resolves_tiny_moves():
     from mrgen.deepen.training import load_deepen
     from mrgen.masks import make_mask
     from mrgen.phantom import make_phantom
-    from mrgen.sampling.langevin import MetropolisChain
+    from mrgen.mcmc import MetropolisChain
 
     ph = make_phantom("shepp-logan", size=(256, 256), coils=8, noise=0.002, seed=1)
     mask = torch.from_numpy(make_mask("random-exact:4", (256, 256), seed=2))[None]

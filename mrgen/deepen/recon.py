@@ -30,7 +30,7 @@ grad E(x)) + eps z, each ``steps`` steps from zero-mean Gaussian noise (std ``in
 real component); the final states are the samples, their mean the MMSE estimate and their
 pixel-wise variance (of the complex values: E|x - mean|^2) the uncertainty. eps defaults to
 the model's training value. Chains run in batches of ``chunk`` through the general ULA
-sampler (``mrgen.sampling.langevin.run_chain`` on the real view) and the moments are
+sampler (``mrgen.mcmc.run_chain`` on the real view) and the moments are
 accumulated on the fly (``RunningMoments``).
 """
 
@@ -159,7 +159,7 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
     (S, C, H, W), mask (S, H, W). ``on_sample(index, slice, x)`` sees each sample (H, W) of
     each slice in the data scale (streamed, never all held); ``progress(n)`` advances by the
     Langevin steps done (chains x steps)."""
-    from ..sampling.langevin import RunningMoments, run_chain
+    from ..mcmc import RunningMoments, run_chain
 
     mask = mask.to(kspace.real.dtype)
     kspace = kspace * mask.unsqueeze(1)

@@ -15,7 +15,7 @@ Each step, for a batch of training slices:
    file's complex ``image`` (``mrgen phantom``), else the coil combination S^H F^H k of the
    fully sampled k-space with the maps of 2.;
 5. fake samples x- from the scaled posterior by Eq. 16, x <- x - (A^H (A x - b) + grad E(x))
-   + eps z (``mrgen.sampling.langevin.run_chain`` with step 1 and noise eps on the real view
+   + eps z (``mrgen.mcmc.run_chain`` with step 1 and noise eps on the real view
    (B, H, W, 2)), ``chain_steps`` (100) steps from zero-mean Gaussian noise of std
    ``init_std``; no gradient flows through the chain (Eq. 13);
 6. loss = mean E(x+) - mean E(x-) (Eq. 10 and 13: the data term of C does not depend on
@@ -214,7 +214,7 @@ class DeepenTraining(TrainingMethod):
 
     def fake_samples(self, posterior: Posterior, shape, generator) -> torch.Tensor:
         """Eq. 16 from N(0, init_std^2) noise: complex (B, H, W), detached."""
-        from ..sampling.langevin import run_chain
+        from ..mcmc import run_chain
 
         cfg = self.config
         start = cfg.init_std * torch.randn((*shape, 2), generator=generator, device=self.device)

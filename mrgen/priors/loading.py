@@ -19,7 +19,7 @@ class PriorInfo:
     sampling_step: float = 1.0         # ULA defaults for this energy's temperature
     sampling_noise: float = 7.5e-3
     lambda_fit: dict | None = None     # {"slope", "intercept", "minimum"} (Zach, Knoll, Pock 2023, preprint, 2.6)
-    equaliser: dict | None = None      # cubic spline of Zach, Knoll, Pock 2023, 2.6 (mrgen.calibration)
+    equaliser: dict | None = None      # cubic spline of Zach, Knoll, Pock 2023, 2.6 (mrgen.tuning)
 
     def lambda_for(self, kspace: torch.Tensor, mask: torch.Tensor) -> float:
         """lambda = max(slope * r0 + intercept, minimum) from the initial residual r0, averaged

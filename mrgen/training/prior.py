@@ -2,7 +2,7 @@
 
 The density p(x) = exp(-R(x)) / Z is fitted to the data by following the gradient
 E_data[grad_theta R] - E_model[grad_theta R], the model expectation approximated with samples
-from the unadjusted Langevin algorithm (mrgen.sampling.langevin.run_chain). Each step, as
+from the unadjusted Langevin algorithm (mrgen.mcmc.run_chain). Each step, as
 the authors' code does (VLOGroup/stable-deep-mri, train.py):
 
 1. a batch of training slices, smoothed with N(0, data_noise^2) noise (1.5e-2);
@@ -148,7 +148,7 @@ class PriorTraining(TrainingMethod):
             slots = torch.randperm(self.buffer.shape[0], generator=generator,
                                    device=self.device)[:b]
             start = self.buffer[slots]
-        from ..sampling.langevin import run_chain
+        from ..mcmc import run_chain
 
         clamp = None if cfg.sample_range is None else \
             (lambda x, lo=cfg.sample_range[0], hi=cfg.sample_range[1]: x.clamp(lo, hi))

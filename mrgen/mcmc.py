@@ -1,4 +1,5 @@
-"""The unadjusted Langevin algorithm (ULA) for any differentiable energy.
+"""Langevin Markov chains for any differentiable energy: ULA, MALA (Metropolis-adjusted),
+and on-the-fly moments (Welford). The chains of posterior and prior sampling and of training.
 
 One step is x <- x - step * grad E(x) + noise_std * n with n ~ N(0, I) (Zach, Knoll, Pock 2023, preprint, Eq. 7,
 with the step and the noise scale kept separate as in the authors' code, where the learned
@@ -26,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from ..priors.energy import energy_and_grad
+from .priors.energy import energy_and_grad
 
 Energy = Callable[[torch.Tensor], torch.Tensor]  # batch -> one energy per batch element
 
@@ -150,7 +151,7 @@ def sample(x, energy: Energy, burn_in: int, samples: int, thin: int = 1, step: f
     is an optional callable advanced once per step (a tqdm ``update``).
     """
     if metropolis and project is not None:
-        from ..errors import UsageError
+        from .errors import UsageError
 
         raise UsageError("a projected chain (--nonneg) has no Metropolis test; use ULA")
     moments = RunningMoments()

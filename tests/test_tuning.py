@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mrgen.calibration import apply_equaliser, fit_equaliser, fit_lambda
+from mrgen.tuning import apply_equaliser, fit_equaliser, fit_lambda
 from mrgen.training.prior import load_prior
 
 from .conftest import invoke

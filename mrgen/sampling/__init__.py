@@ -1,1 +1,0 @@
-"""Sampling from Gibbs densities exp(-E(x)): the unadjusted Langevin algorithm."""
