@@ -269,12 +269,6 @@ def load(text, role, slices=None):
     return io.read_array(str(text), role, slices)
 
 
-def load_tensor(text, role, slices=None):
-    import torch
-
-    return torch.from_numpy(load(text, role, slices)).to(device())
-
-
 def save(text, array, role, inputs=(), layout=None):
     """Write an output atomically, refusing to overwrite an input; records provenance."""
     from mrgen import io

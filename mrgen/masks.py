@@ -240,53 +240,6 @@ def check_reachable(spec: MaskSpec, size) -> None:
                          f"{held}" + (" (--center sets the centre)" if centre else ""))
 
 
-def random_mask(shape, accel, center=None, seed=0, tolerance=TOLERANCE) -> np.ndarray:
-    """fastMRI RandomMaskFunc along W (expected acceleration ``accel``)."""
-    return make_mask(MaskSpec("random", accel, center), shape, seed, tolerance)
-
-
-def random_exact_mask(shape, accel, center=None, seed=0, tolerance=TOLERANCE) -> np.ndarray:
-    """Centre lines plus exactly round(W/accel) - n_low random lines along W."""
-    return make_mask(MaskSpec("random-exact", accel, center), shape, seed, tolerance)
-
-
-def equispaced_mask(shape, accel, center=None, seed=0, tolerance=TOLERANCE) -> np.ndarray:
-    """Centre lines plus lines at one integer spacing (random offset) along W."""
-    return make_mask(MaskSpec("equispaced", accel, center), shape, seed, tolerance)
-
-
-def equispaced_fraction_mask(shape, accel, center=None, seed=0,
-                             tolerance=TOLERANCE) -> np.ndarray:
-    """fastMRI EquispacedMaskFractionFunc along W."""
-    return make_mask(MaskSpec("equispaced-fraction", accel, center), shape, seed, tolerance)
-
-
-def poisson_mask(shape, accel, center=None, seed=0, tolerance=TOLERANCE) -> np.ndarray:
-    """Variable-density Poisson-disc with a fully sampled central rectangle."""
-    return make_mask(MaskSpec("poisson", accel, center), shape, seed, tolerance)
-
-
-def gaussian_mask(shape, accel, center=None, seed=0, tolerance=TOLERANCE) -> np.ndarray:
-    """Variable-density random points with a 2D Gaussian density, exact count."""
-    return make_mask(MaskSpec("gaussian", accel, center), shape, seed, tolerance)
-
-
-def uniform_mask(shape, accel, center=None, seed=0, tolerance=TOLERANCE) -> np.ndarray:
-    """Uniformly random points, exact count, no dense centre (``center`` must be 0/None)."""
-    return make_mask(MaskSpec("uniform", accel, center), shape, seed, tolerance)
-
-
-def radial_mask(shape, accel=None, center=None, seed=0, tolerance=TOLERANCE,
-                spokes=None) -> np.ndarray:
-    """Pseudo-radial spokes (uniform angles, random rotation): ``spokes`` or reach ``accel``."""
-    return make_mask(MaskSpec("radial", accel, center, spokes=spokes), shape, seed, tolerance)
-
-
-def spiral_mask(shape, accel, center=None, seed=0, tolerance=TOLERANCE, arms=1) -> np.ndarray:
-    """Archimedean spiral interleaves; turns bisected to reach ``accel``."""
-    return make_mask(MaskSpec("spiral", accel, center, arms=arms), shape, seed, tolerance)
-
-
 # --------------------------------------------------------------------------------------------
 # helpers
 

@@ -365,20 +365,6 @@ def acs_scale(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.stack(scales).to(kspace.real.dtype)
 
 
-def acs_lines(mask: torch.Tensor) -> int:
-    """Width of the fully sampled centre (columns) of a (H, W) mask; 0 if none."""
-    width = mask.shape[-1]
-    full = (mask > 0).all(dim=-2)
-    lo = hi = width // 2
-    if not bool(full[lo]):
-        return 0
-    while lo > 0 and bool(full[lo - 1]):
-        lo -= 1
-    while hi < width - 1 and bool(full[hi + 1]):
-        hi += 1
-    return hi - lo + 1
-
-
 def espirit_for(kspace: torch.Tensor) -> torch.Tensor:
     """ESPIRiT maps (B, C, H, W) for MoDL from undersampled k-space (B, C, H, W): the
     calibration block found in the data, the kernel min(6, block / 2) per side (a kernel as
