@@ -193,7 +193,7 @@ def _check_model(label, text) -> None:
     from pathlib import Path
 
     from mrgen.errors import UsageError
-    from mrgen.priors.registry import DATA, SHIPPED
+    from mrgen.model_files import DATA, SHIPPED
 
     path = Path(text)
     if path.is_dir():

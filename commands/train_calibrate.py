@@ -55,7 +55,7 @@ def calibrate(
     from mrgen.ipalm import IpalmOptions, initial_residual, initialise
     from mrgen.masks import make_mask, parse_mask_spec
     from mrgen.priors.loading import build_regulariser
-    from mrgen.training.checkpoint import store_fitted_entries
+    from mrgen.model_files import store_fitted_entries
 
     _check_arguments(files, grid)
     model, validation, output = files[0], files[1:-1], files[-1]
@@ -97,7 +97,7 @@ def calibrate(
 
 
 def _model_path(model):
-    from mrgen.priors.registry import resolve_model
+    from mrgen.model_files import resolve_model
 
     return resolve_model(model)
 

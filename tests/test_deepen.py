@@ -14,7 +14,7 @@ from mrgen.deepen.training import (DeepenTrainConfig, DeepenTraining, load_examp
                                    train_deepen)
 from mrgen.fft import fft2c
 from mrgen.masks import make_mask
-from mrgen.training.checkpoint import load_model_checkpoint
+from mrgen.model_files import load_model
 from mrgen.training.distributed import DistContext, step_generator
 from mrgen.training.engine import EngineOptions
 
@@ -123,7 +123,7 @@ def test_training_moves_the_energy_gap_and_resumes_bit_identically(tmp_path, exa
         options = EngineOptions(steps=steps, seed=3, checkpoint=tmp_path / f"{name}.ckpt",
                                 checkpoint_every=2, resume=resume)
         train_deepen(examples, TINY, config, tmp_path / f"{name}.pt", options)
-        return load_model_checkpoint(tmp_path / f"{name}.pt")
+        return load_model(tmp_path / f"{name}.pt")
 
     whole, meta = run("whole", 4)
     run("part", 2)

@@ -10,7 +10,7 @@ pytest.importorskip("nilearn")
 
 
 def test_demo_prior_is_found_by_name_and_self_describing():
-    from mrgen.priors.registry import resolve_model
+    from mrgen.model_files import resolve_model
     from mrgen.training.prior import load_prior
 
     model, metadata = load_prior(resolve_model("prior-brain-small"), "cpu")

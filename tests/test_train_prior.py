@@ -9,7 +9,7 @@ import torch
 
 from mrgen.errors import UsageError
 from mrgen.priors.energy import EnergyConfig
-from mrgen.training.checkpoint import load_model_checkpoint
+from mrgen.model_files import load_model
 from mrgen.training.data import central_range, load_training_images, normalise_slices
 from mrgen.training.distributed import DistContext, init_distributed, step_generator
 from mrgen.training.engine import EngineOptions, load_training_checkpoint
@@ -102,7 +102,7 @@ def test_cli_trains_and_writes_a_self_describing_model(tmp_path, phantom_h5):
     ckpt = load_training_checkpoint(tmp_path / "prior.ckpt")
     assert ckpt["step"] == 4 and ckpt["ranks"][0]["method"]["buffer"].shape == (64, 32, 32)
     x = _images(2)
-    reference, _ = load_model_checkpoint(tmp_path / "prior.ckpt")
+    reference, _ = load_model(tmp_path / "prior.ckpt")
     assert torch.equal(model(x), reference(x))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     store_prior_fit(out, lambda_fit={"slope": -2.71e8, "intercept": 0.5477, "mu": 10.0})

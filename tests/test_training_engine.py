@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from mrgen.errors import DataError, UsageError
+from mrgen.model_files import (load_model, model_description, read_model, save_model,
+                               store_fitted_entries)
 from mrgen.optim import AdaBelief
-from mrgen.training.checkpoint import (load_model_checkpoint, model_description,
-                                       read_model_checkpoint, save_model_checkpoint,
-                                       store_fitted_entries)
 from mrgen.training.distributed import (DistContext, derive_seed, epoch_indices,
                                         step_generator)
 from mrgen.training.engine import (EngineOptions, Hook, TrainingMethod,
@@ -282,13 +281,13 @@ def _energy(tmp_path, name="m.pt"):
     model.reset_parameters(torch.Generator().manual_seed(4))
     description = model_description("energy-prior", config.to_dict(), "each slice divided by "
                                     "its maximum", {"steps": 0})
-    save_model_checkpoint(tmp_path / name, model, description)
+    save_model(tmp_path / name, model, description)
     return model, tmp_path / name
 
 
 def test_model_file_rebuilds_the_model_from_its_description(tmp_path):
     model, path = _energy(tmp_path)
-    loaded, meta = load_model_checkpoint(path, "cpu")
+    loaded, meta = load_model(path, "cpu")
     assert meta["kind"] == "energy-prior" and meta["architecture"]["base_width"] == 4
     assert meta["normalisation"].startswith("each slice") and "state_dict" not in meta
     assert meta["mrgen_version"] and meta["fitted"] == {}
@@ -297,14 +296,14 @@ def test_model_file_rebuilds_the_model_from_its_description(tmp_path):
     assert not loaded.training
     torch.load(path, weights_only=True)  # safe to load: no code inside
     with pytest.raises(DataError, match="not 'djsense'"):
-        load_model_checkpoint(path, kind="djsense")
+        load_model(path, kind="djsense")
 
 
 def test_fitted_entries_are_stored(tmp_path):
     _, path = _energy(tmp_path)
     store_fitted_entries(path, {"lambda_fit": {"slope": -2.7e8, "intercept": 0.55}})
     store_fitted_entries(path, {"other": 1.0})
-    _, meta = load_model_checkpoint(path)
+    _, meta = load_model(path)
     assert meta["fitted"] == {"lambda_fit": {"slope": -2.7e8, "intercept": 0.55}, "other": 1.0}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
 
@@ -321,16 +320,16 @@ def test_bad_model_files_are_data_errors(tmp_path, damage):
     elif damage == "missing":
         path = tmp_path / "absent.pt"
     else:
-        raw = read_model_checkpoint(path)
+        raw = read_model(path)
         raw["architecture"]["base_width"] = 8  # the weights no longer fit
         torch.save(raw, path)
     with pytest.raises(DataError, match=path.name):
-        load_model_checkpoint(path)
+        load_model(path)
 
 
 def test_training_checkpoint_is_a_loadable_model(tmp_path):
     model, path = _energy(tmp_path)
-    description = read_model_checkpoint(path)
+    description = read_model(path)
 
     class Prior(Toy):
         def __init__(self):
@@ -350,12 +349,38 @@ def test_training_checkpoint_is_a_loadable_model(tmp_path):
     info = {k: description[k] for k in ("kind", "architecture", "normalisation", "training")}
     prior = Prior()
     run_training(prior, EngineOptions(steps=2, checkpoint=tmp_path / "p.ckpt", model_info=info))
-    loaded, meta = load_model_checkpoint(tmp_path / "p.ckpt")
+    loaded, meta = load_model(tmp_path / "p.ckpt")
     assert meta["training"]["checkpoint_step"] == 2
     x = torch.rand(2, 32, 32)
     assert torch.equal(loaded(x), prior.model(x))
     with pytest.raises(DataError, match="training checkpoint"):
         store_fitted_entries(tmp_path / "p.ckpt", {"x": 1})
+
+
+def test_every_model_kind_names_its_builder():
+    """model_files names the builders by string; each module's KIND must be the table's key."""
+    import importlib
+
+    from mrgen.model_files import BUILDERS
+
+    for kind, builder in BUILDERS.items():
+        module, function = builder.split(":")
+        loaded = importlib.import_module(module)
+        assert loaded.KIND == kind and callable(getattr(loaded, function))
+
+
+def test_a_fresh_process_loads_a_model_without_the_other_methods(tmp_path):
+    import subprocess
+    import sys
+
+    _, path = _energy(tmp_path)
+    code = ("import sys; from mrgen.model_files import load_model; "
+            f"load_model({str(path)!r}, kind='energy-prior'); "
+            "print(sorted(m for m in sys.modules if m.startswith(('mrgen.training', "
+            "'mrgen.deepen', 'mrgen.djsense'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 - ``model``: the energy network E_theta (complex image -> one non-negative number), the
   posterior cost C(x) = 1/2 ||A x - b||^2 + E(x), the data normalisation, the model kind
-  "deepen-energy" for ``load_model_checkpoint``;
+  "deepen-energy" of its model files (``mrgen.model_files``);
 - ``training``: maximum likelihood of the posterior (Eq. 8-13) on the shared engine;
 - ``recon``: majorise-minimise MAP (Eq. 14-15) and Langevin posterior sampling (Eq. 16).
 """

@@ -110,15 +110,6 @@ def build_model(architecture: dict) -> DeepenEnergy:
     return DeepenEnergy(DeepenConfig.from_dict(architecture))
 
 
-def _register() -> None:
-    from ..training.checkpoint import register_model_kind
-
-    register_model_kind(KIND, build_model)
-
-
-_register()
-
-
 class Posterior:
     """C(x) = 1/2 ||A x - b||^2 + E(x) for A = M F S (``SenseOp``), batched over slices.
 

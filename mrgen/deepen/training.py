@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, UsageError
-from ..training.checkpoint import load_model_checkpoint, model_description
+from ..model_files import load_model, model_description, resolve_model
 from ..training.distributed import DistContext, epoch_indices, init_generator
 from ..training.engine import EngineOptions, TrainingMethod, train_and_save
 from .model import KIND, NORMALISATION, DeepenConfig, DeepenEnergy, Posterior, data_scale
@@ -280,9 +280,7 @@ def train_deepen(examples: DeepenExamples, architecture: DeepenConfig,
 def load_deepen(path, device="cpu"):
     """(DeepenEnergy in eval mode with frozen weights, metadata) from a model file of
     ``mrgen train deepen`` (or its training checkpoint), or a shipped model by name."""
-    from ..priors.registry import resolve_model
-
-    model, metadata = load_model_checkpoint(resolve_model(str(path)), device, kind=KIND)
+    model, metadata = load_model(resolve_model(str(path)), device, kind=KIND)
     for p in model.parameters():
         p.requires_grad_(False)
     return model, metadata

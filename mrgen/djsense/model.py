@@ -379,12 +379,3 @@ def espirit_for(kspace: torch.Tensor) -> torch.Tensor:
 
 def build_model(architecture: dict) -> DJSense:
     return DJSense(DJSenseConfig.from_dict(architecture))
-
-
-def _register():
-    from ..training.checkpoint import register_model_kind
-
-    register_model_kind(KIND, build_model)
-
-
-_register()

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, UsageError
-from ..training.checkpoint import load_model_checkpoint, model_description
+from ..model_files import load_model, model_description, resolve_model
 from ..training.distributed import DistContext, epoch_indices, init_generator
 from ..training.engine import EngineOptions, TrainingMethod, train_and_save
 from .model import KIND, DJSense, DJSenseConfig, acs_scale, espirit_for
@@ -240,9 +240,7 @@ def train_djsense(examples: Examples, architecture: DJSenseConfig, config: Train
 def load_djsense(path, device="cpu"):
     """(DJSense in eval mode, metadata) from a model file of ``mrgen train djsense``, or a
     shipped model by name (djsense-brain-small)."""
-    from ..priors.registry import resolve_model
-
-    return load_model_checkpoint(resolve_model(str(path)), device, kind=KIND)
+    return load_model(resolve_model(str(path)), device, kind=KIND)
 
 
 @torch.no_grad()

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 
 from ..resize import crop_or_pad
 
+KIND = "energy-prior"  # the model kind in model files (mrgen.model_files)
+
 
 @dataclass(frozen=True)
 class EnergyConfig:
@@ -82,6 +84,10 @@ class EnergyNet(nn.Module):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def build_model(architecture: dict) -> EnergyNet:
+    return EnergyNet(EnergyConfig(**architecture))
 
 
 def energy_and_grad(energy_fn, images: torch.Tensor, create_graph: bool = False):

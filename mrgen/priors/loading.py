@@ -48,11 +48,11 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
         raise UsageError(f"--reg {reg}: expected learned or tv")
     if not model:
         raise UsageError("--reg learned: needs --model FILE.pt (or a shipped model name)")
-    from ..training.prior import load_prior
-    from .registry import resolve_model
+    from ..model_files import load_model, resolve_model
+    from .energy import KIND
 
     path = resolve_model(model)
-    network, metadata = load_prior(path, device)
+    network, metadata = load_model(path, device, kind=KIND)
     for p in network.parameters():
         p.requires_grad_(False)
     fitted = metadata.get("fitted", {}) or {}
@@ -68,12 +68,6 @@ def model_kind(model: str | None) -> str | None:
     without --model; a shipped model may be named without its path."""
     if not model:
         return None
-    from ..errors import DataError
-    from ..training.checkpoint import read_model_checkpoint
-    from .registry import resolve_model
+    from ..model_files import read_kind, resolve_model
 
-    path = resolve_model(model)
-    try:
-        return read_model_checkpoint(path, mmap=True).get("kind")
-    except DataError:   # not a zip-format torch file: read it plainly for the usual error
-        return read_model_checkpoint(path).get("kind")
+    return read_kind(resolve_model(model))

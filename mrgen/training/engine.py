@@ -37,7 +37,7 @@ lists and dicts, so ``torch.load(weights_only=True)`` reads it):
     ranks: [{"method": method.state_dict(), "rng": global RNG states}] one entry per rank,
     fingerprint: the hyper-parameters that must match to resume (``options.fingerprint``),
     model_info: the self-description of the model (kind, architecture, ...), so that
-    ``checkpoint.load_model_checkpoint`` can rebuild the model from a training checkpoint too.
+    ``mrgen.model_files.load_model`` can rebuild the model from a training checkpoint too.
 """
 
 from __future__ import annotations
@@ -57,9 +57,10 @@ import torch
 from .. import __version__
 from ..errors import DataError, UsageError
 from ..io.atomic import atomic_path
+from ..model_files import TRAINING_CHECKPOINT_FORMAT, save_model, torch_load
 from .distributed import DistContext, step_generator
 
-CHECKPOINT_FORMAT = "mrgen-training-checkpoint"
+CHECKPOINT_FORMAT = TRAINING_CHECKPOINT_FORMAT  # model_files reads these as models too
 CHECKPOINT_VERSION = 1
 
 
@@ -217,14 +218,12 @@ def train_and_save(method: TrainingMethod, options: EngineOptions, context: Dist
                    output, description: dict, hooks=()) -> TrainResult:
     """run_training, then (rank 0) the model file at ``output``, its ``description`` completed
     with the steps, undone updates and final metrics; every rank waits for the file."""
-    from .checkpoint import save_model_checkpoint
-
     result = run_training(method, options, context, hooks)
     if context.is_main:
         description["training"]["steps"] = result.step
         description["training"]["nan_skipped"] = result.nan_skipped
         description["training"]["final_metrics"] = result.metrics
-        save_model_checkpoint(output, method.model, description)
+        save_model(output, method.model, description)
     context.barrier()
     return result
 
@@ -240,23 +239,13 @@ def load_training_checkpoint(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such checkpoint")
-    state = _torch_load(path, "training checkpoint")
+    state = torch_load(path, "training checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise DataError(f"{path}: not an mrgen training checkpoint")
     for key in ("step", "model", "optimizer", "ranks"):
         if key not in state:
             raise DataError(f"{path}: damaged training checkpoint (no '{key}')")
     return state
-
-
-def _torch_load(path: Path, what: str, mmap: bool = False):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such {what}") from None
-    except Exception as err:  # truncated zip, pickle errors, unsafe globals, ...
-        reason = str(err).splitlines()[0][:120] if str(err) else err.__class__.__name__
-        raise DataError(f"{path}: not a readable {what} ({reason})") from None
 
 
 def _save(path: Path, method: TrainingMethod, options: EngineOptions, context: DistContext,

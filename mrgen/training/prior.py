@@ -34,12 +34,11 @@ from pathlib import Path
 import torch
 
 from ..errors import UsageError
-from ..priors.energy import EnergyConfig, EnergyNet
-from .checkpoint import load_model_checkpoint, model_description, store_fitted_entries
+from ..model_files import load_model, model_description, store_fitted_entries
+from ..priors.energy import KIND, EnergyConfig, EnergyNet
 from .distributed import DistContext, init_generator
 from .engine import EngineOptions, TrainingMethod, png_hook, train_and_save
 
-KIND = "energy-prior"
 INIT_MODEL = 0
 INIT_BUFFER = 1
 
@@ -253,7 +252,7 @@ def train_prior(images, data_description: dict, architecture: EnergyConfig,
 
 def load_prior(path, device="cpu"):
     """(EnergyNet in eval mode, metadata) from a model file of ``mrgen train prior``."""
-    return load_model_checkpoint(path, device, kind=KIND)
+    return load_model(path, device, kind=KIND)
 
 
 def store_prior_fit(path, **entries) -> None:
