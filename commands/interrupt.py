@@ -25,18 +25,23 @@ import signal
 import sys
 import threading
 import time
+from typing import Callable
 
 GRACE = 0.5          # seconds the main thread has to act on Ctrl-C before the watchdog does
 EXIT_WAIT = 3.0      # seconds the main thread has to exit after it claimed the interrupt
 EXIT_CODE = 130
 
 _lock = threading.Lock()
-_state = {"installed": False, "claimed_by": None}
+_state = {"installed": False, "claimed_by": None, "command_name": lambda: "mrgen"}
 
 
-def install() -> bool:
+def install(command_name: Callable[[], str] | None = None) -> bool:
     """Start the watchdog (main thread only; once). False where it cannot be installed (not
-    the main thread, a SIGINT handler other than Python's default, a wakeup fd in use)."""
+    the main thread, a SIGINT handler other than Python's default, a wakeup fd in use).
+    ``command_name()`` names the running command in the watchdog's line (passed in by
+    ``commands.main``: this module is below ``commands.cli``, which imports it)."""
+    if command_name is not None:
+        _state["command_name"] = command_name
     if _state["installed"] or threading.current_thread() is not threading.main_thread():
         return _state["installed"]
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
@@ -122,9 +127,7 @@ def _deadline() -> None:
 def _hard_exit() -> None:
     if claim("watchdog"):
         try:
-            from .cli import settings
-
-            name = settings.command_name
+            name = _state["command_name"]()
         except Exception:  # noqa: BLE001 - the message matters more than the name
             name = "mrgen"
         try:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import (DebugOption, DeviceOption, QuietOption, SeedOption, app,
-                  apply_global_options, reset_global_options)
+                  apply_global_options, reset_global_options, settings)
 
 # Importing a command module registers its subcommand; the order is the order in --help.
 from . import phantom, mask, zf, espirit, sense, ipalm, langevin, convdecoder  # noqa: E402,F401
@@ -42,5 +42,5 @@ def main_options(
 def main():
     from .interrupt import install
 
-    install()  # Ctrl-C within a second, also inside a long torch call
+    install(lambda: settings.command_name)  # Ctrl-C within a second, also in a long torch call
     app(prog_name="mrgen")
