@@ -70,3 +70,58 @@ AT_LEAST_0 = Range(0)                     # >= 0
 AT_LEAST_1 = Range(1)                     # counts: iterations, steps, samples
 FRACTION = Range(0, 1, high_open=True)    # [0, 1)
 UNIT = Range(0, 1)                        # [0, 1]
+
+
+# What the training commands (train prior, djsense, deepen) share beyond their options.
+def default_checkpoint(out):
+    """OUT with the suffix .ckpt (OUT.ckpt when OUT has that suffix already)."""
+    ckpt = out.with_suffix(".ckpt")
+    return ckpt if ckpt != out else out.with_name(out.name + ".ckpt")
+
+
+def check_training_paths(out, ckpt, data, samples_png) -> None:
+    """The model file, the checkpoint and the samples PNG: in existing folders, not folders,
+    not the same file, not one of the training inputs."""
+    from pathlib import Path
+
+    from mrgen import io
+    from mrgen.errors import UsageError
+
+    for path, name in ((out, "OUT"), (ckpt, "--checkpoint"),
+                       (Path(samples_png) if samples_png else None, "--samples-png")):
+        if path is None:
+            continue
+        folder = path.parent
+        if str(folder) and not folder.is_dir():
+            raise UsageError(f"{path}: folder {folder} does not exist")
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder ({name} needs a file name)")
+    if out.resolve() == ckpt.resolve():
+        raise UsageError(f"--checkpoint {ckpt}: must differ from the output {out}")
+    inputs = set()
+    for text in data:
+        ref = io.parse_ref(str(text))
+        inputs.update(p.resolve() for p in ref.files)
+    for path, name in ((out, "output"), (ckpt, "checkpoint"),
+                       (Path(samples_png) if samples_png else None, "--samples-png")):
+        if path is not None and path.resolve() in inputs:
+            raise UsageError(f"{path}: the {name} would overwrite an input")
+
+
+def training_run(data, output, checkpoint, steps, checkpoint_every, resume, nan_guard,
+                 samples_png=None, png_every=50):
+    """The ``mrgen.apps.train_run.TrainingRun`` of a training command's shared options and
+    global settings, its file names checked first."""
+    from pathlib import Path
+
+    from mrgen.apps.train_run import TrainingRun
+
+    from .cli import command_line, info, settings, show_progress
+
+    out = Path(output)
+    ckpt = Path(checkpoint) if checkpoint else default_checkpoint(out)
+    check_training_paths(out, ckpt, data, samples_png)
+    return TrainingRun(output=out, checkpoint=ckpt, steps=steps,
+                       checkpoint_every=checkpoint_every, resume=resume, nan_guard=nan_guard,
+                       seed=settings.seed, progress=show_progress(), log=info,
+                       command=command_line(), samples_png=samples_png, png_every=png_every)

@@ -44,99 +44,20 @@ def calibrate(
     so the fit then is the mean best lambda. The equaliser maps reconstructed to reference
     intensities by a cubic spline with 5 equally spaced knots. The input model is not changed;
     OUT.pt is a copy with the fit stored in it."""
-    import sys
-
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
-    from mrgen.tuning import fit_equaliser, fit_lambda, grid_search_lambda
+    from mrgen.apps.train_calibrate import CalibrationOptions, calibrate_app
     from mrgen.errors import UsageError
-    from mrgen.ipalm import IpalmOptions, initial_residual, initialise
-    from mrgen.masks import make_mask, parse_mask_spec
-    from mrgen.priors.loading import build_regulariser
-    from mrgen.model_files import store_fitted_entries
+    from mrgen.model_files import resolve_model, store_fitted_entries
 
     _check_arguments(files, grid)
     model, validation, output = files[0], files[1:-1], files[-1]
     if any(output == f for f in files[:-1]):
         raise UsageError(f"{output}: output would overwrite an input")
-    lambdas = _grid(grid)
-    spec = parse_mask_spec(mask_spec)
-    dev = device()
-    regulariser, prior = build_regulariser(model, "learned", 1e-3, dev)
-    options = IpalmOptions(mu=mu, iters=iters, scale_crop=prior.crop)
-
-    kspace, reference = _validation_slices(validation, central_slices)
-    generator = np.random.default_rng(settings.seed)
-    masks = np.stack([make_mask(spec, kspace.shape[-2:], seed=generator, tolerance=None)
-                      for _ in range(kspace.shape[0])])
-    k_t, m_t = torch.from_numpy(kspace).to(dev), torch.from_numpy(masks).to(dev)
-    ref_t = torch.from_numpy(reference).to(dev)
-    info(f"calibrate: {kspace.shape[0]} validation slice(s), {len(lambdas)} lambdas, "
-         f"{iters} iterations each, mask {mask_spec}")
-    with tqdm(total=len(lambdas), desc="lambda grid", file=sys.stderr,
-              disable=not show_progress()) as bar:
-        best, _, chosen = grid_search_lambda(k_t, m_t, ref_t, regulariser, lambdas, options,
-                                             progress=bar.update)
-    r0 = initial_residual(k_t, m_t, prior.crop).cpu().numpy()
-    scale = initialise(k_t, m_t, prior.crop)[2]
-    energy = ((k_t * m_t[:, None]).abs() ** 2).flatten(1).sum(1) / scale ** 2
-    entries = {"lambda_fit": fit_lambda(r0, best, energy.cpu().numpy()),
-               "calibration": {"files": list(validation), "mask_spec": mask_spec,
-                               "grid": lambdas, "mu": mu, "iters": iters,
-                               "best_lambdas": best.tolist(), "seed": settings.seed}}
-    info(f"calibrate: best lambdas {np.round(best, 4).tolist()} -> fit "
-         f"{entries['lambda_fit']['slope']:.4g} r0 + {entries['lambda_fit']['intercept']:.4g}")
-    if equaliser:
-        # The same normalisation ipalm applies: the max of the zero-filled RSS (prior's crop).
-        view = scale.view(-1, 1, 1)
-        entries["equaliser"] = fit_equaliser((chosen / view).cpu().numpy(),
-                                             (ref_t / view).cpu().numpy())
-    store_fitted_entries(_model_path(model), entries, target=output)
-
-
-def _model_path(model):
-    from mrgen.model_files import resolve_model
-
-    return resolve_model(model)
-
-
-def _validation_slices(paths, central):
-    """Fully sampled k-space (S, C, H, W) and references (S, h, w) from validation files."""
-    import numpy as np
-
-    from mrgen import io
-    from mrgen.errors import DataError
-    from mrgen.training.data import central_range
-
-    kspaces, references = [], []
-    for path in paths:
-        count = io.read_shape(path, io.roles.KSPACE)
-        slices = None
-        if len(count) == 4:
-            start, stop = central_range(count[0], central)
-            slices = slice(start, stop)
-        k = io.read_array(path, io.roles.KSPACE, slices)
-        try:
-            ref = io.read_array(f"{path}:reconstruction_rss" if path.endswith(".h5") else path,
-                                io.roles.REFERENCE, slices)
-        except DataError:
-            ref = None
-        k = k if k.ndim == 4 else k[None]
-        if ref is None:
-            from mrgen.coils import rss
-            from mrgen.fft import ifft2c
-            import torch
-
-            ref = rss(ifft2c(torch.from_numpy(k))).numpy()
-        kspaces.append(k)
-        references.append(ref if ref.ndim == 3 else ref[None])
-    try:
-        return np.concatenate(kspaces), np.concatenate(references)
-    except ValueError:
-        raise DataError("validation files differ in shape; calibrate on files of one size") \
-            from None
+    options = CalibrationOptions(mask_spec=mask_spec, lambdas=_grid(grid), mu=mu, iters=iters,
+                                 central_slices=central_slices, equaliser=equaliser,
+                                 seed=settings.seed)
+    entries = calibrate_app(model, validation, options, device(), log=info,
+                            progress=show_progress())
+    store_fitted_entries(resolve_model(model), entries, target=output)
 
 
 def _check_arguments(files, grid) -> None:

@@ -1,6 +1,5 @@
 """mrgen train deepen: maximum likelihood of DEEPEN's posterior energy (Chand, Jacob 2025)."""
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -97,49 +96,16 @@ def train_deepen(
     prior. OUT.pt records the architecture, weights, normalisation, mask, eps, data and
     command; mrgen deepen rebuilds the model from it alone.
     """
+    from mrgen.apps.train_deepen import train_deepen_app
     from mrgen.deepen.model import DeepenConfig
-    from mrgen.deepen.training import DeepenTrainConfig, check_train_config, load_examples
-    from mrgen.deepen.training import train_deepen as run
-    from mrgen.errors import UsageError
-    from mrgen.training.distributed import init_distributed
+    from mrgen.deepen.training import DeepenTrainConfig
 
-    from .cli import command_line, device, engine_options, info
-    from .train_prior import _check_paths, _default_checkpoint
+    from .cli import device
+    from .options import training_run
 
-    out = Path(output)
-    ckpt = Path(checkpoint) if checkpoint else _default_checkpoint(out)
-    _check_paths(out, ckpt, data, samples_png)
-    if resume and not ckpt.exists():
-        raise UsageError(f"--resume: {ckpt} does not exist (nothing to resume)")
-    if not resume and ckpt.exists():
-        raise UsageError(f"{ckpt}: a checkpoint of an earlier run exists; continue it with "
-                         f"--resume or remove it")
-    for name, value in (("--steps", steps), ("--checkpoint-every", checkpoint_every),
-                        ("--png-every", png_every), ("--central-slices", central_slices)):
-        if value < 0:
-            raise UsageError(f"{name} {value}: must be at least 0")
-    if samples_png is not None and png_every < 1:
-        raise UsageError(f"--png-every {png_every}: must be at least 1 with --samples-png")
+    run = training_run(data, output, checkpoint, steps, checkpoint_every, resume, nan_guard,
+                       samples_png, png_every)
     architecture = DeepenConfig(width=width, depth=depth, activation=activation)
-    architecture.validate()
     config = DeepenTrainConfig(mask=mask, batch=batch, lr=lr, eps=eps, chain_steps=chain_steps,
                                init_std=init_std, energy_penalty=energy_penalty)
-    context = init_distributed(device())
-    try:
-        check_train_config(config, context.world_size)
-        examples = load_examples(data, central_slices)
-        main = context.is_main
-        desc = examples.description
-        if main:
-            info(f"{desc['slices']} training slices from {len(desc['files'])} file(s), "
-                 f"{'x'.join(map(str, desc['shape']))} (coils x H x W), masks {mask}")
-        options = engine_options("train deepen", steps, ckpt, checkpoint_every, resume, nan_guard,
-                                 main)
-        result, _ = run(examples, architecture, config, out, options, context,
-                        command=command_line(), samples_png=samples_png, png_every=png_every)
-        if main:
-            m = result.metrics
-            gap = f", energy gap {m['loss']:.4g}" if "loss" in m else ""
-            info(f"wrote {out} (step {result.step}{gap}); checkpoint {ckpt}")
-    finally:
-        context.close()
+    train_deepen_app(data, architecture, config, central_slices, run, device())

@@ -1,6 +1,5 @@
 """mrgen train djsense: supervised end-to-end training of Deep J-Sense or MoDL (Arvinte et al. 2021)."""
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -101,53 +100,17 @@ def train_djsense(
     continues exactly (bit-identically on CPU). Under torchrun the processes train
     DistributedDataParallel, each on its own slices.
     """
+    from mrgen.apps.train_djsense import train_djsense_app
     from mrgen.djsense.model import DJSenseConfig
-    from mrgen.djsense.training import TrainConfig, check_train_config, load_examples
-    from mrgen.djsense.training import train_djsense as run
-    from mrgen.errors import UsageError
-    from mrgen.training.distributed import init_distributed
+    from mrgen.djsense.training import TrainConfig
 
-    from .cli import command_line, device, engine_options, info
-    from .train_prior import _check_paths, _default_checkpoint
+    from .cli import device
+    from .options import training_run
 
-    if mode == "l2":
-        raise UsageError("--mode l2: plain J-Sense has nothing to train; use mrgen djsense "
-                         "--mode l2")
-    out = Path(output)
-    ckpt = Path(checkpoint) if checkpoint else _default_checkpoint(out)
-    _check_paths(out, ckpt, data, None)
-    for name, value in (("--steps", steps), ("--checkpoint-every", checkpoint_every),
-                        ("--central-slices", central_slices)):
-        if value < 0:
-            raise UsageError(f"{name} {value}: must be at least 0")
-    if resume and not ckpt.exists():
-        raise UsageError(f"--resume: {ckpt} does not exist (nothing to resume)")
-    if not resume and ckpt.exists():
-        raise UsageError(f"{ckpt}: a checkpoint of an earlier run exists; continue it with "
-                         f"--resume or remove it")
-    architecture = DJSenseConfig(mode=mode, unrolls=unrolls,
-                                 map_cg=0 if mode == "modl" else map_cg, image_cg=image_cg,
+    run = training_run(data, output, checkpoint, steps, checkpoint_every, resume, nan_guard)
+    architecture = DJSenseConfig(mode=mode, unrolls=unrolls, map_cg=map_cg, image_cg=image_cg,
                                  map_kernel=tuple(map_kernel), width=width, blocks=blocks,
                                  lam_map=lam, lam_image=lam)
-    architecture.check()
     config = TrainConfig(mask=mask, batch=batch, lr=lr, decay_every=decay_every, gamma=gamma,
                          clip=clip, curriculum=curriculum)
-    check_train_config(config)
-    context = init_distributed(device())
-    try:
-        examples = load_examples(data, central_slices)
-        main = context.is_main
-        if main:
-            info(f"{len(examples.kspace)} training slices from {len(data)} file(s); masks "
-                 f"{mask}")
-        options = engine_options("train djsense", steps, ckpt, checkpoint_every, resume, nan_guard,
-                                 main)
-        result, _ = run(examples, architecture, config, out, options, context,
-                        command=command_line())
-        if main:
-            loss = result.metrics.get("loss")
-            text = f", loss {loss:.4g}" if loss is not None else ""
-            skipped = f", {result.nan_skipped} updates undone" if result.nan_skipped else ""
-            info(f"wrote {out} (step {result.step}{text}{skipped}); checkpoint {ckpt}")
-    finally:
-        context.close()
+    train_djsense_app(data, architecture, config, central_slices, run, device())

@@ -1,9 +1,10 @@
 """mrgen train prior: maximum-likelihood training of the learned energy prior (Zach, Knoll, Pock 2023, preprint)."""
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from mrgen.apps.train_prior import PRESETS
 
 from .cli import command
 from .options import (AT_LEAST_0, AT_LEAST_1, POSITIVE, UNIT, CheckpointEveryOption,
@@ -11,25 +12,6 @@ from .options import (AT_LEAST_0, AT_LEAST_1, POSITIVE, UNIT, CheckpointEveryOpt
 from .train import train_app
 
 SUMMARY = "Train the energy prior R_theta by maximum likelihood with Langevin sampling."
-
-# Two recipes; an option not given takes its value from the preset. paper: the authors'
-# code (Zach, Knoll, Pock 2023; a 21.4 M-parameter network, an 85 MB model, a GPU job); cpu: the
-# shipped demo model prior-brain-small (models/Makefile; 0.23 M parameters, about 1 MB).
-PRESETS = {
-    "paper": {"steps": 27000, "batch": 50, "lr": 5e-5, "milestones": "500,2000,3000,5000,7000",
-              "energy_penalty": 0.0, "sample_range": None, "chain_max": 500,
-              "chain_tau": 1000.0, "buffer": 8000, "width": 48, "stages": 6, "crop": 320},
-    "cpu": {"steps": 1500, "batch": 8, "lr": 2e-4, "milestones": "1000,1300",
-            "energy_penalty": 0.1, "sample_range": (-0.5, 1.5), "chain_max": 30,
-            "chain_tau": 300.0, "buffer": 1000, "width": 16, "stages": 4, "crop": 64},
-}
-
-
-def resolve_preset(preset: str, device) -> str:
-    """``auto`` is paper on CUDA and cpu elsewhere."""
-    if preset == "auto":
-        return "paper" if getattr(device, "type", str(device)) == "cuda" else "cpu"
-    return preset
 
 
 def _preset_help(key: str) -> str:
@@ -191,116 +173,18 @@ def train_prior(
     OUT.pt records the architecture, the weights, the normalisation, the data (files, slices,
     crop) and the hyper-parameters; mrgen ipalm/langevin rebuild the model from it alone.
     """
-    from mrgen.errors import UsageError
-    from mrgen.priors.energy import EnergyConfig
-    from mrgen.training.data import load_training_images
-    from mrgen.training.distributed import init_distributed
-    from mrgen.training.prior import PriorConfig, check_config
-    from mrgen.training.prior import train_prior as run
+    from mrgen.apps.train_prior import PriorOptions, train_prior_app
 
-    from .cli import command_line, device, engine_options, info
+    from .cli import device
+    from .options import training_run
 
-    if preset not in ("auto", *PRESETS):
-        raise UsageError(f"--preset {preset}: choose auto, paper or cpu")
-    dev = device()
-    chosen = resolve_preset(preset, dev)
-    given = dict(steps=steps, batch=batch, lr=lr, milestones=milestones,
-                 energy_penalty=energy_penalty, sample_range=sample_range, chain_max=chain_max,
-                 chain_tau=chain_tau, buffer=buffer, width=width, stages=stages, crop=crop)
-    values = {k: (v if v is not None else PRESETS[chosen][k]) for k, v in given.items()}
-    steps, batch, lr, milestones = (values[k] for k in ("steps", "batch", "lr", "milestones"))
-    energy_penalty, sample_range = values["energy_penalty"], values["sample_range"]
-    chain_max, chain_tau, buffer = values["chain_max"], values["chain_tau"], values["buffer"]
-    width, stages, crop = values["width"], values["stages"], values["crop"]
-    out = Path(output)
-    ckpt = Path(checkpoint) if checkpoint else _default_checkpoint(out)
-    _check_paths(out, ckpt, data, samples_png)
-    if resume and not ckpt.exists():
-        raise UsageError(f"--resume: {ckpt} does not exist (nothing to resume)")
-    if not resume and ckpt.exists():  # checked again by the engine; here before data loading
-        raise UsageError(f"{ckpt}: a checkpoint of an earlier run exists; continue it with "
-                         f"--resume or remove it")
-    architecture = EnergyConfig(base_width=width, growth=growth, stages=stages, crop=crop)
-    config = PriorConfig(batch=batch, buffer=buffer, chain_max=chain_max, chain_tau=chain_tau,
-                         ula_step=ula_step, ula_noise=ula_noise, data_noise=data_noise,
-                         restart=restart, lr=lr, milestones=_milestones(milestones),
-                         gamma=gamma, energy_penalty=energy_penalty,
-                         sample_range=tuple(sample_range) if sample_range else None)
-    for name, value in (("--steps", steps), ("--checkpoint-every", checkpoint_every),
-                        ("--png-every", png_every), ("--central-slices", central_slices)):
-        if value < 0:
-            raise UsageError(f"{name} {value}: must be at least 0")
-    if samples_png is not None and png_every < 1:
-        raise UsageError(f"--png-every {png_every}: must be at least 1 with --samples-png")
-    context = init_distributed(dev)
-    try:
-        check_config(config, architecture, context.world_size)
-        loaded = load_training_images(data, central_slices, crop, normalise)
-        main = context.is_main
-        desc = loaded.description
-        if main:
-            from mrgen.priors.energy import EnergyNet
-
-            count = sum(p.numel() for p in EnergyNet(architecture).parameters())
-            why = "--preset" if preset != "auto" else f"auto on {dev.type}"
-            info(f"preset {chosen} ({why}): width {width}, {stages} stages, crop {crop}, "
-                 f"{count:,} parameters; {steps} steps of batch {batch}, chains to "
-                 f"{chain_max}" + ("" if chosen == "paper" else
-                                   " (--preset paper: the paper's 21.4 M-parameter network)"))
-            info(f"{desc['slices']} training slices from {len(desc['files'])} file(s), "
-                 f"{crop}x{crop}, {desc['normalisation']}"
-                 + (f"; {desc['skipped_constant']} constant slices skipped"
-                    if desc["skipped_constant"] else ""))
-        options = engine_options("train prior", steps, ckpt, checkpoint_every, resume, nan_guard,
-                                 main)
-        result, _ = run(loaded.images, desc, architecture, config, out, options, context,
-                        samples_png=samples_png, png_every=png_every, command=command_line())
-        if main:
-            m = result.metrics
-            gap = f", energy gap {m['loss']:.4g}" if "loss" in m else ""
-            skipped = f", {result.nan_skipped} updates undone" if result.nan_skipped else ""
-            info(f"wrote {out} (step {result.step}{gap}{skipped}); checkpoint {ckpt}")
-    finally:
-        context.close()
-
-
-def _default_checkpoint(out: Path) -> Path:
-    ckpt = out.with_suffix(".ckpt")
-    return ckpt if ckpt != out else out.with_name(out.name + ".ckpt")
-
-
-def _milestones(text: str) -> tuple:
-    from mrgen.errors import UsageError
-
-    text = text.strip()
-    if not text or text.lower() == "none":
-        return ()
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise UsageError(f"--milestones {text}: expected step numbers like 500,2000") from None
-
-
-def _check_paths(out: Path, ckpt: Path, data, samples_png) -> None:
-    from mrgen import io
-    from mrgen.errors import UsageError
-
-    for path, name in ((out, "OUT"), (ckpt, "--checkpoint"),
-                       (Path(samples_png) if samples_png else None, "--samples-png")):
-        if path is None:
-            continue
-        folder = path.parent
-        if str(folder) and not folder.is_dir():
-            raise UsageError(f"{path}: folder {folder} does not exist")
-        if path.is_dir():
-            raise UsageError(f"{path}: is a folder ({name} needs a file name)")
-    if out.resolve() == ckpt.resolve():
-        raise UsageError(f"--checkpoint {ckpt}: must differ from the output {out}")
-    inputs = set()
-    for text in data:
-        ref = io.parse_ref(str(text))
-        inputs.update(p.resolve() for p in ref.files)
-    for path, name in ((out, "output"), (ckpt, "checkpoint"),
-                       (Path(samples_png) if samples_png else None, "--samples-png")):
-        if path is not None and path.resolve() in inputs:
-            raise UsageError(f"{path}: the {name} would overwrite an input")
+    dev = device()   # before the file checks, as the preset depends on it
+    options = PriorOptions(
+        preset=preset, steps=steps, batch=batch, lr=lr, milestones=milestones, gamma=gamma,
+        energy_penalty=energy_penalty, sample_range=sample_range, data_noise=data_noise,
+        ula_step=ula_step, ula_noise=ula_noise, chain_max=chain_max, chain_tau=chain_tau,
+        buffer=buffer, restart=restart, width=width, growth=growth, stages=stages, crop=crop,
+        central_slices=central_slices, normalise=normalise)
+    run = training_run(data, output, checkpoint, None, checkpoint_every, resume, nan_guard,
+                       samples_png, png_every)
+    train_prior_app(data, options, run, dev)

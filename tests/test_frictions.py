@@ -81,7 +81,8 @@ def test_train_prior_default_on_cpu_is_the_cpu_preset(tmp_path):
     # the default is the demo model's recipe (0.23 M parameters, about 1 MB).
     import torch
 
-    from commands.train_prior import PRESETS, resolve_preset
+    import mrgen
+    from mrgen.apps.train_prior import PRESETS, resolve_preset
     from mrgen.priors.energy import EnergyConfig, EnergyNet
 
     def parameters(name):
@@ -94,7 +95,7 @@ def test_train_prior_default_on_cpu_is_the_cpu_preset(tmp_path):
     assert resolve_preset("auto", torch.device("cuda")) == "paper"
     assert resolve_preset("paper", torch.device("cpu")) == "paper"
     # the cpu preset is the shipped model's architecture
-    shipped = torch.load(__import__("mrgen").__path__[0] + "/data/prior-brain-small.pt",
+    shipped = torch.load(mrgen.__path__[0] + "/data/prior-brain-small.pt",
                          weights_only=True)["architecture"]
     assert {k: shipped[k] for k in ("base_width", "stages", "crop")} == {
         "base_width": PRESETS["cpu"]["width"], "stages": PRESETS["cpu"]["stages"],

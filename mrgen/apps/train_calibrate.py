@@ -1,0 +1,121 @@
+"""Calibration of a learned prior for iPALM (Zach, Knoll, Pock 2023, Section 2.6): the lambda
+regression and the intensity equaliser, fitted on validation scans (``mrgen train
+calibrate``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CalibrationOptions:
+    mask_spec: str = "random-exact:4:0.08"   # sampling drawn per slice (mrgen mask syntax)
+    lambdas: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20])
+    mu: float = 10.0                         # map smoothness
+    iters: int = 50                          # iPALM iterations per solve
+    central_slices: int | None = None        # of each validation file; None: all
+    equaliser: bool = True                   # also fit the intensity equaliser
+    seed: int = 0                            # of the masks
+
+
+def calibrate_app(model: str, validation: list[str], options: CalibrationOptions, device,
+                  log=None, progress: bool = False) -> dict:
+    """The entries to store under ``fitted`` of the prior ``model`` (a file or a shipped
+    name): for each validation slice, undersample (seeded per slice), reconstruct with iPALM
+    for every lambda, keep the lambda closest to the reference and the initial data residual
+    r0, fit lambda = max(slope r0 + intercept, 0.01); optionally the equaliser that maps
+    reconstructed to reference intensities at the best lambdas."""
+    import sys
+
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from ..ipalm import IpalmOptions, initial_residual, initialise
+    from ..masks import make_mask, parse_mask_spec
+    from ..priors.loading import build_regulariser
+    from ..tuning import fit_equaliser, fit_lambda, grid_search_lambda
+
+    log = log or (lambda message: None)
+    spec = parse_mask_spec(options.mask_spec)
+    regulariser, prior = build_regulariser(model, "learned", 1e-3, device)
+    ipalm = IpalmOptions(mu=options.mu, iters=options.iters, scale_crop=prior.crop)
+    kspace, reference = validation_slices(validation, options.central_slices)
+    generator = np.random.default_rng(options.seed)
+    masks = np.stack([make_mask(spec, kspace.shape[-2:], seed=generator, tolerance=None)
+                      for _ in range(kspace.shape[0])])
+    k_t, m_t = torch.from_numpy(kspace).to(device), torch.from_numpy(masks).to(device)
+    ref_t = torch.from_numpy(reference).to(device)
+    log(f"calibrate: {kspace.shape[0]} validation slice(s), {len(options.lambdas)} lambdas, "
+        f"{options.iters} iterations each, mask {options.mask_spec}")
+    with tqdm(total=len(options.lambdas), desc="lambda grid", file=sys.stderr,
+              disable=not progress) as bar:
+        best, _, chosen = grid_search_lambda(k_t, m_t, ref_t, regulariser, options.lambdas,
+                                             ipalm, progress=bar.update)
+    r0 = initial_residual(k_t, m_t, prior.crop).cpu().numpy()
+    scale = initialise(k_t, m_t, prior.crop)[2]
+    energy = ((k_t * m_t[:, None]).abs() ** 2).flatten(1).sum(1) / scale ** 2
+    entries = {"lambda_fit": fit_lambda(r0, best, energy.cpu().numpy()),
+               "calibration": {"files": list(validation), "mask_spec": options.mask_spec,
+                               "grid": options.lambdas, "mu": options.mu,
+                               "iters": options.iters, "best_lambdas": best.tolist(),
+                               "seed": options.seed}}
+    log(f"calibrate: best lambdas {np.round(best, 4).tolist()} -> fit "
+        f"{entries['lambda_fit']['slope']:.4g} r0 + {entries['lambda_fit']['intercept']:.4g}")
+    if options.equaliser:
+        # The same normalisation ipalm applies: the max of the zero-filled RSS (prior's crop).
+        view = scale.view(-1, 1, 1)
+        entries["equaliser"] = fit_equaliser((chosen / view).cpu().numpy(),
+                                             (ref_t / view).cpu().numpy())
+    return entries
+
+
+def validation_slices(paths, central):
+    """Fully sampled k-space (S, C, H, W) and references (S, h, w) from validation files: the
+    ``central`` middle slices (None: all), the reference ``reconstruction_rss`` of an .h5 file,
+    else the RSS of the k-space."""
+    import numpy as np
+
+    from .. import io
+    from ..errors import DataError
+    from ..training.data import central_range
+
+    kspaces, references = [], []
+    for path in paths:
+        count = io.read_shape(path, io.roles.KSPACE)
+        slices = None
+        if len(count) == 4:
+            start, stop = central_range(count[0], central)
+            slices = slice(start, stop)
+        k = io.read_array(path, io.roles.KSPACE, slices)
+        k = k if k.ndim == 4 else k[None]
+        ref = _reference(path, slices)
+        if ref is None:
+            ref = _rss(k)
+        kspaces.append(k)
+        references.append(ref if ref.ndim == 3 else ref[None])
+    try:
+        return np.concatenate(kspaces), np.concatenate(references)
+    except ValueError:
+        raise DataError("validation files differ in shape; calibrate on files of one size") \
+            from None
+
+
+def _reference(path, slices):
+    from .. import io
+    from ..errors import DataError
+
+    try:
+        return io.read_array(f"{path}:reconstruction_rss" if path.endswith(".h5") else path,
+                             io.roles.REFERENCE, slices)
+    except DataError:
+        return None
+
+
+def _rss(kspace):
+    import torch
+
+    from ..coils import rss
+    from ..fft import ifft2c
+
+    return rss(ifft2c(torch.from_numpy(kspace))).numpy()
