@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, info, settings, show_progress
-from .options import AT_LEAST_1, POSITIVE
+from .options import AT_LEAST_0, AT_LEAST_1, POSITIVE
 from .train import train_app
 
 SUMMARY = "Fit the lambda regression and intensity equaliser of a prior on validation data."
@@ -13,7 +13,7 @@ SUMMARY = "Fit the lambda regression and intensity equaliser of a prior on valid
 
 @command("calibrate", SUMMARY, group=train_app, models=("files[0]",),
          inputs=("files[1:-1]",), files_out=("files[-1]",),
-         ranges={"mu": POSITIVE, "iters": AT_LEAST_1, "central_slices": AT_LEAST_1},
+         ranges={"mu": POSITIVE, "iters": AT_LEAST_1, "central_slices": AT_LEAST_0},
          precheck=lambda args: _check_arguments(args["files"], args["grid"]))
 def calibrate(
     files: Annotated[list[str], typer.Argument(
