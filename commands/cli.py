@@ -251,6 +251,14 @@ def show_progress() -> bool:
     return not settings.quiet and sys.stderr.isatty()
 
 
+def progress_bar(total: int, desc: str, unit: str = "it"):
+    """A tqdm bar on stderr, shown only where show_progress() says; use as a context manager
+    and pass ``bar.update`` to an app as its ``progress``."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not show_progress())
+
+
 def device():
     from mrgen.device import resolve_device
 

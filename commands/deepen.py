@@ -1,11 +1,10 @@
 """mrgen deepen: MAP reconstruction and posterior sampling with a DEEPEN energy (Chand, Jacob 2025)."""
 
-from dataclasses import dataclass
 from typing import Annotated, Optional
 
 import typer
 
-from .cli import check_output, command, device, info, load, save, settings, show_progress
+from .cli import command, device, info, progress_bar, save, settings
 from .options import AT_LEAST_0, AT_LEAST_1, POSITIVE, SliceOption
 
 SUMMARY = "DEEPEN: MAP by majorise-minimise or Langevin posterior samples (Chand, Jacob 2025)."
@@ -17,7 +16,7 @@ SUMMARY = "DEEPEN: MAP by majorise-minimise or Langevin posterior samples (Chand
                  "cg_iters": AT_LEAST_1, "cg_tol": AT_LEAST_0, "samples": AT_LEAST_1,
                  "steps": AT_LEAST_1, "eps": POSITIVE, "init_std": POSITIVE,
                  "chunk": AT_LEAST_1},
-         choices={"mode": ("map", "sample")})
+         choices={"mode": ("map", "sample")}, precheck=lambda args: _precheck(args))
 def deepen(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Undersampled k-space (coils, H, W) or (slices, coils, H, W).",
@@ -94,155 +93,75 @@ def deepen(
     training) and the outputs scaled back. The mask may differ from the training mask.
     --seed makes the sampling (and the L estimate) reproducible.
     """
-    import sys
-
-    import numpy as np
-    from tqdm import tqdm
-
     from mrgen import io
-    from mrgen.deepen.recon import deepen_map, deepen_sample
-    from mrgen.deepen.training import sampler_eps
-    from mrgen.device import generator as make_generator
-    from mrgen.errors import UsageError
-
-    if mode not in ("map", "sample"):
-        raise UsageError(f"--mode {mode}: expected map or sample")
-    for name, value, low in (("--iters", iters, 1), ("--cg-iters", cg_iters, 1),
-                             ("--samples", samples, 1), ("--steps", steps, 1),
-                             ("--chunk", chunk, 1)):
-        if value < low:
-            raise UsageError(f"{name} {value}: must be at least {low}")
-    if tol < 0 or cg_tol < 0:
-        raise UsageError("--tol and --cg-tol must be at least 0")
-    if lipschitz is not None and not lipschitz > 0:
-        raise UsageError(f"--lipschitz {lipschitz}: must be positive")
-    if eps is not None and not eps > 0:
-        raise UsageError(f"--eps {eps}: must be positive")
-    if mode == "map" and (var or samples_out):
-        raise UsageError("--var and --samples-out need --mode sample")
-    from pathlib import Path
+    from mrgen.acquisition import read_acquisition
+    from mrgen.apps import deepen as app
+    from mrgen.device import generator
 
     inputs = [kspace, mask, maps]
-    check_output(output, inputs)
-    for extra in (var, samples_out):
-        if extra:
-            check_output(extra, inputs + [output])
-    for target in (output, var, samples_out):
-        if target and Path(str(target)).exists() and Path(model).exists() and \
-                Path(str(target)).resolve() == Path(model).resolve():
-            raise UsageError(f"{target}: the output would overwrite the model {model}")
     dev = device()
-    problem = load_deepen_problem("deepen", model, kspace, mask, maps, slice_, dev)
-    energy, metadata, batched = problem.energy, problem.metadata, problem.kspace
-    mask_t, maps_t, single = problem.mask, problem.maps, problem.single
-    gen = make_generator(settings.seed, dev)
-    squeeze = problem.squeeze
-    finish = (lambda t: t.abs()) if magnitude else (lambda t: t)
-
+    model_ = app.load_deepen_model(model, dev)
+    acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_)).to(dev)
+    acq = app.with_deepen_maps(acq, info)
+    gen = generator(settings.seed, dev)
+    finish = (lambda t: acq.squeeze(t.abs() if magnitude else t))
     if mode == "map":
-        bar = tqdm(total=iters * batched.shape[0], desc="deepen map", file=sys.stderr,
-                   disable=not show_progress())
-        with bar:
-            result = deepen_map(energy, batched, maps_t, mask_t, iters=iters, tol=tol,
-                                lipschitz=lipschitz, cg_iters=cg_iters, cg_tol=cg_tol,
-                                generator=gen, progress=bar.update)
-        for s, (costs, n, L) in enumerate(zip(result.costs, result.iterations,
-                                              result.lipschitz)):
-            info(f"deepen map: slice {s}: {n} MM iterations, cost {costs[0]:.6g} -> "
-                 f"{costs[-1]:.6g}, L {L:.4g}, {result.backtracks[s]} backtracks")
-        save(output, finish(squeeze(result.image)), io.roles.IMAGE, inputs=inputs)
+        with progress_bar(iters * acq.slice_count, "deepen map") as bar:
+            image = app.deepen_map_app(acq, model_, app.MapSettings(
+                iters, tol, lipschitz, cg_iters, cg_tol), gen, bar.update, info)
+        save(output, finish(image), io.roles.IMAGE, inputs=inputs)
         return
+    options = app.SampleSettings(samples, steps, eps, init_std, chunk)
+    writer = _SampleWriter(samples_out, samples, acq, magnitude)
+    with progress_bar(samples * steps * acq.slice_count, "deepen sample") as bar, writer:
+        result = app.deepen_sample_app(acq, model_, options, gen, writer.on_sample if
+                                       samples_out else None, bar.update, info)
+    save(output, finish(result.mean), io.roles.IMAGE, inputs=inputs)
+    if var:
+        save(var, acq.squeeze(result.variance), io.roles.IMAGE, inputs=inputs)
 
-    eps = sampler_eps(metadata) if eps is None else eps
-    init_std = problem.init_std if init_std is None else init_std
-    info(f"deepen sample: {problem.description}, {samples} chains x {steps} steps, eps {eps:.3g}, "
-         f"start N(0, {init_std:.3g}^2), {dev}")
-    writer = None
-    if samples_out:
+
+def _precheck(args):
+    """Options of the other mode, and outputs that would replace the model."""
+    from pathlib import Path
+
+    from mrgen.errors import UsageError
+
+    if args["mode"] == "map" and (args["var"] or args["samples_out"]):
+        raise UsageError("--var and --samples-out need --mode sample")
+    model = Path(args["model"])
+    for target in (args["output"], args["var"], args["samples_out"]):
+        if target and Path(target).exists() and model.exists() and \
+                Path(target).resolve() == model.resolve():
+            raise UsageError(f"{target}: the output would overwrite the model {args['model']}")
+
+
+class _SampleWriter:
+    """Streams every sample to --samples-out (samples, [slices,] H, W); a no-op without it.
+    A context manager: the file is completed on success and removed on failure."""
+
+    def __init__(self, path, samples, acq, magnitude):
+        import numpy as np
+
         from mrgen.io.stream import NpyStackWriter
 
-        shape = tuple(batched.shape[-2:]) if single else \
-            (batched.shape[0], *batched.shape[-2:])
-        writer = NpyStackWriter(samples_out, samples, shape,
-                                dtype=np.float32 if magnitude else np.complex64)
+        self.acq, self.magnitude = acq, magnitude
+        shape = (acq.slice_count, *acq.image_shape)
+        self.writer = None if not path else NpyStackWriter(
+            path, samples, shape if acq.has_slices else shape[1:],
+            dtype=np.float32 if magnitude else np.complex64)
 
-    def on_sample(i, s, x):
-        value = finish(x).detach().cpu().numpy()
-        if single:
-            writer.write(i, value)
+    def on_sample(self, i, s, x):
+        value = (x.abs() if self.magnitude else x).detach().cpu().numpy()
+        if self.acq.has_slices:
+            self.writer.array[i, s] = value
         else:
-            writer.array[i, s] = value
+            self.writer.write(i, value)
 
-    bar = tqdm(total=samples * steps * batched.shape[0], desc="deepen sample", file=sys.stderr,
-               disable=not show_progress())
-    try:
-        with bar:
-            result = deepen_sample(energy, batched, maps_t, mask_t, eps, samples, steps,
-                                   init_std, chunk, gen,
-                                   on_sample if writer is not None else None, bar.update)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    if writer is not None:
-        writer.close()
-    save(output, finish(squeeze(result.mean)), io.roles.IMAGE, inputs=inputs)
-    if var:
-        save(var, squeeze(result.variance), io.roles.IMAGE, inputs=inputs)
+    def __enter__(self):
+        return self
 
-
-@dataclass
-class DeepenProblem:
-    """A DEEPEN model and its inputs on the device: k-space (S, C, H, W), mask (S, H, W),
-    maps (S, C, H, W); ``single``: the file held one slice (no slice axis)."""
-
-    energy: object
-    metadata: dict
-    kspace: object
-    mask: object
-    maps: object
-    single: bool
-    slices: object
-
-    @property
-    def description(self) -> str:
-        arch = self.metadata["architecture"]
-        return f"DEEPEN energy (width {arch.get('width')}, depth {arch.get('depth')})"
-
-    @property
-    def init_std(self) -> float:
-        """The std of the Gaussian start of the chains the model was trained with."""
-        hyper = (self.metadata.get("training") or {}).get("hyperparameters") or {}
-        return float(hyper.get("init_std", 1.0))
-
-    def squeeze(self, t):
-        """Drop the slice axis again when the file held one slice."""
-        return t[0] if self.single else t
-
-
-def load_deepen_problem(who, model, kspace, mask, maps, slice_, dev) -> DeepenProblem:
-    """The model and the inputs that mrgen deepen and mrgen langevin --model deepen.pt share:
-    the mask (default: the data's non-zero pattern) and the maps (default: ESPIRiT of the
-    calibration region, as the paper)."""
-    import torch
-
-    from mrgen import io, shapes
-    from mrgen.deepen.training import espirit_full, load_deepen
-
-    energy, metadata = load_deepen(model, dev)
-    slices = io.parse_slices(slice_)
-    data = load(kspace, io.roles.KSPACE, slices)
-    batched = torch.from_numpy(data[None] if data.ndim == 3 else data).to(dev)
-    if mask is None:
-        mask_t = (batched.abs() > 0).any(dim=1).float()
-    else:
-        fitted = torch.from_numpy(shapes.fit_mask(load(mask, io.roles.MASK), data.shape, mask))
-        mask_t = (fitted if fitted.dim() == 3 else fitted[None]).to(dev)
-        mask_t = mask_t.expand(batched.shape[0], *mask_t.shape[-2:]).float()
-    if maps is not None:
-        fitted = shapes.fit_maps(load(maps, io.roles.MAPS, slices), data.shape, maps)
-        maps_t = torch.from_numpy(fitted if fitted.ndim == 4 else fitted[None]).to(dev)
-    else:
-        info(f"{who}: ESPIRiT maps from the calibration region")
-        maps_t = espirit_full(batched * mask_t.unsqueeze(1))
-    return DeepenProblem(energy, metadata, batched, mask_t, maps_t, data.ndim == 3, slices)
+    def __exit__(self, kind, error, trace):
+        if self.writer is not None:
+            self.writer.__exit__(kind, error, trace)
+        return False

@@ -1,11 +1,10 @@
 """mrgen espirit: ESPIRiT coil sensitivity maps (as BART ecalib)."""
 
-import sys
 from typing import Annotated, Optional
 
 import typer
 
-from .cli import check_output, command, info, load, save, show_progress
+from .cli import command, device, info, progress_bar, save
 from .options import UNIT, Range, SliceOption
 
 SUMMARY = "ESPIRiT coil sensitivity maps from the fully sampled k-space centre (BART ecalib)."
@@ -61,84 +60,53 @@ def espirit(
     gives a per-pixel operator whose eigenvectors with eigenvalue ~1 are the coil sensitivities.
     Defaults follow BART ecalib (kernel 6, threshold 0.001, crop 0.8, calibration up to 24x24)
     with one set of maps (ecalib -m1). The maps agree with BART's to a per-pixel phase."""
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
-    from mrgen import espirit as esp
     from mrgen import io
-    from mrgen.errors import UsageError
+    from mrgen.acquisition import read_acquisition
+    from mrgen.apps.espirit import EspiritOptions, espirit_app
+
+    inputs = [kspace, mask]
+    options = EspiritOptions(None if calib is None else _size(calib, "--calib"),
+                             _size(kernel, "--kernel"), threshold, crop, soft_crop, sets,
+                             phase_ref, exact)
+    acq = read_acquisition(kspace, mask, None, io.parse_slices(slice_))
+    with progress_bar(acq.slice_count, "espirit", unit="slice") as bar:
+        result = espirit_app(acq, options, device(), bar.update)
+    _report(result, options, acq.coils)
+    maps_layout, values_layout = _layouts(sets, acq.has_slices)
+    one_set = (lambda t: t[:, 0]) if sets == 1 else (lambda t: t)
+    save(output, acq.squeeze(one_set(result.maps)), io.roles.MAPS, inputs=inputs,
+         layout=maps_layout)
+    if eigenvalues is not None:
+        save(eigenvalues, acq.squeeze(one_set(result.eigenvalues)), io.roles.EIGENVALUES,
+             inputs=inputs, layout=values_layout)
+
+
+def _report(result, options, coils):
+    from mrgen.espirit import DEFAULT_MAX_CALIB
+
+    size = result.calib
+    if options.calib is None:
+        info(f"calibration region: {size[0]}x{size[1]} (the fully sampled centre, at most "
+             f"{DEFAULT_MAX_CALIB}x{DEFAULT_MAX_CALIB}; --calib to change)")
+    else:
+        info(f"calibration region: {size[0]}x{size[1]} (--calib)")
+        if result.unsampled:
+            info(f"warning: --calib {size[0]}x{size[1]}: {result.unsampled} points of the "
+                 "region are not sampled (zero); the maps may be poor")
+    total = coils * options.kernel[0] * options.kernel[1]
+    low, high = min(result.kernels), max(result.kernels)
+    kept = f"{low}" if low == high else f"{low}-{high}"
+    info(f"kernels kept: {kept} of {total} (--threshold {options.threshold:g})")
+
+
+def _layouts(sets, has_slices):
+    """BART dims of the maps and eigenvalue outputs: (slice,) [maps,] (coil,) read, phase."""
     from mrgen.io.layout import COIL, MAPS, PHS1, READ, SLICE
 
-    from .cli import device
-
-    if eigenvalues is not None and eigenvalues == output:
-        raise UsageError(f"--eigenvalues {eigenvalues}: same file as the maps output")
-    check_output(output, [kspace, mask])
-    if eigenvalues is not None:
-        check_output(eigenvalues, [kspace, mask])
-    kernel_size = _size(kernel, "--kernel")
-    calib_size = None if calib is None else _size(calib, "--calib")
-    if phase_ref not in ("virtual", "first"):
-        raise UsageError(f"--phase-ref {phase_ref}: expected virtual or first")
-
-    slices = io.parse_slices(slice_)
-    data = load(kspace, io.roles.KSPACE, slices)
-    if mask is not None:
-        from mrgen.shapes import fit_mask
-
-        fitted = fit_mask(load(mask, io.roles.MASK), data.shape, mask)
-        data = data * (fitted[:, None] if fitted.ndim == 3 else fitted)
-    has_slices = data.ndim == 4
-    volume = data if has_slices else data[None]
-    dev = device()
-    ksp = torch.from_numpy(volume)
-    size = esp.calibration_size(ksp, calib_size, kernel_size)
-    if calib_size is None:
-        info(f"calibration region: {size[0]}x{size[1]} (the fully sampled centre, at most "
-             f"{esp.DEFAULT_MAX_CALIB}x{esp.DEFAULT_MAX_CALIB}; --calib to change)")
-    else:
-        missing = esp.unsampled_count(ksp, size)
-        info(f"calibration region: {size[0]}x{size[1]} (--calib)")
-        if missing:
-            info(f"warning: --calib {size[0]}x{size[1]}: {missing} points of the region are "
-                 "not sampled (zero); the maps may be poor")
-
-    count, coils, height, width = volume.shape
-    maps_out = np.zeros((count, sets, coils, height, width), np.complex64)
-    values_out = np.zeros((count, sets, height, width), np.float32)
-    kernels = []
-    chunk = 1 if dev.type == "cpu" else 8
-    options = dict(calib=size, kernel=kernel_size, threshold=threshold, crop=crop,
-                   soft_crop=soft_crop, sets=sets, phase_ref=phase_ref,
-                   factor=1 if exact else None)
-    with tqdm(total=count, desc="espirit", unit="slice", file=sys.stderr,
-              disable=not show_progress()) as bar:
-        for start in range(0, count, chunk):
-            stop = min(start + chunk, count)
-            result = esp.espirit(ksp[start:stop].to(dev), **options)
-            maps_out[start:stop] = result.maps.cpu().numpy()
-            values_out[start:stop] = result.eigenvalues.cpu().numpy()
-            kernels += result.kernels.cpu().tolist()
-            bar.update(stop - start)
-    total = coils * kernel_size[0] * kernel_size[1]
-    low, high = min(kernels), max(kernels)
-    kept = f"{low}" if low == high else f"{low}-{high}"
-    info(f"kernels kept: {kept} of {total} (--threshold {threshold:g})")
-
-    lead_layout = (SLICE,) if has_slices else ()
+    lead = (SLICE,) if has_slices else ()
     if sets == 1:
-        maps_out, values_out = maps_out[:, 0], values_out[:, 0]
-        maps_layout, values_layout = lead_layout + (COIL, READ, PHS1), lead_layout + (READ, PHS1)
-    else:
-        maps_layout = lead_layout + (MAPS, COIL, READ, PHS1)
-        values_layout = lead_layout + (MAPS, READ, PHS1)
-    if not has_slices:
-        maps_out, values_out = maps_out[0], values_out[0]
-    save(output, maps_out, io.roles.MAPS, inputs=[kspace, mask], layout=maps_layout)
-    if eigenvalues is not None:
-        save(eigenvalues, values_out, io.roles.EIGENVALUES, inputs=[kspace, mask],
-             layout=values_layout)
+        return lead + (COIL, READ, PHS1), lead + (READ, PHS1)
+    return lead + (MAPS, COIL, READ, PHS1), lead + (MAPS, READ, PHS1)
 
 
 def _size(text: str, option: str) -> tuple:

@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import check_output, command, device, info, load, save, show_progress
+from .cli import command, device, info, progress_bar, save
 from .options import AT_LEAST_1, POSITIVE, Range, SliceOption
 
 SUMMARY = "Joint image + coil-map reconstruction by iPALM with a learned or TV prior (Zach, Knoll, Pock 2023, preprint)."
@@ -14,7 +14,7 @@ SUMMARY = "Joint image + coil-map reconstruction by iPALM with a learned or TV p
          outputs=("output", "maps_out"), files_out=("energy_log",),
          ranges={"lam": Range(0, low_open=True, words=("", "auto")), "mu": POSITIVE,
                  "iters": AT_LEAST_1, "tv_eps": POSITIVE, "max_backtracks": AT_LEAST_1},
-         choices={"reg": ("", "learned", "tv")})
+         choices={"reg": ("", "learned", "tv")}, precheck=lambda args: _exclusive(args))
 def ipalm(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Undersampled multi-coil k-space (coils, H, W) or (slices, "
@@ -76,116 +76,39 @@ def ipalm(
 
     Modes: joint (default); --maps FILE fixes the maps; --single-coil has one coil of
     sensitivity 1. Slices are reconstructed together as one batch."""
-    import torch
-    from tqdm import tqdm
-
-    from mrgen import io, shapes
-    from mrgen.errors import UsageError
-    from mrgen.ipalm import IpalmOptions, ipalm as run_ipalm
-    from mrgen.priors.loading import build_regulariser
-
-    if maps is not None and single_coil:
-        raise UsageError("--maps and --single-coil exclude each other")
-    check_output(output, [kspace, mask, maps])
-    for extra in (maps_out, energy_log):
-        if extra is not None:
-            check_output(extra, [kspace, mask, maps]) if not extra.endswith(".txt") else None
-    dev = device()
-    slices = io.parse_slices(slice_)
-    data = _load_kspace(kspace, slices, single_coil)
-    batched = data if data.ndim == 4 else data[None]
-    mask_array = shapes.fit_mask(load(mask, io.roles.MASK), data.shape, mask) if mask \
-        else (abs(batched) > 0).any(axis=1)
-    mask_t = torch.as_tensor(mask_array, dtype=torch.float32, device=dev)
-    mask_t = mask_t if mask_t.dim() == 3 else mask_t[None]
-    maps_t = None
-    if maps is not None:
-        fitted = shapes.fit_maps(load(maps, io.roles.MAPS, slices), data.shape, maps)
-        maps_t = torch.from_numpy(fitted if fitted.ndim == 4 else fitted[None]).to(dev)
-    elif single_coil:
-        maps_t = torch.ones(batched.shape, dtype=torch.complex64, device=dev)
-
-    regulariser, prior = build_regulariser(model, reg, tv_eps, dev)
-    if equalise:
-        _equaliser(prior)  # fail before the long run, not after
-    options = IpalmOptions(
-        lam=_choose_lambda(lam, prior), mu=mu if mu is not None else prior.default_mu,
-        iters=iters, estimate_maps=maps_t is None, align_map_phase=not single_coil,
-        slack=1.0 if strict else 1.01, max_backtracks=max_backtracks,
-        scale_crop=prior.crop)
-    k_t = torch.from_numpy(batched).to(dev)
-    if prior.lambda_fit is not None and lam in ("", "auto"):
-        options.lam = prior.lambda_for(k_t, mask_t)
-    info(f"ipalm: {prior.description}, lam {options.lam:.4g}, mu {options.mu:.4g}, "
-         f"{iters} iterations, {batched.shape[0]} slice(s) of {batched.shape[1]} coil(s), "
-         f"{'joint maps' if options.estimate_maps else 'fixed maps'}, {dev}")
-
-    with tqdm(total=iters, desc="ipalm", file=__import__("sys").stderr,
-              disable=not show_progress()) as bar:
-        def advance(k, u, c, energies):
-            if k % 5 == 0 or k == iters - 1:
-                bar.set_postfix(energy=f"{energies.sum().item():.4g}")
-            bar.update(1)
-
-        result = run_ipalm(k_t, mask_t, regulariser, options, maps=maps_t, callback=advance)
-
-    image = result.image
-    if equalise:
-        from mrgen.tuning import apply_equaliser
-
-        image = apply_equaliser(image, result.scale, _equaliser(prior))
-    image = image if data.ndim == 4 else image[0]
-    save(output, image, io.roles.IMAGE, inputs=[kspace, mask, maps])
-    if maps_out is not None:
-        save(maps_out, result.maps if data.ndim == 4 else result.maps[0], io.roles.MAPS,
-             inputs=[kspace, mask, maps])
-    if energy_log is not None:
-        _write_energy_log(energy_log, result.energies, data.ndim == 4, [kspace, mask, maps])
-
-
-def _equaliser(prior):
-    from mrgen.errors import UsageError
-
-    if prior.equaliser is None:
-        raise UsageError("--equalise: the prior has no fitted equaliser (fit one with "
-                         "`mrgen train calibrate`)")
-    return prior.equaliser
-
-
-def _load_kspace(path, slices, single_coil):
     from mrgen import io
+    from mrgen.acquisition import read_acquisition
+    from mrgen.apps.ipalm import IpalmSettings, PriorChoice, ipalm_app
 
-    if not single_coil:
-        return load(path, io.roles.KSPACE, slices)
-    data = load(path, io.roles.COIL_IMAGES, slices)
-    if data.dtype.kind != "c":
-        from mrgen.errors import DataError
-
-        raise DataError(f"{path}: the k-space must be complex, got {data.dtype}")
-    if data.ndim == 4 and data.shape[1] != 1:
-        from mrgen.errors import DataError
-
-        raise DataError(f"{path}: --single-coil needs (H, W), (slices, H, W) or (slices, 1, H, "
-                        f"W) k-space, got {data.shape[1]} coils (shape {data.shape})")
-    # (H, W) -> (1, H, W); (S, H, W) single-coil slices -> (S, 1, H, W)
-    return data[None] if data.ndim == 2 else data[:, None] if data.shape[-3] != 1 else data
+    inputs = [kspace, mask, maps]
+    acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_), single_coil)
+    acq = acq.to(device())
+    settings = IpalmSettings(PriorChoice(model, reg, tv_eps), lam, mu, iters, equalise,
+                             max_backtracks, strict)
+    with progress_bar(iters, "ipalm") as bar:
+        result = ipalm_app(acq, settings, _energy_progress(bar, iters), info)
+    save(output, acq.squeeze(result.image), io.roles.IMAGE, inputs=inputs)
+    if maps_out is not None:
+        save(maps_out, acq.squeeze(result.maps), io.roles.MAPS, inputs=inputs)
+    if energy_log is not None:
+        _write_energy_log(energy_log, result.energies, acq.has_slices, inputs)
 
 
-def _choose_lambda(text, prior):
+def _exclusive(args):
     from mrgen.errors import UsageError
 
-    if text in ("", "auto"):
-        if text == "auto" and prior.lambda_fit is None:
-            raise UsageError("--lam auto: the prior has no lambda fit (train one with "
-                             "`mrgen train prior --calibrate-lambda`) ; give a number")
-        return prior.default_lambda
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"--lam {text}: expected a number or auto") from None
-    if value <= 0:
-        raise UsageError(f"--lam {text}: must be positive")
-    return value
+    if args["maps"] is not None and args["single_coil"]:
+        raise UsageError("--maps and --single-coil exclude each other")
+
+
+def _energy_progress(bar, iters):
+    """The progress callback: the bar advances each iteration and shows the energy every 5."""
+    def advance(k, u, c, energies):
+        if k % 5 == 0 or k == iters - 1:
+            bar.set_postfix(energy=f"{energies.sum().item():.4g}")
+        bar.update(1)
+
+    return advance
 
 
 def _write_energy_log(path, energies, has_slices, inputs):

@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import check_output, command, device, info, load, save, settings, show_progress
+from .cli import command, device, info, progress_bar, save, settings
 from .options import AT_LEAST_0, AT_LEAST_1, POSITIVE, SliceOption
 
 SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples (Zach, Knoll, Pock 2023, preprint)."
@@ -106,83 +106,70 @@ def langevin(
     runs on DEEPEN's posterior (Chand, Jacob 2025, Eq. 16: complex image, H(x) = 1/2 ||A x - b||^2 +
     E(x)), with burn-in and thinning instead of mrgen deepen --mode sample's independent
     chains. --seed makes the chain reproducible."""
-    import torch
-    from tqdm import tqdm
-
     from mrgen import io
-    from mrgen.device import generator as make_generator
-    from mrgen.deepen.model import KIND as DEEPEN
-    from mrgen.io.stream import NpyStackWriter
-    from mrgen.priors.loading import build_regulariser, model_kind
+    from mrgen.acquisition import read_acquisition, read_matching_image
+    from mrgen.apps import langevin as app
+    from mrgen.device import generator
+    from mrgen.io.stream import SampleStream
 
     kspace, output = _split_inputs(inputs, prior_only)
-    check_output(output, [kspace, mask, maps])
-    for extra in (var, samples_out):
-        if extra:
-            check_output(extra, [kspace, mask, maps, output])
-    dev = device()
-    if model_kind(model) == DEEPEN:
-        _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init)
-        return _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, step,
-                                noise_std, init or "map", var, samples_out, magnitude,
-                                slice_, dev, sampler != "ula")
-    if magnitude:
-        from mrgen.errors import UsageError
+    dev, slices = device(), io.parse_slices(slice_)
+    deepen = _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude)
+    chain = app.ChainSettings(burn_in, samples, thin, step, noise_std,
+                              sampler == "mala" or (sampler == "auto" and deepen), nonneg)
+    choice = app.PriorChoice(model, reg, tv_eps)
+    gen = generator(settings.seed, dev)
+    finish = (lambda t: t.abs()) if magnitude else (lambda t: t)
+    with progress_bar(chain.total_steps, "langevin") as bar, \
+            SampleStream(samples_out, samples) as stream:
+        if prior_only:
+            return _prior_only(choice, shape, chains, chain, gen, dev, stream, bar, output, var)
+        acq = read_acquisition(kspace, mask, maps, slices, single_coil).to(dev)
+        start = init or ("map" if deepen else "ipalm")
+        if start not in (("map", "sense", "noise") if deepen else ("ipalm", "noise", "zf")):
+            start = read_matching_image(start, acq, slices).to(dev)
+        on_sample = (lambda i, s: stream.write(i, acq.squeeze(finish(s))))
+        if deepen:
+            from mrgen.apps.deepen import load_deepen_model, with_deepen_maps
 
-        raise UsageError("--magnitude: only for a DEEPEN model (these images are real)")
-    init = init or "ipalm"
-    regulariser, prior = build_regulariser(model, reg, tv_eps, dev)
-    gen = make_generator(settings.seed, dev)
-    total = burn_in + samples * thin
-    bar = tqdm(total=total, desc="langevin", file=__import__("sys").stderr,
-               disable=not show_progress())
-
-    if prior_only:
-        step, noise_std = _step_and_noise(step, noise_std, prior, 0.0)
-        size = tuple(shape) if shape else (prior.crop or 64,) * 2
-        writer = NpyStackWriter(samples_out, samples, (chains, *size)) if samples_out else None
-        with bar, (writer or _nothing()):
-            from mrgen.posterior import sample_prior
-
-            result = sample_prior(regulariser, size, chains, burn_in, samples, thin, step,
-                                  noise_std, gen, dev, nonneg,
-                                  writer.write if writer else None, bar.update,
-                                  sampler == "mala")
-        save(output, result.last, io.roles.IMAGE)
-        if var:
-            save(var, result.variance, io.roles.IMAGE)
-        info(f"langevin: {chains} prior chain(s), {total} steps, {result.count} samples")
-        return
-
-    from .ipalm import _load_kspace
-
-    slices = io.parse_slices(slice_)
-    data = _load_kspace(kspace, slices, single_coil)
-    batched = torch.from_numpy(data if data.ndim == 4 else data[None]).to(dev)
-    mask_t = _mask_tensor(mask, data, batched, dev)
-    if lam is None:
-        lam = prior.lambda_for(batched, mask_t) if prior.lambda_fit else prior.default_lambda
-    step, noise_std = _step_and_noise(step, noise_std, prior, lam)
-    maps_t, start = _maps_and_start(maps, single_coil, init, data, batched, slices, mask_t,
-                                    regulariser, prior, ipalm_iters, lam, dev)
-    count_shape = tuple(batched.shape[:1]) + tuple(batched.shape[-2:])
-    out_shape = count_shape if data.ndim == 4 else count_shape[1:]
-    writer = NpyStackWriter(samples_out, samples, out_shape) if samples_out else None
-    info(f"langevin: {prior.description}, lam {lam:.4g}, step {step:.3g}, noise {noise_std:.3g}"
-         f", {burn_in} burn-in + {samples} x {thin} steps, {dev}")
-    from mrgen.posterior import sample_posterior
-
-    with bar, (writer or _nothing()):
-        on_sample = None if writer is None else (
-            lambda i, s: writer.write(i, s if data.ndim == 4 else s[0]))
-        result, _ = sample_posterior(batched, mask_t, maps_t, regulariser, lam, start, burn_in,
-                                     samples, thin, step, noise_std, gen, prior.crop, nonneg,
-                                     on_sample, bar.update, sampler == "mala")
-    _report_metropolis(result)
-    squeeze = (lambda t: t) if data.ndim == 4 else (lambda t: t[0])
-    save(output, squeeze(result.mean), io.roles.IMAGE, inputs=[kspace, mask, maps])
+            acq = with_deepen_maps(acq, info, "langevin")
+            result = app.sample_deepen_app(acq, load_deepen_model(model, dev), chain, start,
+                                           gen, on_sample, bar.update, info)
+        else:
+            result = app.sample_posterior_app(acq, choice, chain, start, gen, lam, ipalm_iters,
+                                              on_sample, bar.update, info)
+    if app.metropolis_report(result):
+        info(app.metropolis_report(result))
+    save(output, finish(acq.squeeze(result.mean)), io.roles.IMAGE, inputs=[kspace, mask, maps])
     if var:
-        save(var, squeeze(result.variance), io.roles.IMAGE, inputs=[kspace, mask, maps])
+        save(var, acq.squeeze(result.variance), io.roles.IMAGE, inputs=[kspace, mask, maps])
+
+
+def _prior_only(choice, shape, chains, chain, gen, dev, stream, bar, output, var):
+    """--prior-only: images from the prior alone; OUT holds the chains' final states."""
+    from mrgen import io
+    from mrgen.apps.langevin import sample_prior_app
+
+    result = sample_prior_app(choice, shape, chains, chain, gen, dev, stream.write, bar.update)
+    save(output, result.last, io.roles.IMAGE)
+    if var:
+        save(var, result.variance, io.roles.IMAGE)
+    info(f"langevin: {chains} prior chain(s), {chain.total_steps} steps, {result.count} samples")
+
+
+def _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude) -> bool:
+    """Whether --model is a DEEPEN model; options that the chosen posterior does not have
+    are refused."""
+    from mrgen.deepen.model import KIND as DEEPEN
+    from mrgen.errors import UsageError
+    from mrgen.priors.loading import model_kind
+
+    if model_kind(model) != DEEPEN:
+        if magnitude:
+            raise UsageError("--magnitude: only for a DEEPEN model (these images are real)")
+        return False
+    _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init)
+    return True
 
 
 def _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init):
@@ -202,64 +189,6 @@ def _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init):
     for given, option, reason in unused:
         if given:
             raise UsageError(f"{option}: not used with a DEEPEN model{reason}")
-
-
-def _langevin_deepen(kspace, output, model, maps, mask, burn_in, samples, thin, step,
-                     noise_std, init, var, samples_out, magnitude, slice_, dev, metropolis):
-    """langevin with a DEEPEN model: MALA or ULA on its posterior (mrgen.posterior)."""
-    import sys
-
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
-    from mrgen import io
-    from mrgen.deepen.training import sampler_eps
-    from mrgen.device import generator as make_generator
-    from mrgen.io.stream import NpyStackWriter
-    from mrgen.posterior import sample_deepen_posterior
-    from mrgen.shapes import fit_image
-
-    from .deepen import load_deepen_problem
-
-    problem = load_deepen_problem("langevin", model, kspace, mask, maps, slice_, dev)
-    energy, metadata, batched = problem.energy, problem.metadata, problem.kspace
-    start = init if init in ("map", "sense", "noise") else torch.from_numpy(_as_batch(
-        fit_image(load(init, io.roles.IMAGE, problem.slices),
-                  tuple(batched.shape[1:] if problem.single else batched.shape), init),
-        not problem.single)).to(dev)
-    step = 1.0 if step is None else step
-    noise_std = sampler_eps(metadata) * step ** 0.5 if noise_std is None else noise_std
-    info(f"langevin: {problem.description}, {'MALA' if metropolis else 'ULA'} from {init}, "
-         f"step {step:.3g}{' (adapted in burn-in)' if metropolis else ''}, noise "
-         f"{noise_std:.3g} (T {noise_std ** 2 / (2 * step):.3g}), {burn_in} burn-in + "
-         f"{samples} x {thin} steps, {dev}")
-    finish = (lambda t: t.abs()) if magnitude else (lambda t: t)
-    squeeze = problem.squeeze
-    shape = tuple(batched.shape[:1]) + tuple(batched.shape[-2:])
-    writer = NpyStackWriter(samples_out, samples, shape[1:] if problem.single else shape,
-                            dtype=np.float32 if magnitude else np.complex64) \
-        if samples_out else None
-    bar = tqdm(total=burn_in + samples * thin, desc="langevin", file=sys.stderr,
-               disable=not show_progress())
-    with bar, (writer or _nothing()):
-        on_sample = None if writer is None else (
-            lambda i, x: writer.write(i, squeeze(finish(x))))
-        result, _ = sample_deepen_posterior(
-            energy, batched, problem.mask, problem.maps, start, burn_in, samples, thin, step,
-            noise_std, make_generator(settings.seed, dev), problem.init_std, on_sample,
-            bar.update, metropolis)
-    _report_metropolis(result)
-    inputs = [kspace, mask, maps]
-    save(output, finish(squeeze(result.mean)), io.roles.IMAGE, inputs=inputs)
-    if var:
-        save(var, squeeze(result.variance), io.roles.IMAGE, inputs=inputs)
-
-
-def _report_metropolis(result):
-    if result.acceptance is not None:
-        info(f"langevin: MALA acceptance {float(result.acceptance.mean()):.2f} after burn-in, "
-             f"step {float(result.step.min()):.3g}..{float(result.step.max()):.3g}")
 
 
 def _precheck(args):
@@ -282,65 +211,3 @@ def _split_inputs(inputs, prior_only):
                          else "expected KSPACE OUT (or --prior-only OUT)")
     return (None, inputs[0]) if prior_only else (inputs[0], inputs[1])
 
-
-def _nothing():
-    import contextlib
-
-    return contextlib.nullcontext()
-
-
-def _as_batch(array, has_slices):
-    return array if has_slices else array[None]
-
-
-def _mask_tensor(mask, data, batched, dev):
-    import torch
-
-    from mrgen import io, shapes
-
-    if mask is None:
-        return (batched.abs() > 0).any(dim=1).float()
-    fitted = torch.from_numpy(shapes.fit_mask(load(mask, io.roles.MASK), data.shape, mask))
-    return (fitted if fitted.dim() == 3 else fitted[None]).to(dev)
-
-
-def _step_and_noise(step, noise_std, prior, lam):
-    """Defaults that keep ULA stable (step < 1/lam, the data term's Lipschitz constant being
-    lam) at the prior's own temperature T = noise^2 / (2 step): noise scales as sqrt(step)."""
-    if step is None:
-        step = prior.sampling_step if lam <= 0 else min(prior.sampling_step, 1.0 / lam)
-    if noise_std is None:
-        noise_std = prior.sampling_noise * (step / prior.sampling_step) ** 0.5
-    return step, noise_std
-
-
-def _maps_and_start(maps, single_coil, init, data, batched, slices, mask_t, regulariser,
-                    prior, iters, lam, dev):
-    """The fixed maps (given, ones for one coil, or iPALM's) and the chain's start."""
-    import torch
-
-    from mrgen import io, shapes
-    from mrgen.ipalm import IpalmOptions, align_map_phase, ipalm
-
-    fixed = None
-    if single_coil:
-        fixed = torch.ones_like(batched)
-    elif maps is not None:
-        fitted = shapes.fit_maps(load(maps, io.roles.MAPS, slices), data.shape, maps)
-        fixed = torch.from_numpy(fitted if fitted.ndim == 4 else fitted[None]).to(dev)
-        fixed = align_map_phase(batched, mask_t, fixed)  # u is real: the maps carry its phase
-    result = None
-    if fixed is None or init == "ipalm":
-        info(f"langevin: {iters} iPALM iterations for the "
-             f"{'maps and ' if fixed is None else ''}start")
-        options = IpalmOptions(lam=lam, mu=prior.default_mu, iters=iters,
-                               scale_crop=prior.crop, estimate_maps=fixed is None,
-                               align_map_phase=False)
-        result = ipalm(batched, mask_t, regulariser, options, maps=fixed)
-        fixed = result.maps if fixed is None else fixed
-    if init == "ipalm":
-        return fixed, result.image
-    if init in ("noise", "zf"):
-        return fixed, init
-    image = shapes.fit_image(load(init, io.roles.IMAGE, slices), data.shape, init)
-    return fixed, torch.from_numpy(_as_batch(image, data.ndim == 4)).to(dev)

@@ -1,11 +1,10 @@
 """mrgen sense: CG-SENSE with l2 (Tikhonov) regularisation (as BART pics -l2)."""
 
-import sys
 from typing import Annotated, Optional
 
 import typer
 
-from .cli import check_output, command, info, load, save, show_progress
+from .cli import command, device, info, progress_bar, save
 from .options import AT_LEAST_0, AT_LEAST_1, CropOption, SliceOption
 
 SUMMARY = "CG-SENSE: l2-regularised parallel-imaging reconstruction (BART pics -l2)."
@@ -46,76 +45,17 @@ def sense(
     """CG-SENSE: solve (A^H A + lam I) x = A^H y with A = M F S (mask, orthonormal centred
     FFT, maps) by conjugate gradient, each slice independently. The same solution as
     `bart pics -l2 -r LAM -S` on the same k-space and maps."""
-    import numpy as np
-    import torch
-    from tqdm import tqdm
+    from mrgen import io
+    from mrgen.acquisition import read_acquisition, read_matching_image
+    from mrgen.apps.sense import SenseOptions, sense_app
 
-    from mrgen import io, shapes
-    from mrgen.errors import UsageError
-    from mrgen.resize import center_crop
-    from mrgen.sense import sense_reconstruction
-
-    from .cli import device
-
-    if lam < 0:
-        raise UsageError(f"--lam {lam}: must be >= 0")
-    if iters < 1:
-        raise UsageError(f"--iters {iters}: must be at least 1")
-    if tol < 0:
-        raise UsageError(f"--tol {tol}: must be >= 0")
-    check_output(output, [kspace, maps, mask, init])
+    inputs = [kspace, maps, mask, init]
     slices = io.parse_slices(slice_)
-    data = load(kspace, io.roles.KSPACE, slices)
-    maps_np = shapes.fit_maps(load(maps, io.roles.MAPS, slices), data.shape, maps)
-    mask_np = None
-    if mask is not None:
-        mask_np = shapes.fit_mask(load(mask, io.roles.MASK), data.shape, mask)
-    init_np = None
-    if init is not None:
-        init_np = load(init, io.roles.IMAGE, slices)
-        if init_np.shape != data.shape[:-3] + data.shape[-2:]:
-            from mrgen.errors import DataError
-
-            raise DataError(f"{init}: shape {init_np.shape} does not fit the k-space of shape "
-                            f"{data.shape} (needs {data.shape[:-3] + data.shape[-2:]})")
-    if crop is not None and (crop[0] > data.shape[-2] or crop[1] > data.shape[-1]):
-        raise UsageError(f"--crop {crop[0]} {crop[1]}: larger than the image "
-                         f"{data.shape[-2]}x{data.shape[-1]}")
-
-    has_slices = data.ndim == 4
-    volume = data if has_slices else data[None]
-    maps_v = maps_np if maps_np.ndim == 4 else np.broadcast_to(maps_np, volume.shape)
-    mask_v = None
-    if mask_np is not None:
-        mask_v = mask_np if mask_np.ndim == 3 else np.broadcast_to(mask_np, (len(volume),)
-                                                                    + mask_np.shape)
-    init_v = None if init_np is None else (init_np if has_slices else init_np[None])
-    dev = device()
-    count, _, height, width = volume.shape
-    out_shape = (count,) + (tuple(crop) if crop is not None else (height, width))
-    result = np.zeros(out_shape, np.float32 if magnitude else np.complex64)
-    chunk = 1 if dev.type == "cpu" else 8
-    iterations, worst = 0, 0.0
-
-    def tensor(array, start, stop):
-        if array is None:
-            return None
-        return torch.from_numpy(np.array(array[start:stop])).to(dev)  # a writable copy
-
-    with tqdm(total=count, desc="sense", unit="slice", file=sys.stderr,
-              disable=not show_progress()) as bar:
-        for start in range(0, count, chunk):
-            stop = min(start + chunk, count)
-            image, cg = sense_reconstruction(
-                tensor(volume, start, stop), tensor(maps_v, start, stop),
-                mask=tensor(mask_v, start, stop), lam=lam, iters=iters, tol=tol,
-                x0=tensor(init_v, start, stop), return_info=True)
-            if crop is not None:
-                image = center_crop(image, tuple(crop))
-            result[start:stop] = (image.abs() if magnitude else image).cpu().numpy()
-            iterations = max(iterations, cg.iterations)
-            worst = max(worst, float(cg.residual.max()))
-            bar.update(stop - start)
-    info(f"CG: {iterations} iterations (at most), relative residual {worst:.2e} (worst slice)")
-    save(output, result if has_slices else result[0], io.roles.IMAGE,
-         inputs=[kspace, maps, mask, init])
+    acq = read_acquisition(kspace, mask, maps, slices)
+    start = None if init is None else read_matching_image(init, acq, slices)
+    options = SenseOptions(lam, iters, tol, magnitude, crop)
+    with progress_bar(acq.slice_count, "sense", unit="slice") as bar:
+        result = sense_app(acq, options, start, device(), bar.update)
+    info(f"CG: {result.iterations} iterations (at most), relative residual "
+         f"{result.worst_residual:.2e} (worst slice)")
+    save(output, acq.squeeze(result.image), io.roles.IMAGE, inputs=inputs)

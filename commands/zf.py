@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import check_output, command, load, save
+from .cli import command, device, save
 from .options import AT_LEAST_1, CropOption, SliceOption
 
 SUMMARY = "Zero-filled reconstruction: RSS (or map-combined) inverse FFT of k-space."
@@ -29,38 +29,11 @@ def zf(
 ):
     """Zero-filled reconstruction: the inverse centred FFT of the (masked) k-space, combined
     over coils by root-sum-of-squares or, with --maps, by the maps. Magnitude by default."""
-    import torch
+    from mrgen import io
+    from mrgen.acquisition import read_acquisition
+    from mrgen.apps.zf import zero_filled_app
 
-    from mrgen import io, shapes
-    from mrgen.errors import UsageError
-    from mrgen.zerofill import zero_filled
+    acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_)).to(device())
+    image = zero_filled_app(acq, crop, magnitude=not complex_output)
+    save(output, acq.squeeze(image), io.roles.IMAGE, inputs=[kspace, mask, maps])
 
-    from .cli import device
-
-    if complex_output and maps is None:
-        raise UsageError("--complex: needs --maps (an RSS image has no phase)")
-    check_output(output, [kspace, mask, maps])
-    slices = io.parse_slices(slice_)
-    data = load(kspace, io.roles.KSPACE, slices)
-    dev = device()
-    mask_t = maps_t = None
-    if mask is not None:
-        mask_t = torch.from_numpy(shapes.fit_mask(load(mask, io.roles.MASK), data.shape,
-                                                  mask)).to(dev)
-    if maps is not None:
-        maps_t = torch.from_numpy(shapes.fit_maps(load(maps, io.roles.MAPS, slices), data.shape,
-                                                  maps)).to(dev)
-    image = zero_filled(torch.from_numpy(data).to(dev), mask_t, maps_t,
-                        crop=_crop(crop, data.shape), magnitude=not complex_output)
-    save(output, image, io.roles.IMAGE, inputs=[kspace, mask, maps])
-
-
-def _crop(crop, shape):
-    from mrgen.errors import UsageError
-
-    if crop is None:
-        return None
-    if crop[0] > shape[-2] or crop[1] > shape[-1]:
-        raise UsageError(f"--crop {crop[0]} {crop[1]}: larger than the image "
-                         f"{shape[-2]}x{shape[-1]}")
-    return tuple(crop)

@@ -36,3 +36,15 @@ def crop_or_pad(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     h, w = x.shape[-2:]
     x = center_crop(x, (min(h, shape[0]), min(w, shape[1])))
     return center_pad(x, shape)
+
+
+def check_crop(crop: tuple[int, int] | None, image_shape) -> tuple[int, int] | None:
+    """A --crop size as a tuple, refused (UsageError) when it is larger than the image."""
+    from .errors import UsageError
+
+    if crop is None:
+        return None
+    if crop[0] > image_shape[-2] or crop[1] > image_shape[-1]:
+        raise UsageError(f"--crop {crop[0]} {crop[1]}: larger than the image "
+                         f"{image_shape[-2]}x{image_shape[-1]}")
+    return tuple(crop)

@@ -57,3 +57,30 @@ class NpyStackWriter:
 
     def __exit__(self, kind, value, traceback):
         self.abort() if kind is not None else self.close()
+
+
+class SampleStream:
+    """``--samples-out``: every kept sample of a chain, streamed to a .npy (count, *shape)
+    whose shape and dtype come from the first sample; a no-op without a path. A context
+    manager: the file is completed on success and removed on failure."""
+
+    def __init__(self, target: str | None, count: int):
+        self.target, self.count, self.writer = target, count, None
+        if target is not None and parse_ref(target).format != "npy":
+            raise UsageError(f"{target}: streamed samples are written as a .npy file")
+
+    def write(self, index: int, values) -> None:
+        if self.target is None:
+            return
+        if hasattr(values, "detach"):
+            values = values.detach().cpu().numpy()
+        if self.writer is None:
+            self.writer = NpyStackWriter(self.target, self.count, values.shape, values.dtype)
+        self.writer.write(index, values)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if self.writer is not None:
+            self.writer.__exit__(kind, value, traceback)

@@ -1,0 +1,132 @@
+"""Langevin sampling of an acquisition's posterior, or of a prior alone (``mrgen langevin``).
+
+Three energies, one sampler (``mrgen.mcmc``): the iPALM posterior of a learned prior or TV with
+the maps fixed (given, ones for one coil, or a joint iPALM run's), the prior alone (no data),
+and DEEPEN's posterior (complex image, unit data weight)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..acquisition import Acquisition
+from .ipalm import PriorChoice
+
+
+@dataclass
+class ChainSettings:
+    burn_in: int = 1000
+    samples: int = 200
+    thin: int = 15
+    step: float | None = None          # None: the energy's default (see step_and_noise)
+    noise_std: float | None = None     # None: sqrt(2 step T) at the energy's temperature
+    metropolis: bool = False           # MALA instead of ULA
+    nonneg: bool = False               # project on u >= 0 after each step (ULA only)
+
+    @property
+    def total_steps(self) -> int:
+        return self.burn_in + self.samples * self.thin
+
+
+def step_and_noise(settings: ChainSettings, prior, lam: float) -> tuple[float, float]:
+    """Defaults that keep ULA stable (step < 1/lam, the data term's Lipschitz constant being
+    lam) at the prior's own temperature T = noise^2 / (2 step): noise scales as sqrt(step)."""
+    step, noise_std = settings.step, settings.noise_std
+    if step is None:
+        step = prior.sampling_step if lam <= 0 else min(prior.sampling_step, 1.0 / lam)
+    if noise_std is None:
+        noise_std = prior.sampling_noise * (step / prior.sampling_step) ** 0.5
+    return step, noise_std
+
+
+def sample_prior_app(choice: PriorChoice, shape, chains: int, settings: ChainSettings,
+                     generator, device, on_sample=None, progress=None):
+    """Chains on exp(-R) alone from uniform noise: SamplingResult of (chains, H, W) images;
+    ``shape`` None: the prior's crop (64 for TV)."""
+    from ..posterior import sample_prior
+
+    regulariser, prior = choice.build(device)
+    step, noise_std = step_and_noise(settings, prior, 0.0)
+    size = tuple(shape) if shape else (prior.crop or 64,) * 2
+    return sample_prior(regulariser, size, chains, settings.burn_in, settings.samples,
+                        settings.thin, step, noise_std, generator, device, settings.nonneg,
+                        on_sample, progress, settings.metropolis)
+
+
+def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainSettings,
+                         start, generator, lam: float | None = None, ipalm_iters: int = 100,
+                         on_sample=None, progress=None, log=None):
+    """Chains on the iPALM posterior with fixed maps: SamplingResult (mean, variance (S, H, W)
+    in the data's scale). ``start``: "ipalm", "noise", "zf" or an image (S, H, W)."""
+    from ..posterior import sample_posterior
+
+    regulariser, prior = choice.build(acq.device)
+    if lam is None:
+        lam = prior.lambda_for(acq.kspace, acq.mask) if prior.lambda_fit \
+            else prior.default_lambda
+    step, noise_std = step_and_noise(settings, prior, lam)
+    maps, start = _maps_and_start(acq, start, regulariser, prior, ipalm_iters, lam, log)
+    if log is not None:
+        log(f"langevin: {prior.description}, lam {lam:.4g}, step {step:.3g}, noise "
+            f"{noise_std:.3g}, {settings.burn_in} burn-in + {settings.samples} x "
+            f"{settings.thin} steps, {acq.device}")
+    result, _ = sample_posterior(acq.kspace, acq.mask, maps, regulariser, lam, start,
+                                 settings.burn_in, settings.samples, settings.thin, step,
+                                 noise_std, generator, prior.crop, settings.nonneg, on_sample,
+                                 progress, settings.metropolis)
+    return result
+
+
+def _maps_and_start(acq, start, regulariser, prior, iters, lam, log):
+    """The fixed maps (the acquisition's, phase-aligned: u is real, so the maps carry its
+    phase; ones for one coil; else a joint iPALM run's) and the chain's start."""
+    from ..ipalm import IpalmOptions, align_map_phase, ipalm
+
+    fixed = acq.maps
+    if fixed is not None and not acq.single_coil:
+        fixed = align_map_phase(acq.kspace, acq.mask, fixed)
+    if fixed is None or (isinstance(start, str) and start == "ipalm"):
+        if log is not None:
+            log(f"langevin: {iters} iPALM iterations for the "
+                f"{'maps and ' if fixed is None else ''}start")
+        options = IpalmOptions(lam=lam, mu=prior.default_mu, iters=iters,
+                               scale_crop=prior.crop, estimate_maps=fixed is None,
+                               align_map_phase=False)
+        result = ipalm(acq.kspace, acq.mask, regulariser, options, maps=fixed)
+        fixed = result.maps if fixed is None else fixed
+        if isinstance(start, str) and start == "ipalm":
+            return fixed, result.image
+    return fixed, start
+
+
+def sample_deepen_app(acq: Acquisition, model, settings: ChainSettings, start, generator,
+                      on_sample=None, progress=None, log=None):
+    """Chains on DEEPEN's posterior (Chand, Jacob 2025, Eq. 16) with burn-in and thinning:
+    SamplingResult (complex mean, variance (S, H, W)). ``model``: an apps.deepen.DeepenModel;
+    ``start``: "map", "sense", "noise" or a complex image (S, H, W). Step 1 and the model's
+    eps by default."""
+    from ..posterior import sample_deepen_posterior
+
+    step = 1.0 if settings.step is None else settings.step
+    noise_std = model.eps * step ** 0.5 if settings.noise_std is None else settings.noise_std
+    if log is not None:
+        mala = settings.metropolis
+        log(f"langevin: {model.description}, {'MALA' if mala else 'ULA'} from "
+            f"{start if isinstance(start, str) else 'an image'}, step {step:.3g}"
+            f"{' (adapted in burn-in)' if mala else ''}, noise {noise_std:.3g} (T "
+            f"{noise_std ** 2 / (2 * step):.3g}), {settings.burn_in} burn-in + "
+            f"{settings.samples} x {settings.thin} steps, {acq.device}")
+    result, _ = sample_deepen_posterior(
+        model.energy, acq.kspace, acq.mask, acq.maps, start, settings.burn_in,
+        settings.samples, settings.thin, step, noise_std, generator, model.init_std,
+        on_sample, progress, settings.metropolis)
+    return result
+
+
+def metropolis_report(result) -> str | None:
+    """A line on MALA's acceptance and adapted steps, or None for ULA."""
+    if result.acceptance is None:
+        return None
+    return (f"langevin: MALA acceptance {float(result.acceptance.mean()):.2f} after burn-in, "
+            f"step {float(result.step.min()):.3g}..{float(result.step.max()):.3g}")
