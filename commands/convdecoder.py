@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import check_output, command, info, load, save
+from .cli import command, info, save
 from .options import AT_LEAST_1, POSITIVE, CropOption, SliceOption
 
 SUMMARY = "Un-trained network reconstruction: fit a ConvDecoder (or Deep Decoder, DIP) to k-space."
@@ -105,42 +105,23 @@ def convdecoder(
     autotuning and fused Adam are used; --amp adds bfloat16 autocast and channels_last
     (the FFTs, the loss and the optimiser stay in float32). The default network is heavy: a
     GPU is strongly recommended (see benchmarks/bench_convdecoder.py for timings)."""
-    import torch
-
-    from mrgen import io, shapes
-    from mrgen.errors import UsageError
-    from mrgen.untrained import fit_untrained
+    from mrgen import io
+    from mrgen.acquisition import read_acquisition
+    from mrgen.apps.convdecoder import UntrainedSettings, convdecoder_app
 
     from .cli import device, settings, show_progress
 
-    if complex_output and maps is None:
-        raise UsageError("--complex: needs --maps (an RSS image has no phase)")
     inputs = [kspace, mask, maps]
-    check_output(output, inputs)
-    if runs_out is not None:
-        check_output(runs_out, inputs + [output])
-    slices = io.parse_slices(slice_)
-    data = load(kspace, io.roles.KSPACE, slices)
-    mask_np = maps_np = None
-    if mask is not None:
-        mask_np = shapes.fit_mask(load(mask, io.roles.MASK), data.shape, mask)
-    if maps is not None:
-        maps_np = shapes.fit_maps(load(maps, io.roles.MAPS, slices), data.shape, maps)
-    if crop is not None and (crop[0] > data.shape[-2] or crop[1] > data.shape[-1]):
-        raise UsageError(f"--crop {crop[0]} {crop[1]}: larger than the image "
-                         f"{data.shape[-2]}x{data.shape[-1]}")
+    acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_))
+    options = UntrainedSettings(arch.value, layers, channels, tuple(input_size), iters, lr,
+                                runs, dc, crop, not complex_output, amp)
     dev = device()
-    result = fit_untrained(
-        torch.from_numpy(data), None if mask_np is None else torch.from_numpy(mask_np),
-        None if maps_np is None else torch.from_numpy(maps_np),
-        arch=arch.value, layers=layers, channels=channels, input_size=tuple(input_size),
-        iters=iters, lr=lr, runs=runs, seed=settings.seed, dc=dc,
-        crop=None if crop is None else tuple(crop), magnitude=not complex_output, amp=amp,
-        progress=show_progress(), device=dev)
+    result = convdecoder_app(acq, options, settings.seed, dev, show_progress())
     residual = result["residual"].reshape(runs, -1)
     info(f"{arch.value}: {residual.shape[1]} slice(s) x {runs} run(s) x {iters} iterations on "
          f"{dev}; relative data residual ||M F G(w) - y|| / ||y|| of the fitted networks: "
          f"{residual.min().item():.3g} to {residual.max().item():.3g}")
-    save(output, result["image"], io.roles.IMAGE, inputs=inputs)
+    save(output, acq.squeeze(result["image"]), io.roles.IMAGE, inputs=inputs)
     if runs_out is not None:
-        save(runs_out, result["runs"], io.roles.IMAGE, inputs=inputs)
+        runs_image = result["runs"] if acq.has_slices else result["runs"][:, 0]
+        save(runs_out, runs_image, io.roles.IMAGE, inputs=inputs)

@@ -1,12 +1,11 @@
 """mrgen djsense: Deep J-Sense / MoDL inference, or plain L2 J-Sense (Arvinte et al. 2021)."""
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .cli import check_output, command, info, load, save, show_progress
+from .cli import command, device, info, progress_bar, save
 from .options import AT_LEAST_0, AT_LEAST_1, SliceOption
 
 DEFAULT_MODEL = "djsense-brain-small"  # the shipped demo model, found by name
@@ -17,7 +16,8 @@ SUMMARY = "Deep J-Sense: joint image and coil-map reconstruction (trained model 
 @command("djsense", SUMMARY, inputs=("kspace", "mask"), models=("model",),
          outputs=("output", "maps_out", "image_out"),
          ranges={"unrolls": AT_LEAST_1, "map_cg": AT_LEAST_1, "image_cg": AT_LEAST_1,
-                 "map_kernel": AT_LEAST_1, "lam": AT_LEAST_0}, choices={"mode": ("l2",)})
+                 "map_kernel": AT_LEAST_1, "lam": AT_LEAST_0}, choices={"mode": ("l2",)},
+         precheck=lambda args: _precheck(args))
 def djsense(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Undersampled multi-coil k-space (coils, H, W) or (slices, "
@@ -66,87 +66,52 @@ def djsense(
     other accelerations and ACS sizes than the training ones are fine. Each slice is
     reconstructed on its own.
     """
-    import numpy as np
     import torch
-    from tqdm import tqdm
 
-    from mrgen import io, shapes
-    from mrgen.djsense.model import DJSense, DJSenseConfig
-    from mrgen.djsense.training import load_djsense, reconstruct
-    from mrgen.errors import DataError, UsageError
-    from mrgen.sense import sampling_mask
+    from mrgen import io
+    from mrgen.acquisition import read_acquisition
+    from mrgen.apps.djsense import L2JSense, djsense_app, djsense_network
 
-    from .cli import device, settings
+    from .cli import settings
 
+    inputs = [kspace, mask]
+    model = DEFAULT_MODEL if model is None and mode is None else model
+    dev = device()
+    network = djsense_network(model, L2JSense(unrolls or 6, map_cg, image_cg, map_kernel, lam),
+                              dev)
+    acq = read_acquisition(kspace, mask, None, io.parse_slices(slice_))
+    if mask_spec is not None:
+        from mrgen.masks import sample_mask
+
+        drawn, mask_info = sample_mask(mask_spec, acq.image_shape, seed=settings.seed,
+                                       tolerance=None)
+        info(mask_info.summary())
+        acq = acq.with_mask(torch.from_numpy(drawn))
+    with progress_bar(acq.slice_count, "djsense", unit="slice") as bar:
+        result = djsense_app(acq, network, dev, unrolls, bar.update)
+    info(f"{result.method}{f' ({model})' if model is not None else ''}: {acq.slice_count} "
+         f"slice(s), {result.unrolls} unrolls")
+    save(output, acq.squeeze(result.rss), io.roles.REFERENCE, inputs=inputs)
+    if image_out is not None:
+        save(image_out, acq.squeeze(result.image), io.roles.IMAGE, inputs=inputs)
+    if maps_out is not None:
+        save(maps_out, acq.squeeze(result.maps), io.roles.MAPS, inputs=inputs)
+
+
+def _precheck(args):
+    """Options that exclude each other, and outputs that would replace the model."""
+    from mrgen.errors import UsageError
+
+    model, mode = args["model"], args["mode"]
     if model is not None and mode is not None:
         raise UsageError("give one of --model FILE.pt and --mode l2, not both")
-    if model is None and mode is None:
-        model = DEFAULT_MODEL
     if mode is not None and mode != "l2":
         raise UsageError(f"--mode {mode}: only l2 (a trained model comes with --model)")
-    if mask is not None and mask_spec is not None:
+    if args["mask"] is not None and args["mask_spec"] is not None:
         raise UsageError("give at most one of --mask and --mask-spec")
-    if unrolls is not None and unrolls < 1:
-        raise UsageError(f"--unrolls {unrolls}: must be at least 1")
-    inputs = [kspace, mask]
-    outputs = [o for o in (output, maps_out, image_out) if o is not None]
+    outputs = [o for o in (args["output"], args["maps_out"], args["image_out"]) if o]
     for out in outputs:
-        check_output(out, inputs)
         if model is not None and Path(out).resolve() == Path(model).resolve():
             raise UsageError(f"{out}: the output would overwrite the model {model}")
     if len({str(Path(o).resolve()) for o in outputs}) < len(outputs):
         raise UsageError("OUT, --maps-out and --image-out must be different files")
-    dev = device()
-    if model is not None:
-        net, _ = load_djsense(model, dev)
-    else:
-        config = DJSenseConfig(mode="l2", unrolls=unrolls or 6, map_cg=map_cg,
-                               image_cg=image_cg, map_kernel=tuple(map_kernel), lam_map=lam,
-                               lam_image=lam)
-        net = DJSense(config).to(dev).eval()
-    slices = io.parse_slices(slice_)
-    data = load(kspace, io.roles.KSPACE, slices)
-    has_slices = data.ndim == 4
-    volume = data if has_slices else data[None]
-    count, coils, height, width = volume.shape
-    if mask is not None:
-        mask_np = shapes.fit_mask(load(mask, io.roles.MASK), data.shape, mask)
-        mask_np = np.broadcast_to(mask_np, (count, height, width)) if mask_np.ndim == 2 \
-            else mask_np
-    elif mask_spec is not None:
-        from mrgen.masks import sample_mask
-
-        drawn, mask_info = sample_mask(mask_spec, (height, width), seed=settings.seed,
-                                       tolerance=None)
-        info(mask_info.summary())
-        mask_np = np.broadcast_to(drawn, (count, height, width))
-    else:
-        mask_np = None
-    rss_out = np.zeros((count, height, width), np.float32)
-    image_all = np.zeros((count, height, width), np.complex64) if image_out else None
-    maps_all = np.zeros((count, coils, height, width), np.complex64) if maps_out else None
-    with tqdm(total=count, desc="djsense", unit="slice", file=sys.stderr,
-              disable=not show_progress()) as bar:
-        for i in range(count):
-            k = torch.from_numpy(np.array(volume[i:i + 1])).to(dev)
-            m = (sampling_mask(k) if mask_np is None
-                 else torch.from_numpy(np.array(mask_np[i:i + 1], np.float32)).to(dev))
-            if not bool((m > 0).any()):
-                raise DataError(f"{kspace}: slice {i} has no sampled k-space")
-            result = reconstruct(net, k, m, unrolls=unrolls)
-            rss_out[i] = result["rss"][0].cpu().numpy()
-            if image_all is not None:
-                image_all[i] = result["image"][0].cpu().numpy()
-            if maps_all is not None:
-                maps_all[i] = result["maps"][0].cpu().numpy()
-            bar.update(1)
-    squeeze = (lambda a: a) if has_slices else (lambda a: a[0])
-    what = "MoDL" if net.config.mode == "modl" else \
-        ("L2 J-Sense" if net.config.mode == "l2" else "Deep J-Sense")
-    info(f"{what}{f' ({model})' if model is not None else ''}: {count} slice(s), "
-         f"{unrolls or net.config.unrolls} unrolls")
-    save(output, squeeze(rss_out), io.roles.REFERENCE, inputs=inputs)
-    if image_all is not None:
-        save(image_out, squeeze(image_all), io.roles.IMAGE, inputs=inputs)
-    if maps_all is not None:
-        save(maps_out, squeeze(maps_all), io.roles.MAPS, inputs=inputs)

@@ -34,6 +34,7 @@ class Acquisition:
     maps: torch.Tensor | None = None
     has_slices: bool = True      # the k-space file had a slice axis: outputs keep one
     single_coil: bool = False    # one coil of sensitivity 1 (maps are ones)
+    source: str = "k-space"      # the k-space file, for messages
 
     @property
     def device(self) -> torch.device:
@@ -65,6 +66,11 @@ class Acquisition:
 
     def with_maps(self, maps: torch.Tensor) -> "Acquisition":
         return replace(self, maps=maps)
+
+    def with_mask(self, mask: torch.Tensor) -> "Acquisition":
+        """The acquisition under another sampling: ``mask`` (H, W) or (S, H, W)."""
+        mask = mask.to(self.kspace.device, torch.float32)
+        return replace(self, mask=mask.expand(self.slice_count, *self.image_shape))
 
     def squeeze(self, t):
         """Drop the slice axis of a result again when the input file had none."""
@@ -103,7 +109,7 @@ def read_acquisition(kspace: str, mask: str | None = None, maps: str | None = No
     maps_t = torch.ones_like(batched) if single_coil else None
     if maps is not None:
         maps_t = _read_maps(maps, data.shape, slices, batched)
-    return Acquisition(batched, mask_t, maps_t, has_slices, single_coil)
+    return Acquisition(batched, mask_t, maps_t, has_slices, single_coil, kspace)
 
 
 def read_matching_image(path: str, acq: Acquisition, slices=None) -> torch.Tensor:
