@@ -112,44 +112,16 @@ def _image_metrics(reference, recons, chosen, per, normalization, each_slice, as
     import torch
 
     from mrgen import io
-    from mrgen import metrics as M
-    from mrgen.errors import DataError, UsageError
+    from mrgen.apps.metrics import image_metrics_app
 
     from .cli import device
 
-    dev = device()
-    ref = M.as_magnitude(torch.from_numpy(load(reference, io.roles.REFERENCE, slices)).to(dev))
-    height, width = ref.shape[-2:]
-    if min(height, width) < M.SSIM_WINDOW:
-        raise DataError(f"{reference}: image {height}x{width} is too small for SSIM (needs at "
-                        f"least {M.SSIM_WINDOW}x{M.SSIM_WINDOW})")
-    scales = None
-    if "ms_ssim" in chosen:
-        scales = M.ms_ssim_scales(ref.shape)
-        if scales == 0:
-            raise UsageError(f"--ms-ssim: images of {height}x{width} are too small (needs at "
-                             f"least {M.MS_SSIM_WINDOW}x{M.MS_SSIM_WINDOW})")
-        if scales < len(M.MS_SSIM_WEIGHTS):
-            info(f"MS-SSIM: {height}x{width} images allow {scales} of "
-                 f"{len(M.MS_SSIM_WEIGHTS)} scales; their weights are renormalised to sum 1")
-    if "vif" in chosen and min(height, width) < M.VIF_MIN_SIZE:
-        raise UsageError(f"--vif: images of {height}x{width} are too small (needs at least "
-                         f"{M.VIF_MIN_SIZE}x{M.VIF_MIN_SIZE})")
+    def read(name, role):
+        return torch.from_numpy(load(name, role, slices)).to(device())
 
-    rows = []
-    for name in recons:
-        rec = M.as_magnitude(torch.from_numpy(load(name, io.roles.IMAGE, slices)).to(dev))
-        cropped = M.match_reference(ref, rec, name)
-        if cropped.shape != rec.shape:
-            info(f"{name}: centre-cropped {rec.shape[-2]}x{rec.shape[-1]} to {height}x{width}")
-        values = M.evaluate(ref, cropped, chosen, per, normalization, scales)
-        row = {"recon": name, **{key: values[key] for key in chosen}}
-        if per == "slice":
-            first = _first_slice(slices)
-            row["slices"] = [{"slice": first + i, **entry}
-                             for i, entry in enumerate(values["slices"])]
-        rows.append(row)
-
+    rows = image_metrics_app(read(reference, io.roles.REFERENCE),
+                             ((name, read(name, io.roles.IMAGE)) for name in recons), chosen,
+                             per, normalization, reference, _first_slice(slices), info)
     if as_json:
         print(json.dumps(_finite_or_null(rows), indent=2))
     else:
@@ -209,38 +181,23 @@ def _null_space(kspace, maps_files, support_threshold, residual_out, as_json, sl
     import torch
 
     from mrgen import io, shapes
-    from mrgen import metrics as M
-    from mrgen.errors import DataError, UsageError
-    from mrgen.fft import ifft2c
+    from mrgen.apps.metrics import null_space_app
+    from mrgen.errors import UsageError
 
     from .cli import check_output, device, save
 
-    if support_threshold is not None and not 0 <= support_threshold < 1:
-        raise UsageError(f"--support-threshold {support_threshold}: must lie in [0, 1)")
     if residual_out is not None:
         if len(maps_files) != 1:
             raise UsageError(f"--residual-out: needs exactly one maps file, got "
                              f"{len(maps_files)}")
         check_output(residual_out, [kspace, *maps_files])
-    dev = device()
     data = load(kspace, io.roles.KSPACE, slices)
-    coil_images = ifft2c(torch.from_numpy(data).to(dev).to(torch.complex128))
-    rows = []
-    for name in maps_files:
-        maps = shapes.fit_maps(load(name, io.roles.MAPS, slices), data.shape, name)
-        try:
-            value, image, fraction = M.relative_null_space_residual(
-                coil_images, torch.from_numpy(maps).to(dev), support_threshold)
-        except ValueError as err:
-            if support_threshold is None:
-                raise DataError(f"{kspace}: {err}") from None
-            raise UsageError(f"--support-threshold {support_threshold}: {err}") from None
-        row = {"maps": name, "relative_residual": value}
-        if support_threshold is not None:
-            row["support_fraction"] = fraction
-        rows.append(row)
-        if residual_out is not None:
-            save(residual_out, image.to(torch.float32), io.roles.IMAGE, inputs=[kspace, name])
+    maps = ((name, torch.from_numpy(shapes.fit_maps(load(name, io.roles.MAPS, slices),
+                                                    data.shape, name))) for name in maps_files)
+    rows, images = null_space_app(torch.from_numpy(data).to(device()), maps, support_threshold,
+                                  kspace)
+    if residual_out is not None:
+        save(residual_out, images[0], io.roles.IMAGE, inputs=[kspace, maps_files[0]])
     if as_json:
         print(json.dumps(_finite_or_null(rows), indent=2))
         return
