@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from .acquisition import default_mask as sampling_mask
 from .cg import CGInfo, conjugate_gradient
 from .errors import DataError
 from .linops import SenseOp
@@ -26,9 +27,6 @@ DEFAULT_ITERS = 30
 DEFAULT_TOL = 1e-5
 
 
-def sampling_mask(kspace: torch.Tensor) -> torch.Tensor:
-    """(..., H, W) float mask: 1 where any coil of k-space (..., C, H, W) is non-zero."""
-    return (kspace != 0).any(dim=-3).to(kspace.real.dtype)
 
 
 def sense_reconstruction(kspace: torch.Tensor, maps: torch.Tensor,
