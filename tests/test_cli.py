@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import typer
 
 from commands.main import app
@@ -74,7 +75,7 @@ def test_device_errors(tmp_path, rng, args, message):
         assert not (tmp_path / "z.npy").exists()
 
 
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CUDA present")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")
 def test_cuda_requested_but_unavailable(tmp_path, rng):
     result = invoke("zf", "--device", "cuda", _kspace(tmp_path, rng), tmp_path / "z.npy")
     assert result.exit_code == 2

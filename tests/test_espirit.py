@@ -9,7 +9,7 @@ import sigpy
 import sigpy.mri
 import torch
 
-from mrgen import espirit as esp
+from mrgen import espirit
 from mrgen.coils import null_space_residual
 from mrgen.fft import fft2c, ifft2c
 
@@ -59,7 +59,7 @@ def support_of(image, level=0.05):
 
 def test_recovers_known_maps():
     kspace, maps, image = undersampled()
-    result = esp.espirit(kspace)
+    result = espirit.espirit(kspace)
     assert result.maps.shape == (1, 8, 64, 64) and result.maps.dtype == torch.complex64
     assert result.eigenvalues.shape == (1, 64, 64)
     assert result.calib == (24, 24)
@@ -76,10 +76,10 @@ def test_recovers_known_maps():
 def test_reduced_grid_matches_exact(shape):
     """The default grid is coarser by 4 per axis where that leaves >= 8 K points (2 here)."""
     kspace, _, image = undersampled(shape=shape)
-    factor = esp.default_factor(shape, (6, 6))
+    factor = espirit.default_factor(shape, (6, 6))
     assert factor == ((2, 1) if shape == (96, 80) else (4, 4))
-    exact = esp.espirit(kspace, factor=1)
-    coarse = esp.espirit(kspace)
+    exact = espirit.espirit(kspace, factor=1)
+    coarse = espirit.espirit(kspace)
     corr = correlation(coarse.maps[0], exact.maps[0], support_of(image))
     assert float(corr.min()) >= 0.9999
     diff = (coarse.eigenvalues - exact.eigenvalues)[0][support_of(image)]
@@ -88,8 +88,8 @@ def test_reduced_grid_matches_exact(shape):
 
 def test_power_iteration_matches_eigh():
     kspace, _, image = undersampled(shape=(96, 80))
-    exact = esp.espirit(kspace, factor=1)                    # one set: repeated squaring
-    two = esp.espirit(kspace, sets=2, factor=1)              # batched eigh
+    exact = espirit.espirit(kspace, factor=1)                    # one set: repeated squaring
+    two = espirit.espirit(kspace, sets=2, factor=1)              # batched eigh
     assert two.maps.shape == (2, 8, 96, 80)
     corr = correlation(two.maps[0], exact.maps[0], support_of(image))
     assert float(corr.min()) >= 0.9999
@@ -103,11 +103,11 @@ def test_power_iteration_matches_eigh():
 def test_operator_is_the_fft_of_the_kernel_correlation():
     """G at integer pixels = sqrt(HW)/K^2 fft2c(g zero-padded): mrgen's Fourier convention."""
     kspace, _, _ = undersampled(shape=(32, 32))
-    calib = esp.calibration_region(kspace[None], (24, 24))
-    basis, _ = esp.signal_subspace(calib, (6, 6), 0.001)
-    g = esp.kernel_correlation(basis, 8, (6, 6))
+    calib = espirit.calibration_region(kspace[None], (24, 24))
+    basis, _ = espirit.signal_subspace(calib, (6, 6), 0.001)
+    g = espirit.kernel_correlation(basis, 8, (6, 6))
     rows, cols = torch.arange(20.0, dtype=torch.float64), torch.arange(17.0, dtype=torch.float64)
-    op = esp.operator_at(g, (6, 6), (20, 17), rows, cols)
+    op = espirit.operator_at(g, (6, 6), (20, 17), rows, cols)
     padded = torch.zeros(1, 8, 8, 20, 17, dtype=torch.complex128)
     padded[..., 10 - 5:10 + 6, 8 - 5:8 + 6] = g
     ref = (fft2c(padded) * np.sqrt(20 * 17) / 36).permute(0, 3, 4, 1, 2)
@@ -119,11 +119,11 @@ def test_operator_is_the_fft_of_the_kernel_correlation():
 def test_threshold_follows_bart_convention():
     """Kernels kept: sigma_i^2 > threshold * sigma_0^2 (BART ecalib -t)."""
     kspace, _, _ = undersampled(shape=(32, 32))
-    calib = esp.calibration_region(kspace[None], (24, 24))
+    calib = espirit.calibration_region(kspace[None], (24, 24))
     windows = calib[0].unfold(-2, 6, 1).unfold(-2, 6, 1).permute(1, 2, 0, 3, 4).reshape(361, -1)
     sigma = torch.linalg.svdvals(windows.to(torch.complex128))
     for threshold in (1e-2, 1e-3, 1e-4):
-        _, kept = esp.signal_subspace(calib, (6, 6), threshold)
+        _, kept = espirit.signal_subspace(calib, (6, 6), threshold)
         expected = int((sigma ** 2 > threshold * sigma[0] ** 2).sum())
         assert int(kept[0]) == expected
 
@@ -131,10 +131,10 @@ def test_threshold_follows_bart_convention():
 def test_batched_slices_equal_per_slice():
     first, _, _ = undersampled(seed=1)
     second, _, _ = undersampled(seed=2, noise=5e-3)
-    batch = esp.espirit(torch.stack([first, second]), sets=2)
+    batch = espirit.espirit(torch.stack([first, second]), sets=2)
     assert batch.maps.shape == (2, 2, 8, 64, 64) and batch.kernels.shape == (2,)
     for i, kspace in enumerate((first, second)):
-        alone = esp.espirit(kspace, sets=2)
+        alone = espirit.espirit(kspace, sets=2)
         assert torch.allclose(batch.maps[i], alone.maps, atol=2e-5)
         assert torch.allclose(batch.eigenvalues[i], alone.eigenvalues, atol=2e-5)
         assert int(batch.kernels[i]) == int(alone.kernels)
@@ -142,18 +142,18 @@ def test_batched_slices_equal_per_slice():
 
 def test_phase_reference_and_crop():
     kspace, _, image = undersampled()
-    first = esp.espirit(kspace, phase_ref="first", crop=0.0).maps[0]
+    first = espirit.espirit(kspace, phase_ref="first", crop=0.0).maps[0]
     inside = support_of(image)
     assert float(first[0].imag[inside].abs().max()) < 1e-4
     assert bool((first[0].real[inside] > 0).all())
-    virtual = esp.espirit(kspace, crop=0.0)
-    ref = esp.principal_component(esp.calibration_region(kspace[None], (24, 24)))[0]
+    virtual = espirit.espirit(kspace, crop=0.0)
+    ref = espirit.principal_component(espirit.calibration_region(kspace[None], (24, 24)))[0]
     projection = torch.einsum("c,chw->hw", ref.conj().to(torch.complex64), virtual.maps[0])
     assert float(projection.imag[inside].abs().max()) < 1e-4
-    hard = esp.espirit(kspace, crop=0.9)
+    hard = espirit.espirit(kspace, crop=0.9)
     zero = torch.linalg.vector_norm(hard.maps[0], dim=0) == 0
     assert torch.equal(zero, hard.eigenvalues[0] <= 0.9)
-    soft = esp.espirit(kspace, crop=0.9, soft_crop=True)
+    soft = espirit.espirit(kspace, crop=0.9, soft_crop=True)
     norms = torch.linalg.vector_norm(soft.maps[0], dim=0)
     assert float(norms.max()) <= 1 + 1e-5
     partial = (norms > 1e-3) & (norms < 1 - 1e-3)
@@ -164,18 +164,18 @@ def test_find_calibration():
     pattern = torch.zeros(40, 64, dtype=torch.bool)
     pattern[:, ::4] = True
     pattern[:, 32 - 10:32 + 10] = True                    # 20 centre lines, all rows
-    assert esp.find_calibration(pattern, 24) == (24, 20)
-    assert esp.find_calibration(pattern) == (40, 20)
+    assert espirit.find_calibration(pattern, 24) == (24, 20)
+    assert espirit.find_calibration(pattern) == (40, 20)
     odd = torch.zeros(40, 64, dtype=torch.bool)
     odd[:, (64 - 13 + 1) // 2:(64 - 13 + 1) // 2 + 13] = True   # fastMRI's 13 centre lines
-    assert esp.find_calibration(odd, 24) == (24, 13)
+    assert espirit.find_calibration(odd, 24) == (24, 13)
     square = torch.zeros(64, 64, dtype=torch.bool)
     square[32 - 8:32 + 8, 32 - 8:32 + 8] = True
     square[::2, ::3] = True
-    assert esp.find_calibration(square, 24) == (16, 16)
+    assert espirit.find_calibration(square, 24) == (16, 16)
     hole = square.clone()
     hole[32, 32] = False
-    assert esp.find_calibration(hole, 24) == (0, 0)
+    assert espirit.find_calibration(hole, 24) == (0, 0)
 
 
 def test_more_calibration_lines_leave_less_null_space_residual():
@@ -185,7 +185,7 @@ def test_more_calibration_lines_leave_less_null_space_residual():
     residuals = {}
     for lines in (24, 8):
         masked = kspace * line_mask(64, lines, accel=4)
-        maps = esp.espirit(masked, kernel=6, crop=0.0).maps[0]
+        maps = espirit.espirit(masked, kernel=6, crop=0.0).maps[0]
         residual = null_space_residual(coil_images, maps)
         residuals[lines] = float(torch.linalg.vector_norm(residual[:, inside])
                                  / torch.linalg.vector_norm(coil_images[:, inside]))
@@ -205,7 +205,7 @@ def test_cli_shapes_and_outputs(tmp_path):
     maps = np.load(tmp_path / "maps.npy")
     assert maps.shape == (8, 64, 64) and maps.dtype == np.complex64
     assert np.load(tmp_path / "ev.npy").shape == (64, 64)
-    same = esp.espirit(kspace).maps[0].numpy()
+    same = espirit.espirit(kspace).maps[0].numpy()
     assert np.allclose(maps, same, atol=1e-6)
     result = invoke("espirit", tmp_path / "k3.npy", tmp_path / "maps3.cfl", "--sets", "2",
                     "--eigenvalues", tmp_path / "ev3.cfl", "--kernel", "5", "--calib", "20x16")
@@ -256,7 +256,7 @@ def test_agrees_with_bart(tmp_path):
                    capture_output=True)
     bart = torch.from_numpy(io.read_array(str(tmp_path / "b"), io.roles.MAPS))
     bart_values = torch.from_numpy(io.read_array(str(tmp_path / "bev"), io.roles.ANY).real)
-    ours = esp.espirit(kspace)
+    ours = espirit.espirit(kspace)
     corr = correlation(ours.maps[0], bart, support_of(image))
     assert float(corr.median()) >= 0.98
     assert float(corr.median()) >= 0.9999                # in fact the same maps
@@ -267,12 +267,12 @@ def test_agrees_with_bart(tmp_path):
 @requires_cuda
 def test_cuda_matches_cpu():
     kspace, _, image = undersampled()
-    cpu = esp.espirit(kspace, sets=2)
-    gpu = esp.espirit(kspace.cuda(), sets=2)
+    cpu = espirit.espirit(kspace, sets=2)
+    gpu = espirit.espirit(kspace.cuda(), sets=2)
     assert gpu.maps.device.type == "cuda"
     for s in range(2):
         corr = correlation(gpu.maps[s].cpu(), cpu.maps[s], support_of(image))
         assert float(corr.min()) >= 0.999
-    one = esp.espirit(kspace.cuda())
+    one = espirit.espirit(kspace.cuda())
     corr = correlation(one.maps[0].cpu(), cpu.maps[0], support_of(image))
     assert float(corr.min()) >= 0.9999

@@ -12,7 +12,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from typer.testing import CliRunner
 
 from commands.main import app
-from mrgen import metrics as M
+from mrgen import metrics
 from mrgen.errors import DataError
 from mrgen.fft import fft2c
 
@@ -31,12 +31,12 @@ def _pair(shape=(3, 48, 40), noise=0.1, seed=0):
 def test_psnr_ssim_volume_match_skimage_fastmri():
     gt, pred = _pair()
     maxval = gt.max()
-    assert M.psnr(gt, pred) == pytest.approx(
+    assert metrics.psnr(gt, pred) == pytest.approx(
         peak_signal_noise_ratio(gt, pred, data_range=maxval), abs=1e-4)
     ref_ssim = np.mean([structural_similarity(gt[i], pred[i], data_range=maxval)
                         for i in range(gt.shape[0])])
-    assert M.ssim(gt, pred) == pytest.approx(ref_ssim, abs=1e-6)
-    values = M.evaluate(gt, pred, per="volume")
+    assert metrics.ssim(gt, pred) == pytest.approx(ref_ssim, abs=1e-6)
+    values = metrics.evaluate(gt, pred, per="volume")
     assert values["psnr"] == pytest.approx(peak_signal_noise_ratio(gt, pred, data_range=maxval),
                                            abs=1e-4)
     assert values["ssim"] == pytest.approx(ref_ssim, abs=1e-6)
@@ -47,7 +47,7 @@ def test_psnr_ssim_volume_match_skimage_fastmri():
 
 def test_per_slice_mode_uses_each_slice_max():
     gt, pred = _pair()
-    values = M.evaluate(gt, pred, per="slice")
+    values = metrics.evaluate(gt, pred, per="slice")
     psnrs = [peak_signal_noise_ratio(g, p, data_range=g.max()) for g, p in zip(gt, pred)]
     ssims = [structural_similarity(g, p, data_range=g.max()) for g, p in zip(gt, pred)]
     nmses = [np.sum((g - p) ** 2) / np.sum(g ** 2) for g, p in zip(gt, pred)]
@@ -57,16 +57,16 @@ def test_per_slice_mode_uses_each_slice_max():
     assert values["psnr"] == pytest.approx(np.mean(psnrs), abs=1e-4)
     assert values["ssim"] == pytest.approx(np.mean(ssims), abs=1e-6)
     # a slice with a smaller maximum gets a different PSNR than in volume mode
-    assert values["psnr"] != pytest.approx(M.psnr(gt, pred), abs=1e-3)
+    assert values["psnr"] != pytest.approx(metrics.psnr(gt, pred), abs=1e-3)
 
 
 def test_float32_complex_and_2d_inputs():
     gt, pred = _pair((1, 40, 40))
     phase = np.exp(1j * np.random.default_rng(1).uniform(0, 6, gt.shape))
-    assert M.ssim(gt[0], (pred * phase)[0]) == pytest.approx(
+    assert metrics.ssim(gt[0], (pred * phase)[0]) == pytest.approx(
         structural_similarity(gt[0], np.abs(pred[0]), data_range=gt.max()), abs=1e-6)
     g32, p32 = torch.from_numpy(gt.astype(np.float32)), torch.from_numpy(pred.astype(np.float32))
-    assert M.psnr(g32, p32) == pytest.approx(
+    assert metrics.psnr(g32, p32) == pytest.approx(
         peak_signal_noise_ratio(gt.astype(np.float32), pred.astype(np.float32),
                                 data_range=float(gt.astype(np.float32).max())), abs=1e-4)
 
@@ -76,7 +76,7 @@ def test_float32_complex_and_2d_inputs():
 
 def _ms_ssim_numpy(x, y, data_range, scales):
     """Independent 2D MS-SSIM (scipy 'valid' filtering, numpy pooling)."""
-    weights = np.array(M.MS_SSIM_WEIGHTS[:scales])
+    weights = np.array(metrics.MS_SSIM_WEIGHTS[:scales])
     if scales < 5:   # the published five weights sum to 1.0001 and are used as they are
         weights /= weights.sum()
     t = np.arange(11) - 5
@@ -104,24 +104,24 @@ def _ms_ssim_numpy(x, y, data_range, scales):
 def test_ms_ssim_identity_noise_and_reference():
     rng = np.random.default_rng(2)
     gt = gaussian_filter(rng.random((1, 180, 176)), (0, 2, 2))
-    assert M.ms_ssim_scales(gt.shape) == 5
-    assert M.ms_ssim(gt, gt) == pytest.approx(1.0, abs=1e-12)
-    scores = [M.ms_ssim(gt, gt + s * gt.std() * rng.standard_normal(gt.shape))
+    assert metrics.ms_ssim_scales(gt.shape) == 5
+    assert metrics.ms_ssim(gt, gt) == pytest.approx(1.0, abs=1e-12)
+    scores = [metrics.ms_ssim(gt, gt + s * gt.std() * rng.standard_normal(gt.shape))
               for s in (0.1, 0.3, 1.0)]
     assert 1 > scores[0] > scores[1] > scores[2]
     noisy = gt + 0.3 * gt.std() * rng.standard_normal(gt.shape)
-    assert M.ms_ssim(gt, noisy) == pytest.approx(
+    assert metrics.ms_ssim(gt, noisy) == pytest.approx(
         _ms_ssim_numpy(gt[0], noisy[0], gt.max(), 5), abs=1e-8)
 
 
 def test_ms_ssim_fewer_scales_for_small_images():
-    assert M.ms_ssim_scales((64, 64)) == 3     # 64 -> 32 -> 16 (11x11 fits) -> 8 (does not)
-    assert M.ms_ssim_scales((10, 64)) == 0
-    weights = M.ms_ssim_weights(3)
+    assert metrics.ms_ssim_scales((64, 64)) == 3     # 64 -> 32 -> 16 (11x11 fits) -> 8 (does not)
+    assert metrics.ms_ssim_scales((10, 64)) == 0
+    weights = metrics.ms_ssim_weights(3)
     assert sum(weights) == pytest.approx(1.0)
     assert weights[1] / weights[0] == pytest.approx(0.2856 / 0.0448)
     gt, pred = _pair((2, 64, 70))
-    assert M.ms_ssim(gt, pred) == pytest.approx(np.mean(
+    assert metrics.ms_ssim(gt, pred) == pytest.approx(np.mean(
         [_ms_ssim_numpy(g, p, gt.max(), 3) for g, p in zip(gt, pred)]), abs=1e-8)
 
 
@@ -165,17 +165,18 @@ def _vifp_sewar(gt, p, sigma_nsq=2.0):
 def test_vif_identity_noise_blur_and_sewar():
     rng = np.random.default_rng(3)
     gt = gaussian_filter(rng.random((1, 64, 60)), (0, 1.5, 1.5)) * 3.0
-    assert M.vif(gt, gt) == pytest.approx(1.0, abs=1e-10)
+    assert metrics.vif(gt, gt) == pytest.approx(1.0, abs=1e-10)
     noisy = [gt + s * gt.std() * rng.standard_normal(gt.shape) for s in (0.1, 0.5)]
-    assert 1 > M.vif(gt, noisy[0]) > M.vif(gt, noisy[1]) > 0
+    assert 1 > metrics.vif(gt, noisy[0]) > metrics.vif(gt, noisy[1]) > 0
     blurred = gaussian_filter(gt, (0, 2, 2))
-    assert 1 > M.vif(gt, blurred) > M.vif(gt, gaussian_filter(gt, (0, 4, 4)))
+    assert 1 > metrics.vif(gt, blurred) > metrics.vif(gt, gaussian_filter(gt, (0, 4, 4)))
     # images are put on a 0..255 scale by data_range first, then vifp as sewar computes it
-    assert M.vif(gt, noisy[1]) == pytest.approx(
+    assert metrics.vif(gt, noisy[1]) == pytest.approx(
         _vifp_sewar(gt[0] * 255 / gt.max(), noisy[1][0] * 255 / gt.max()), rel=1e-8)
-    assert M.vif(gt * 1e-4, noisy[1] * 1e-4) == pytest.approx(M.vif(gt, noisy[1]), rel=1e-8)
+    assert metrics.vif(gt * 1e-4, noisy[1] * 1e-4) == pytest.approx(metrics.vif(gt, noisy[1]),
+                                                                    rel=1e-8)
     with pytest.raises(ValueError):
-        M.vif(gt[:, :40], gt[:, :40])
+        metrics.vif(gt[:, :40], gt[:, :40])
 
 
 # --- normalisation, cropping -----------------------------------------------------------------
@@ -184,39 +185,39 @@ def test_vif_identity_noise_blur_and_sewar():
 def test_normalisation_modes():
     gt, pred = _pair()
     pred = 3 * pred + 1
-    ref, rec = M.normalize(gt, pred, "minmax")
+    ref, rec = metrics.normalize(gt, pred, "minmax")
     for image in (ref, rec):
         assert float(image.min()) == pytest.approx(0) and float(image.max()) == pytest.approx(1)
-    ref, rec = M.normalize(gt, pred, "minmax", per="slice")
+    ref, rec = metrics.normalize(gt, pred, "minmax", per="slice")
     assert torch.allclose(ref.amax(dim=(-2, -1)), torch.ones(3, dtype=torch.float64))
-    ref, rec = M.normalize(gt, pred, "meanstd")
+    ref, rec = metrics.normalize(gt, pred, "meanstd")
     assert torch.equal(rec, torch.from_numpy(pred))
     assert float(ref.mean()) == pytest.approx(pred.mean())
     assert float(ref.std(correction=0)) == pytest.approx(pred.std())
     assert torch.allclose(ref, torch.from_numpy((gt - gt.mean()) / gt.std() * pred.std()
                                                 + pred.mean()))
-    ref, rec = M.normalize(gt, pred, "meanstd", per="slice")
+    ref, rec = metrics.normalize(gt, pred, "meanstd", per="slice")
     assert torch.allclose(ref.mean(dim=(-2, -1)), torch.from_numpy(pred.mean(axis=(1, 2))))
-    ref, rec = M.normalize(gt, pred, "meanstd-both")
+    ref, rec = metrics.normalize(gt, pred, "meanstd-both")
     for image in (ref, rec):
         assert float(image.mean()) == pytest.approx(0, abs=1e-12)
         assert float(image.std(correction=0)) == pytest.approx(1)
-    ref, rec = M.normalize(gt, pred, "none")
+    ref, rec = metrics.normalize(gt, pred, "none")
     assert torch.equal(ref, torch.from_numpy(gt))
     # an affine change of the recon does not matter after min-max normalisation
-    assert M.evaluate(gt, pred, normalization="minmax")["ssim"] == pytest.approx(
-        M.evaluate(gt, (pred - 1) / 3 * 7, normalization="minmax")["ssim"])
+    assert metrics.evaluate(gt, pred, normalization="minmax")["ssim"] == pytest.approx(
+        metrics.evaluate(gt, (pred - 1) / 3 * 7, normalization="minmax")["ssim"])
 
 
 def test_match_reference_crops_and_rejects():
     ref = torch.rand(2, 10, 8)
     big = torch.zeros(2, 15, 11)
     big[:, 2:12, 1:9] = ref   # fastMRI offsets: (15 - 10) // 2 = 2, (11 - 8) // 2 = 1
-    assert torch.equal(M.match_reference(ref, big, "big.npy"), ref)
+    assert torch.equal(metrics.match_reference(ref, big, "big.npy"), ref)
     with pytest.raises(DataError, match="small.npy"):
-        M.match_reference(ref, torch.rand(2, 9, 8), "small.npy")
+        metrics.match_reference(ref, torch.rand(2, 9, 8), "small.npy")
     with pytest.raises(DataError, match="slices.npy"):
-        M.match_reference(ref, torch.rand(3, 10, 8), "slices.npy")
+        metrics.match_reference(ref, torch.rand(3, 10, 8), "slices.npy")
 
 
 # --- null-space residual ------------------------------------------------------------------------
@@ -236,17 +237,17 @@ def _coil_problem(seed=4):
 def test_null_space_residual_exact_and_perturbed_maps():
     maps, image = _coil_problem()
     coil_images = maps * image
-    exact, residual, fraction = M.relative_null_space_residual(coil_images, maps)
+    exact, residual, fraction = metrics.relative_null_space_residual(coil_images, maps)
     assert exact < 1e-6 and fraction == 1.0
     assert float(residual.abs().max()) < 1e-5
     smoothed = maps.abs().to(torch.complex64)   # phase lost: a poor estimate
-    poor, residual, _ = M.relative_null_space_residual(coil_images, smoothed)
+    poor, residual, _ = metrics.relative_null_space_residual(coil_images, smoothed)
     assert poor > 0.1 and residual.shape == image.shape
     perturbed = maps * (1 + 0.05 * torch.randn(maps.shape, generator=torch.Generator()
                                                 .manual_seed(0)))
-    slight, _, _ = M.relative_null_space_residual(coil_images, perturbed)
+    slight, _, _ = metrics.relative_null_space_residual(coil_images, perturbed)
     assert exact < slight < poor
-    _, masked, fraction = M.relative_null_space_residual(coil_images, smoothed, 0.5)
+    _, masked, fraction = metrics.relative_null_space_residual(coil_images, smoothed, 0.5)
     assert 0 < fraction < 1 and int((masked == 0).sum()) > 0
 
 
@@ -286,10 +287,10 @@ def test_cli_table_and_json(runner, tmp_path):
     assert [r["recon"] for r in rows] == [str(paths["a"]), str(paths["b"])]
     gt = np.load(paths["gt"])
     for row, name in zip(rows, ("a", "b")):
-        rec = M.match_reference(torch.from_numpy(gt), torch.from_numpy(np.load(paths[name])))
-        expected = M.evaluate(gt, rec, M.METRICS)
-        assert set(row) == {"recon", *M.METRICS}
-        for key in M.METRICS:
+        rec = metrics.match_reference(torch.from_numpy(gt), torch.from_numpy(np.load(paths[name])))
+        expected = metrics.evaluate(gt, rec, metrics.METRICS)
+        assert set(row) == {"recon", *metrics.METRICS}
+        for key in metrics.METRICS:
             assert row[key] == pytest.approx(expected[key], rel=1e-9)
     assert rows[0]["psnr"] == pytest.approx(
         peak_signal_noise_ratio(gt, np.load(paths["a"]), data_range=gt.max()), abs=1e-4)
@@ -302,7 +303,7 @@ def test_cli_per_slice_json_and_slice_option(runner, tmp_path):
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     gt, rec = np.load(paths["gt"])[1:2], np.load(paths["a"])[1:2]
-    expected = M.evaluate(gt, rec, per="slice", normalization="meanstd")
+    expected = metrics.evaluate(gt, rec, per="slice", normalization="meanstd")
     assert [s["slice"] for s in row["slices"]] == [1]
     assert row["ssim"] == pytest.approx(expected["ssim"], rel=1e-9)
     result = runner.invoke(app, ["metrics", str(paths["gt"]), str(paths["a"]), "--per", "slice",
@@ -340,7 +341,8 @@ def test_cli_null_space(runner, tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert rows[0]["maps"] == str(files["good"]) and rows[0]["relative_residual"] < 1e-5
-    expected, _, _ = M.relative_null_space_residual(maps * image, maps.abs().to(torch.complex64))
+    expected, _, _ = metrics.relative_null_space_residual(maps * image,
+                                                          maps.abs().to(torch.complex64))
     assert rows[1]["relative_residual"] == pytest.approx(expected, rel=1e-4)
 
     out = tmp_path / "residual.npy"

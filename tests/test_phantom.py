@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mrgen import phantom as P
+from mrgen import phantom
 from mrgen.fft import fft2c, ifft2c
 
 from .conftest import expect as run
@@ -76,7 +76,7 @@ def test_noise_free_exact_model(tmp_path):
 def test_real_object_with_phase_zero(tmp_path):
     data, _ = small(tmp_path, "real.h5", "--phase", 0)
     assert np.abs(data["image"].imag).max() == 0
-    np.testing.assert_allclose(data["image"].real, P.shepp_logan((32, 32)), atol=1e-6)
+    np.testing.assert_allclose(data["image"].real, phantom.shepp_logan((32, 32)), atol=1e-6)
 
 
 def test_noise_std(tmp_path):
@@ -125,23 +125,25 @@ def test_oversample_avoids_inverse_crime(tmp_path):
 
 def test_oversample_image_is_the_low_pass_of_the_fine_object():
     size, f, seed = (24, 30), 2, 5
-    ph = P.make_phantom(size=size, coils=3, phase=1.0, oversample=f, seed=seed)
+    ph = phantom.make_phantom(size=size, coils=3, phase=1.0, oversample=f, seed=seed)
     phase_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[0])
-    fine = P.shepp_logan(size, factor=f) * np.exp(1j * P.smooth_phase(size, 1.0, phase_rng, f))
+    fine = phantom.shepp_logan(size, factor=f) * np.exp(
+        1j * phantom.smooth_phase(size, 1.0, phase_rng, f))
     k = fft2c(torch.from_numpy(fine)).numpy()
     h, w = size
     top, left = f * h // 2 - h // 2, f * w // 2 - w // 2
     expected = ifft2c(torch.from_numpy(k[top:top + h, left:left + w] / f)).numpy()
     np.testing.assert_allclose(ph.image[0], expected / ph.scale, atol=1e-6)
     # the fine grid is aligned: at F = 1 the same functions give the target-grid samples
-    np.testing.assert_allclose(P.shepp_logan(size, factor=2)[::2, ::2], P.shepp_logan(size))
-    np.testing.assert_allclose(P.birdcage_maps(3, size, 2)[:, ::2, ::2],
-                               P.birdcage_maps(3, size))
+    np.testing.assert_allclose(phantom.shepp_logan(size, factor=2)[::2, ::2],
+                               phantom.shepp_logan(size))
+    np.testing.assert_allclose(phantom.birdcage_maps(3, size, 2)[:, ::2, ::2],
+                               phantom.birdcage_maps(3, size))
 
 
 @pytest.mark.parametrize("n,f", [(8, 2), (7, 3), (7, 2), (9, 4)])
 def test_fine_grid_centres_coincide(n, f):
-    positions = P.grid_positions(n, f)
+    positions = phantom.grid_positions(n, f)
     assert positions[(f * n) // 2] == n // 2
     assert np.allclose(np.diff(positions), 1 / f)
 
@@ -154,37 +156,37 @@ def test_objects_and_maps_match_sigpy():
     import sigpy.mri
 
     for size in ((32, 32), (21, 34)):
-        np.testing.assert_array_equal(P.shepp_logan(size), sigpy.shepp_logan(size).real)
-        np.testing.assert_allclose(P.birdcage_maps(5, size),
+        np.testing.assert_array_equal(phantom.shepp_logan(size), sigpy.shepp_logan(size).real)
+        np.testing.assert_allclose(phantom.birdcage_maps(5, size),
                                    sigpy.mri.birdcage_maps((5, *size)), atol=1e-12)
     volume = sigpy.shepp_logan((16, 16, 20)).real
     for z in (3, 8, 12):
-        np.testing.assert_array_equal(P.shepp_logan((16, 20), z, 16), volume[z])
+        np.testing.assert_array_equal(phantom.shepp_logan((16, 20), z, 16), volume[z])
 
 
 def test_choose_slices():
-    assert list(P.choose_slices(100, None, None, (40, 60))) == [50]
-    assert list(P.choose_slices(100, None, 3, (40, 60))) == [40, 50, 60]
-    assert list(P.choose_slices(100, slice(10, 14))) == [10, 11, 12, 13]
-    assert list(P.choose_slices(100, slice(10, 20), 2)) == [10, 19]
-    assert list(P.choose_slices(100, [5, 7])) == [5, 7]
-    assert list(P.choose_slices(100, 42)) == [42]
+    assert list(phantom.choose_slices(100, None, None, (40, 60))) == [50]
+    assert list(phantom.choose_slices(100, None, 3, (40, 60))) == [40, 50, 60]
+    assert list(phantom.choose_slices(100, slice(10, 14))) == [10, 11, 12, 13]
+    assert list(phantom.choose_slices(100, slice(10, 20), 2)) == [10, 19]
+    assert list(phantom.choose_slices(100, [5, 7])) == [5, 7]
+    assert list(phantom.choose_slices(100, 42)) == [42]
     from mrgen.errors import UsageError
 
     for args in ((100, 100), (100, slice(10, 12), 3), (100, None, 30, (0, 9)),
                  (100, [1, 2], 3), (100, 5, 2)):
         with pytest.raises(UsageError):
-            P.choose_slices(*args)
+            phantom.choose_slices(*args)
 
 
 def test_resample_identity_and_antialias():
     rng = np.random.default_rng(0)
     image = rng.standard_normal((12, 10))
-    np.testing.assert_array_equal(P.resample(image, (12, 10)), image)
+    np.testing.assert_array_equal(phantom.resample(image, (12, 10)), image)
     # shrinking by 2 averages neighbours instead of picking every other pixel
     stripes = np.tile([0.0, 1.0], (16, 8))
-    assert np.allclose(P.resample(stripes, (8, 8)), 0.5, atol=0.2)
-    padded = P.pad_to_aspect(np.ones((20, 10)), (32, 32))
+    assert np.allclose(phantom.resample(stripes, (8, 8)), 0.5, atol=0.2)
+    padded = phantom.pad_to_aspect(np.ones((20, 10)), (32, 32))
     assert padded.shape == (20, 20) and padded.sum() == 200
 
 
