@@ -33,6 +33,10 @@ For k-space (..., C, H, W), the steps and the choices made:
 6. Crop: maps are zeroed where the eigenvalue is <= ``crop`` (BART ``-c``, default 0.8), or
    weighted smoothly with ``soft_crop`` (BART ``-S``): w = s((sqrt(lambda) - c) / (1 - c)),
    s(t) = (1 + 2t / (1 + t^2)) / 2 on [-1, 1], 0 below and 1 above.
+
+Not ``sigpy.mri.app.EspiritCalib``: mrgen's runs on torch tensors (GPU too) and is faster, 0.13 s
+against 28 s for 8 coils at 320 x 320 on 2 CPU cores, both agreeing with BART's maps to a median
+|correlation| of 1.000000 (benchmarks/bench_espirit.py).
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ the same image as ``sense_reconstruction(..., lam=L)`` and plain ``pics`` gives 
 the scaling factor pics prints. With maps normalised to sum_c |s_c|^2 = 1 the eigenvalues of
 A^H A lie in [0, 1], so lam is relative to the fully sampled signal level, whatever the scale
 of the data.
+
+Not ``sigpy.mri.app.SenseRecon``: this runs on torch tensors (GPU too, batched over slices) and
+is faster, 0.85 s against 4.1 s for 30 iterations, 8 coils at 320 x 320 on 2 CPU cores, same
+PSNR (benchmarks/bench_sense.py).
 """
 
 from __future__ import annotations
