@@ -1,10 +1,11 @@
 """Posterior sampling with fixed coil maps (Zach, Knoll, Pock 2023, preprint, Sections 2.5-2.6; Chand, Jacob 2025, Eq. 16).
 
-The energy is that of iPALM with the maps frozen: H(u) = lam/2 ||M F(u c/|c|) - z||^2 + R(u),
-sampled by ULA (mrgen.mcmc). With the data term left out it samples the prior
-alone (paper Fig. 1). Data are scaled as iPALM scales them and results scaled back (the
-variance by the square of the scale). ``sample_deepen_posterior`` runs the same sampler on
-DEEPEN's posterior (complex image, unit data weight, its own data scale).
+The energy is that of iPALM with the maps frozen: H(u) = lam/2 ||M F(u c/|c|) - z||^2 + R(u)
+(iPALM's image operator, built once for the chain), sampled by ULA (mrgen.mcmc). With the
+data term left out it samples the prior alone (paper Fig. 1). Data are scaled as iPALM
+scales them and results scaled back (the variance by the square of the scale).
+``sample_deepen_posterior`` runs the same sampler on DEEPEN's posterior (complex image, unit
+data weight, its own data scale).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ def posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop=None):
     mask = mask.expand(kspace.shape[0], *mask.shape[-2:]).to(kspace.real.dtype)
     u0, _, scale = initialise(kspace, mask, scale_crop)
     problem = JointProblem(kspace / scale.view(-1, 1, 1, 1), mask, regulariser, lam)
-    return (lambda u: problem.data(u, maps) + problem.prior(u)), scale, u0
+    data = problem.fixed_maps_data(maps)
+    return (lambda u: data(u) + problem.prior(u)), scale, u0
 
 
 def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, samples, thin,
