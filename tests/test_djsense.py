@@ -10,6 +10,7 @@ from mrgen.djsense.model import (DJSense, DJSenseConfig, KernelModel, linear_con
 from mrgen.djsense.training import (Examples, TrainConfig, curriculum_unrolls, prepare,
                                     ssim_loss, train_djsense)
 from mrgen.fft import ifft2c
+from mrgen.linops import check_operator
 from mrgen.training.engine import EngineOptions
 
 TINY = DJSenseConfig(unrolls=2, map_cg=3, image_cg=3, map_kernel=(7, 5), width=8, blocks=2)
@@ -80,19 +81,14 @@ def test_kspace_convolution_is_the_image_space_product():
     ident = ops.forward(ifft2c(m[:1]), delta)
     from mrgen.djsense.model import extract
     assert torch.allclose(ident[:, 0], extract(m[:1], shape), atol=1e-5)
-    # adjoints of both sub-problem operators
+    # adjoints of both sub-problem operators (the self-test of mrgen.linops)
     mask = (torch.rand(2, *shape, generator=gen) > 0.5).float()
     ops = KernelModel(shape, kernel, mask)
     x = ifft2c(m)
-    y = torch.randn(2, 3, *shape, dtype=torch.complex64, generator=gen)
-    lhs = torch.vdot(ops.forward(x, s).flatten(), y.flatten())
-    assert torch.allclose(lhs, torch.vdot(s.flatten(), ops.map_adjoint(y, x).flatten()),
-                          rtol=1e-4)
-    maps = ops.maps_image(s)
-    forward = ops._mask(ops.coil_kspace(x, maps))
-    assert torch.allclose(torch.vdot(forward.flatten(), y.flatten()),
-                          torch.vdot(x.flatten(), ops.image_adjoint(y, maps).flatten()),
-                          rtol=1e-4)
+    for op, given in ((ops.kernel_operator(x, coils=3), s),
+                      (ops.image_operator(ops.maps_image(s)), x)):
+        check = check_operator(op, given, gen, tolerance=1e-4)
+        assert check.passed, check
 
 
 def test_cg_solves_both_sub_problems(phantom):
@@ -100,9 +96,8 @@ def test_cg_solves_both_sub_problems(phantom):
     ops = KernelModel((32, 32), (7, 5), mask)
     x, s = rss_init(y, ops)
     lam = 0.01
-    for normal, rhs, start in ((ops.map_normal(x), ops.map_adjoint(y, x), s),
-                               (ops.image_normal(ops.maps_image(s)),
-                                ops.image_adjoint(y, ops.maps_image(s)), x)):
+    for op, start in ((ops.kernel_operator(x), s), (ops.image_operator(ops.maps_image(s)), x)):
+        normal, rhs = op.normal, op.adjoint(y)
         sol = conjugate_gradient(normal, rhs, x0=start, iters=200, tol=1e-6, lam=lam,
                                  batch_dims=1)
         residual = normal(sol) + lam * sol - rhs

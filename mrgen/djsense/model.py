@@ -2,10 +2,11 @@
 
 The coil k-spaces are the *linear* convolution of an image kernel m with per-coil map
 kernels s_i (Eq. 1), k_i = s_i * m, all in k-space. As the supplement describes, the
-convolution is carried out in image space on an enlarged grid: m lives on (H + kh - 1,
-W + kw - 1), the (kh, kw) map kernels are zero-padded to that grid and inverse-FFT'd (so the
-maps are smooth by construction), multiplied with the image point-wise, FFT'd back and the
-central H x W block is kept: exactly the 'valid' part of the linear convolution (no wrap).
+convolution is carried out in image space (``mrgen.linops.kernel``) on an enlarged grid: m
+lives on (H + kh - 1, W + kw - 1), the (kh, kw) map kernels are zero-padded to that grid and
+inverse-FFT'd (so the maps are smooth by construction), multiplied with the image
+point-wise, FFT'd back and the central H x W block is kept: exactly the 'valid' part of the
+linear convolution (no wrap).
 With the orthonormal centred FFT (``mrgen.fft``) the padded map kernel is scaled by sqrt(n)
 (n the padded grid size), so a unit kernel at the centre is the identity.
 
@@ -44,6 +45,8 @@ from torch import nn
 from ..cg import conjugate_gradient
 from ..errors import DataError, UsageError
 from ..fft import fft2c, ifft2c
+from ..linops.kernel import (KernelMapsOp, PaddedSenseOp, embed, extract,  # noqa: F401
+                             kernels_to_maps, maps_to_kernels, padded_shape)
 
 KIND = "djsense"
 MODES = ("djsense", "modl", "l2")
@@ -98,78 +101,45 @@ class DJSenseConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Grids: centred embedding and extraction (index n//2 of the small grid at N//2 of the large)
-
-
-def _offsets(big, small):
-    return [b // 2 - s // 2 for b, s in zip(big, small)]
-
-
-def embed(x: torch.Tensor, shape) -> torch.Tensor:
-    """Zero-pad the last two axes of ``x`` to ``shape``, centre index on centre index."""
-    h, w = x.shape[-2:]
-    oy, ox = _offsets(shape, (h, w))
-    out = x.new_zeros(*x.shape[:-2], *shape)
-    out[..., oy:oy + h, ox:ox + w] = x
-    return out
-
-
-def extract(x: torch.Tensor, shape) -> torch.Tensor:
-    """The central ``shape`` block of the last two axes (the adjoint of ``embed``)."""
-    oy, ox = _offsets(x.shape[-2:], shape)
-    return x[..., oy:oy + shape[0], ox:ox + shape[1]]
-
-
-def padded_shape(shape, kernel) -> tuple[int, int]:
-    """The image kernel's grid: (H + kh - 1, W + kw - 1)."""
-    return shape[0] + kernel[0] - 1, shape[1] + kernel[1] - 1
+# The kernel model's operators (mrgen.linops.kernel)
 
 
 class KernelModel:
     """The operators of k_i = s_i * m for k-space (H, W), map kernels ``kernel``, a mask.
 
-    x: image (B, Hp, Wp); s: map kernels (B, C, kh, kw); y: k-space (B, C, H, W).
+    x: image (B, Hp, Wp); s: map kernels (B, C, kh, kw); y: k-space (B, C, H, W). The two
+    sub-problems' operators are ``image_operator(maps)`` (x -> y for fixed image-space maps)
+    and ``kernel_operator(x)`` (s -> y for a fixed image), both in ``mrgen.linops``.
     """
 
     def __init__(self, shape, kernel, mask: torch.Tensor | None):
         self.shape = tuple(shape)
         self.kernel = tuple(kernel)
         self.grid = padded_shape(self.shape, self.kernel)
-        self.root = math.sqrt(self.grid[0] * self.grid[1])
-        self.mask = None if mask is None else mask.unsqueeze(-3)   # (B, 1, H, W)
-
-    def _mask(self, k):
-        return k if self.mask is None else k * self.mask
+        self.mask = mask                                           # (B, H, W)
 
     def maps_image(self, s):
         """Image-space maps on the padded grid: sqrt(n) F^-1 pad(s)."""
-        return self.root * ifft2c(embed(s, self.grid))
+        return kernels_to_maps(s, self.grid)
 
     def maps_kernel(self, maps):
         """The (kh, kw) kernels of image-space maps: the inverse of ``maps_image`` on kernels."""
-        return extract(fft2c(maps), self.kernel) / self.root
+        return maps_to_kernels(maps, self.kernel)
 
     def coil_kspace(self, x, maps):
         """Unmasked k_i = s_i * m on (H, W) from the image and image-space maps."""
-        return extract(fft2c(maps * x.unsqueeze(-3)), self.shape)
+        return PaddedSenseOp(maps, None, self.shape).forward(x)
+
+    def image_operator(self, maps) -> PaddedSenseOp:
+        """x -> M crop F(S x) for image-space maps (B, C, Hp, Wp) (the image sub-problem)."""
+        return PaddedSenseOp(maps, self.mask, self.shape)
+
+    def kernel_operator(self, x, coils: int | None = None) -> KernelMapsOp:
+        """s -> M crop F(x S(s)) for an image (B, Hp, Wp) (the map sub-problem)."""
+        return KernelMapsOp(x, self.mask, self.shape, self.kernel, coils)
 
     def forward(self, x, s):
-        return self._mask(self.coil_kspace(x, self.maps_image(s)))
-
-    # image sub-problem (maps fixed, as image-space maps)
-    def image_adjoint(self, y, maps):
-        return torch.sum(maps.conj() * ifft2c(embed(self._mask(y), self.grid)), dim=-3)
-
-    def image_normal(self, maps):
-        return lambda x: self.image_adjoint(self._mask(self.coil_kspace(x, maps)), maps)
-
-    # map sub-problem (image fixed)
-    def map_adjoint(self, y, x):
-        coil = x.conj().unsqueeze(-3) * ifft2c(embed(self._mask(y), self.grid))
-        return self.root * extract(fft2c(coil), self.kernel)
-
-    def map_normal(self, x):
-        return lambda s: self.map_adjoint(self.forward(x, s), x)
+        return self.kernel_operator(x).forward(s)
 
 
 def linear_convolution(m: torch.Tensor, s: torch.Tensor, shape) -> torch.Tensor:
@@ -297,18 +267,19 @@ class DJSense(nn.Module):
         x, s = rss_init(y, ops)
         prior = cfg.networks
         for _ in range(n):
-            rhs = ops.map_adjoint(y, x)
+            kernel_op = ops.kernel_operator(x, coils=y.shape[-3])
+            rhs = kernel_op.adjoint(y)
             if prior:
                 rhs = rhs + lam_s * s
-            s = conjugate_gradient(ops.map_normal(x), rhs, x0=s, iters=cfg.map_cg, tol=CG_TOL,
+            s = conjugate_gradient(kernel_op.normal, rhs, x0=s, iters=cfg.map_cg, tol=CG_TOL,
                                    lam=lam_s, batch_dims=1)
             if prior:
                 s = ops.maps_kernel(self.map_net(ops.maps_image(s)))
-            maps_img = ops.maps_image(s)
-            rhs = ops.image_adjoint(y, maps_img)
+            image_op = ops.image_operator(ops.maps_image(s))
+            rhs = image_op.adjoint(y)
             if prior:
                 rhs = rhs + lam_m * x
-            x = conjugate_gradient(ops.image_normal(maps_img), rhs, x0=x, iters=cfg.image_cg,
+            x = conjugate_gradient(image_op.normal, rhs, x0=x, iters=cfg.image_cg,
                                    tol=CG_TOL, lam=lam_m, batch_dims=1)
             if prior:
                 x = self.image_net(x)
@@ -316,7 +287,7 @@ class DJSense(nn.Module):
         coils = ifft2c(ops.coil_kspace(x, maps_img))
         rss = rss_of(coils)
         image = ifft2c(extract(fft2c(x), shape))
-        small = math.sqrt(shape[0] * shape[1]) * ifft2c(embed(s, shape))
+        small = kernels_to_maps(s, shape)
         return {"rss": rss, "image": image, "maps": small, "x": x, "s": s}
 
     def _modl(self, y, mask, maps, n, lam_m):
