@@ -8,6 +8,8 @@ Two forward models:
 - with maps (Step 1-B): the network outputs 2 channels, the complex image x, and the loss is
   ||M F (S x) - y||^2 (the SENSE model).
 
+Both go through ``mrgen.linops`` (``FourierOp``, ``SenseOp``; ``forward_model``).
+
 The loss is the mean squared error over the measured samples (sum over sampled entries of
 all coils / their number); Adam is insensitive to that constant. Before fitting, k-space is
 scaled as in the authors' code so that the initial network image and the zero-filled image
@@ -34,12 +36,16 @@ import torch
 from ..coils import combine, rss
 from ..errors import RuntimeFailure, UsageError
 from ..fft import fft2c, ifft2c
+from ..linops import FourierOp, SenseOp
 from ..resize import center_crop
 from .architectures import DEFAULT_INPUT_SIZE, build_generator, resolve_config
 
 DEFAULT_ITERS = 2500     # the authors' demo notebook (their study ran 20,000-25,000)
 DEFAULT_LR = 0.008       # the authors' code (the paper's appendix B quotes 0.01)
 PROGRESS_EVERY = 25      # iterations between progress-bar updates (one host sync each)
+
+
+from ..acquisition import default_mask  # noqa: E402
 
 
 def sampling_pattern(kspace: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -50,7 +56,7 @@ def sampling_pattern(kspace: torch.Tensor, mask: torch.Tensor | None = None) -> 
     """
     lead_hw = kspace.shape[:-3] + kspace.shape[-2:]
     if mask is None:
-        return (kspace != 0).any(dim=-3)
+        return default_mask(kspace) != 0   # the one default rule (mrgen.acquisition)
     return torch.broadcast_to(torch.as_tensor(mask, device=kspace.device) != 0, lead_hw)
 
 
@@ -65,14 +71,25 @@ def data_consistency(coil_images: torch.Tensor, kspace: torch.Tensor,
     return ifft2c(torch.where(sampled, kspace, fft2c(coil_images)))
 
 
-def coil_images_from_output(out: torch.Tensor, maps: torch.Tensor | None = None):
-    """Network output (1, K, H, W) -> (coil images (C, H, W), image x (H, W) or None)."""
+def model_input(out: torch.Tensor, maps: torch.Tensor | None = None) -> torch.Tensor:
+    """Network output (1, K, H, W) -> what the forward model takes: coil images (C, H, W)
+    without maps (K = 2 C), the complex image x (H, W) with maps (K = 2)."""
     out = out[0].float()
     if maps is None:
         pairs = out.reshape(out.shape[0] // 2, 2, *out.shape[-2:])
-        return torch.complex(pairs[:, 0], pairs[:, 1]), None
-    x = torch.complex(out[0], out[1])
-    return maps * x, x
+        return torch.complex(pairs[:, 0], pairs[:, 1])
+    return torch.complex(out[0], out[1])
+
+
+def forward_model(sampled: torch.Tensor, maps: torch.Tensor | None = None):
+    """M F on the network's coil images, or M F S x with maps (``mrgen.linops``)."""
+    return FourierOp(sampled) if maps is None else SenseOp(maps, sampled)
+
+
+def coil_images_from_output(out: torch.Tensor, maps: torch.Tensor | None = None):
+    """Network output (1, K, H, W) -> (coil images (C, H, W), image x (H, W) or None)."""
+    signal = model_input(out, maps)
+    return (signal, None) if maps is None else (maps * signal, signal)
 
 
 def derive_seed(seed: int, run: int) -> int:
@@ -105,14 +122,14 @@ def fit_network(net: torch.nn.Module, kspace: torch.Tensor, sampled: torch.Tenso
     best_loss = torch.full((), float("inf"), device=device)
     best_out = None
     losses = torch.empty(iters, device=device)
+    operator = forward_model(weight, maps)
     net.train()
     for i in range(iters):
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             out = net()
         out = out.float()
-        coils, _ = coil_images_from_output(out, maps)
-        residual = torch.view_as_real(fft2c(coils) * weight - measured)
+        residual = torch.view_as_real(operator.forward(model_input(out, maps)) - measured)
         loss = residual.square().sum() / count
         loss.backward()
         optimizer.step()
