@@ -82,11 +82,9 @@ def phantom(
     --noise 0.01 --oversample 2 train.h5; mrgen phantom ksp.npy --coils 4 --size 128 128
     --maps-out maps.npy --image-out truth.npy.
     """
-    import numpy as np
-
     from mrgen import io
-    from mrgen import phantom as sim
     from mrgen.errors import UsageError
+    from mrgen.phantom import check_request, keeps_slice_axis, make_phantom, parse_slice_index
 
     from .cli import command_line, settings
 
@@ -95,48 +93,24 @@ def phantom(
         raise UsageError("the outputs must be distinct files")
     for target in outputs:
         check_output(target, [from_])
-    if from_ is None and kind not in sim.KINDS:
-        raise UsageError(f"--kind {kind}: expected one of {' | '.join(sim.KINDS)}")
-    if size is not None and (size[0] < 2 or size[1] < 2):
-        raise UsageError(f"--size {size[0]} {size[1]}: needs at least 2 x 2 pixels")
-    selection = sim.parse_slice_index(slice_index)
-
-    images = None
-    if from_ is not None:
-        images = load(from_, io.roles.IMAGE)
-    result = sim.make_phantom(kind, size, coils, slices, selection, phase, noise, oversample,
-                              settings.seed, images)
-    keep_axis = (slices is not None or (selection is not None and not isinstance(selection, int))
-                 or (images is not None and images.ndim == 3 and selection is None))
-
-    def squeeze(array):
-        return array if keep_axis else array[0]
-
-    kspace, image, maps, rss = (squeeze(a) for a in (result.kspace, result.image, result.maps,
-                                                      result.rss))
+    check_request(kind, size, from_ is not None)
+    selection = parse_slice_index(slice_index)
+    images = None if from_ is None else load(from_, io.roles.IMAGE)
+    result = make_phantom(kind, size, coils, slices, selection, phase, noise, oversample,
+                          settings.seed, images)
+    arrays = result.arrays(keeps_slice_axis(slices, selection, images))
     label = f"from {from_}" if from_ is not None else kind
-    ref = io.parse_ref(output)
     inputs = [from_]
+    ref = io.parse_ref(output)
     if ref.format == "h5" and ref.dataset is None:
-        attrs = {"max": float(rss.max()), "norm": float(np.linalg.norm(rss)),
-                 "acquisition": f"mrgen phantom {label}", "source": result.source,
-                 "slice_indices": result.slice_indices, "image_scale": result.scale,
-                 **{k: v for k, v in result.settings.items()}}
-        io.write_bundle(output, {"kspace": kspace, "reconstruction_rss": rss, "maps": maps,
-                                 "image": image}, command=command_line(), attrs=attrs)
+        io.write_bundle(output, {"kspace": arrays["kspace"], "reconstruction_rss": arrays["rss"],
+                                 "maps": arrays["maps"], "image": arrays["image"]},
+                        command=command_line(), attrs=result.attributes(label))
     else:
-        save(output, kspace, io.roles.KSPACE, inputs=inputs)
-    if image_out is not None:
-        save(image_out, image, io.roles.IMAGE, inputs=inputs)
-    if maps_out is not None:
-        save(maps_out, maps, io.roles.MAPS, inputs=inputs)
-    if rss_out is not None:
-        save(rss_out, rss, io.roles.REFERENCE, inputs=inputs)
-
-    shape = "x".join(str(n) for n in kspace.shape)
-    picked = ", ".join(str(i) for i in result.slice_indices[:8])
-    more = ", ..." if len(result.slice_indices) > 8 else ""
-    noise_text = (f"noise sigma {noise:g} (RSS error vs truth {100 * result.rss_error:.2f}%)"
-                  if noise > 0 else "no noise")
-    info(f"phantom {label}: k-space {shape} ({coils} coils), slice indices {picked}{more}, "
-         f"phase {phase:g} rad, {noise_text}, oversample {oversample}")
+        save(output, arrays["kspace"], io.roles.KSPACE, inputs=inputs)
+    for path, name, role in ((image_out, "image", io.roles.IMAGE),
+                             (maps_out, "maps", io.roles.MAPS),
+                             (rss_out, "rss", io.roles.REFERENCE)):
+        if path is not None:
+            save(path, arrays[name], role, inputs=inputs)
+    info(result.summary(label, arrays["kspace"].shape))

@@ -179,6 +179,20 @@ def test_choose_slices():
             phantom.choose_slices(*args)
 
 
+def test_slice_axis_only_when_asked_for():
+    assert not phantom.keeps_slice_axis(None, None, None)
+    assert not phantom.keeps_slice_axis(None, 5, None)                  # one index
+    assert not phantom.keeps_slice_axis(None, None, np.zeros((4, 4)))   # one image
+    assert phantom.keeps_slice_axis(3, None, None)
+    assert phantom.keeps_slice_axis(None, slice(2, 4), None)
+    assert phantom.keeps_slice_axis(None, [1, 2], None)
+    assert phantom.keeps_slice_axis(None, None, np.zeros((2, 4, 4)))
+    ph = phantom.make_phantom(size=(8, 6), coils=2)
+    assert {k: a.shape for k, a in ph.arrays(False).items()} == {
+        "kspace": (2, 8, 6), "image": (8, 6), "maps": (2, 8, 6), "rss": (8, 6)}
+    assert ph.arrays()["kspace"].shape == (1, 2, 8, 6)
+
+
 def test_resample_identity_and_antialias():
     rng = np.random.default_rng(0)
     image = rng.standard_normal((12, 10))
