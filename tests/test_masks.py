@@ -1,10 +1,10 @@
 """mrgen.masks and `mrgen mask`: accelerations, determinism, centres, swap, errors, the CLI."""
 
-import io as pyio
 import math
 import subprocess
 import sys
 from dataclasses import replace
+from io import BytesIO
 
 import numpy as np
 import pytest
@@ -23,6 +23,7 @@ CASES = [
     ("equispaced-fraction", (8, 320), 4),
     ("poisson", (64, 64), 4),
     ("poisson", (48, 40), 3),
+    ("sigpy-poisson", (64, 48), 4),
     ("gaussian", (64, 64), 4),
     ("uniform", (64, 64), 4),
     ("radial", (192, 192), 4),      # one spoke is ~1% of the samples here; 64x64 is too coarse
@@ -141,6 +142,20 @@ def test_2d_centre_rectangle(kind):
     ch, cw = round(height * center), round(width * center)
     y0, x0 = (height - ch + 1) // 2, (width - cw + 1) // 2
     assert np.all(mask[y0:y0 + ch, x0:x0 + cw] == 1)
+
+
+def test_sigpy_poisson_is_sigpys_mask():
+    import sigpy.mri
+
+    mask, info = sample_mask("sigpy-poisson:4", (64, 48), 3)
+    seed = int(np.random.default_rng(3).integers(2 ** 31))     # drawn from the seed's stream
+    expected = sigpy.mri.poisson((64, 48), 4, calib=(5, 4), dtype=np.float32, seed=seed,
+                                 tol=0.02 * 4)
+    np.testing.assert_array_equal(mask, expected)
+    assert info.center == "5x4 centre" and f"sigpy.mri.poisson seed {seed}" in info.details
+    assert mask[29:34, 22:26].all()                              # sigpy's calibration block
+    with pytest.raises(UsageError, match="--accel 1000"):
+        make_mask("sigpy-poisson:1000", (64, 48), 3)
 
 
 @pytest.mark.parametrize("kind", ["radial", "spiral"])
@@ -304,7 +319,7 @@ def test_cli_stdout_is_clean_and_quiet(tmp_path):
     result = invoke("-", "--shape", 16, 32, "--kind", "uniform", "--accel", 4, "--quiet")
     assert result.exit_code == 0
     assert result.stderr == ""
-    mask = np.load(pyio.BytesIO(result.stdout_bytes))
+    mask = np.load(BytesIO(result.stdout_bytes))
     assert mask.shape == (16, 32) and mask.sum() == 128
 
 
