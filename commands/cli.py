@@ -293,15 +293,3 @@ def check_output(text, inputs=()):
     check_target(str(text), True, [str(i) for i in inputs if i is not None], [])
     return io.parse_ref(str(text))
 
-
-def engine_options(name: str, steps: int, checkpoint, checkpoint_every: int, resume: bool,
-                   nan_guard: bool, is_main: bool):
-    """EngineOptions from the options every training command shares; progress and log lines
-    on rank 0 only."""
-    from mrgen.training.engine import EngineOptions
-
-    return EngineOptions(
-        steps=steps, seed=settings.seed, checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every, resume=resume, progress=show_progress(),
-        nan_guard=nan_guard, log=info if is_main else None, log_every=checkpoint_every or 100,
-        description=name)

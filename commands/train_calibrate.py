@@ -36,8 +36,8 @@ def calibrate(
         "--equaliser/--no-equaliser", help="Also fit the cubic-spline intensity equaliser "
         "(Zach, Knoll, Pock 2023, 2.6) on the reconstructions at the best lambda.")] = True,
 ):
-    """Calibrate a learned prior for `mrgen ipalm --lam auto` (and `--equalise`), as papers
-    000/001, Section 2.6: for each validation slice, undersample with --mask-spec (seeded per
+    """Calibrate a learned prior for `mrgen ipalm --lam auto` (and `--equalise`), as Zach,
+    Knoll, Pock 2023, Section 2.6: for each validation slice, undersample with --mask-spec (seeded per
     slice from --seed), reconstruct with iPALM for every lambda of --grid, keep the lambda
     closest to the reference (squared error) and the initial data residual r0, and fit
     lambda = max(slope r0 + intercept, 0.01). For Cartesian masks r0 is zero up to rounding,
