@@ -95,26 +95,26 @@ def deepen(
     """
     from mrgen import io
     from mrgen.acquisition import read_acquisition
-    from mrgen.apps import deepen as app
+    from mrgen.apps import deepen
     from mrgen.device import generator
 
     inputs = [kspace, mask, maps]
     dev = device()
-    model_ = app.load_deepen_model(model, dev)
+    model_ = deepen.load_deepen_model(model, dev)
     acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_)).to(dev)
-    acq = app.with_deepen_maps(acq, info)
+    acq = deepen.with_deepen_maps(acq, info)
     gen = generator(settings.seed, dev)
     finish = (lambda t: acq.squeeze(t.abs() if magnitude else t))
     if mode == "map":
         with progress_bar(iters * acq.slice_count, "deepen map") as bar:
-            image = app.deepen_map_app(acq, model_, app.MapSettings(
+            image = deepen.deepen_map_app(acq, model_, deepen.MapSettings(
                 iters, tol, lipschitz, cg_iters, cg_tol), gen, bar.update, info)
         save(output, finish(image), io.roles.IMAGE, inputs=inputs)
         return
-    options = app.SampleSettings(samples, steps, eps, init_std, chunk)
+    options = deepen.SampleSettings(samples, steps, eps, init_std, chunk)
     writer = _SampleWriter(samples_out, samples, acq, magnitude)
     with progress_bar(samples * steps * acq.slice_count, "deepen sample") as bar, writer:
-        result = app.deepen_sample_app(acq, model_, options, gen, writer.on_sample if
+        result = deepen.deepen_sample_app(acq, model_, options, gen, writer.on_sample if
                                        samples_out else None, bar.update, info)
     save(output, finish(result.mean), io.roles.IMAGE, inputs=inputs)
     if var:

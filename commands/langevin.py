@@ -108,16 +108,16 @@ def langevin(
     chains. --seed makes the chain reproducible."""
     from mrgen import io
     from mrgen.acquisition import read_acquisition, read_matching_image
-    from mrgen.apps import langevin as app
+    from mrgen.apps import langevin as sampling
     from mrgen.device import generator
     from mrgen.io.stream import SampleStream
 
     kspace, output = _split_inputs(inputs, prior_only)
     dev, slices = device(), io.parse_slices(slice_)
     deepen = _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude)
-    chain = app.ChainSettings(burn_in, samples, thin, step, noise_std,
+    chain = sampling.ChainSettings(burn_in, samples, thin, step, noise_std,
                               sampler == "mala" or (sampler == "auto" and deepen), nonneg)
-    choice = app.PriorChoice(model, reg, tv_eps)
+    choice = sampling.PriorChoice(model, reg, tv_eps)
     gen = generator(settings.seed, dev)
     finish = (lambda t: t.abs()) if magnitude else (lambda t: t)
     with progress_bar(chain.total_steps, "langevin") as bar, \
@@ -133,13 +133,13 @@ def langevin(
             from mrgen.apps.deepen import load_deepen_model, with_deepen_maps
 
             acq = with_deepen_maps(acq, info, "langevin")
-            result = app.sample_deepen_app(acq, load_deepen_model(model, dev), chain, start,
+            result = sampling.sample_deepen_app(acq, load_deepen_model(model, dev), chain, start,
                                            gen, on_sample, bar.update, info)
         else:
-            result = app.sample_posterior_app(acq, choice, chain, start, gen, lam, ipalm_iters,
+            result = sampling.sample_posterior_app(acq, choice, chain, start, gen, lam, ipalm_iters,
                                               on_sample, bar.update, info)
-    if app.metropolis_report(result):
-        info(app.metropolis_report(result))
+    if sampling.metropolis_report(result):
+        info(sampling.metropolis_report(result))
     save(output, finish(acq.squeeze(result.mean)), io.roles.IMAGE, inputs=[kspace, mask, maps])
     if var:
         save(var, acq.squeeze(result.variance), io.roles.IMAGE, inputs=[kspace, mask, maps])
@@ -160,11 +160,11 @@ def _prior_only(choice, shape, chains, chain, gen, dev, stream, bar, output, var
 def _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude) -> bool:
     """Whether --model is a DEEPEN model; options that the chosen posterior does not have
     are refused."""
-    from mrgen.deepen.model import KIND as DEEPEN
+    from mrgen.deepen.model import KIND as DEEPEN_KIND
     from mrgen.errors import UsageError
     from mrgen.priors.loading import model_kind
 
-    if model_kind(model) != DEEPEN:
+    if model_kind(model) != DEEPEN_KIND:
         if magnitude:
             raise UsageError("--magnitude: only for a DEEPEN model (these images are real)")
         return False

@@ -54,14 +54,14 @@ def show(
     from pathlib import Path
 
     from mrgen import __version__, io
-    from mrgen import show as display
+    from mrgen.show import PARTS, render
     from mrgen.errors import UsageError
     from mrgen.png import write_png
 
     from .cli import command_line
 
-    if part not in display.PARTS:
-        raise UsageError(f"--part {part}: expected one of {' | '.join(display.PARTS)}")
+    if part not in PARTS:
+        raise UsageError(f"--part {part}: expected one of {' | '.join(PARTS)}")
     if log and part != "magnitude":
         raise UsageError(f"--log: only with --part magnitude (not {part})")
     if percentile is not None and not 0.0 < percentile <= 100.0:
@@ -72,7 +72,7 @@ def show(
         raise UsageError(f"--columns {columns}: must be at least 1")
     _check_png_output(output, input_)
     array = load(input_, io.roles.ANY, io.parse_slices(slice_))
-    picture = display.render(array, part, window, percentile, log, columns)
+    picture = render(array, part, window, percentile, log, columns)
     write_png(output, picture.pixels,
               {"Software": f"mrgen {__version__}", "Comment": command_line()})
     rows, cols = picture.grid
