@@ -97,6 +97,7 @@ def deepen(
     from mrgen.acquisition import read_acquisition
     from mrgen.apps import deepen
     from mrgen.device import generator
+    from mrgen.io.stream import SampleStream
 
     inputs = [kspace, mask, maps]
     dev = device()
@@ -104,7 +105,8 @@ def deepen(
     acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_)).to(dev)
     acq = deepen.with_deepen_maps(acq, info)
     gen = generator(settings.seed, dev)
-    finish = (lambda t: acq.squeeze(t.abs() if magnitude else t))
+    finish_one = (lambda t: t.abs() if magnitude else t)
+    finish = (lambda t: acq.squeeze(finish_one(t)))
     if mode == "map":
         with progress_bar(iters * acq.slice_count, "deepen map") as bar:
             image = deepen.deepen_map_app(acq, model_, deepen.MapSettings(
@@ -112,10 +114,10 @@ def deepen(
         save(output, finish(image), io.roles.IMAGE, inputs=inputs)
         return
     options = deepen.SampleSettings(samples, steps, eps, init_std, chunk)
-    writer = _SampleWriter(samples_out, samples, acq, magnitude)
-    with progress_bar(samples * steps * acq.slice_count, "deepen sample") as bar, writer:
-        result = deepen.deepen_sample_app(acq, model_, options, gen, writer.on_sample if
-                                       samples_out else None, bar.update, info)
+    stream = SampleStream(samples_out, samples, acq.slice_count if acq.has_slices else None)
+    keep = (lambda i, s, x: stream.write(i, finish_one(x), s)) if samples_out else None
+    with progress_bar(samples * steps * acq.slice_count, "deepen sample") as bar, stream:
+        result = deepen.deepen_sample_app(acq, model_, options, gen, keep, bar.update, info)
     save(output, finish(result.mean), io.roles.IMAGE, inputs=inputs)
     if var:
         save(var, acq.squeeze(result.variance), io.roles.IMAGE, inputs=inputs)
@@ -134,34 +136,3 @@ def _precheck(args):
         if target and Path(target).exists() and model.exists() and \
                 Path(target).resolve() == model.resolve():
             raise UsageError(f"{target}: the output would overwrite the model {args['model']}")
-
-
-class _SampleWriter:
-    """Streams every sample to --samples-out (samples, [slices,] H, W); a no-op without it.
-    A context manager: the file is completed on success and removed on failure."""
-
-    def __init__(self, path, samples, acq, magnitude):
-        import numpy as np
-
-        from mrgen.io.stream import NpyStackWriter
-
-        self.acq, self.magnitude = acq, magnitude
-        shape = (acq.slice_count, *acq.image_shape)
-        self.writer = None if not path else NpyStackWriter(
-            path, samples, shape if acq.has_slices else shape[1:],
-            dtype=np.float32 if magnitude else np.complex64)
-
-    def on_sample(self, i, s, x):
-        value = (x.abs() if self.magnitude else x).detach().cpu().numpy()
-        if self.acq.has_slices:
-            self.writer.array[i, s] = value
-        else:
-            self.writer.write(i, value)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, trace):
-        if self.writer is not None:
-            self.writer.__exit__(kind, error, trace)
-        return False

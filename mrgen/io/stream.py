@@ -60,23 +60,27 @@ class NpyStackWriter:
 
 
 class SampleStream:
-    """``--samples-out``: every kept sample of a chain, streamed to a .npy (count, *shape)
-    whose shape and dtype come from the first sample; a no-op without a path. A context
-    manager: the file is completed on success and removed on failure."""
+    """``--samples-out``: every kept sample of a chain, streamed to a .npy (count, [parts,]
+    *shape) whose shape and dtype come from the first sample; a no-op without a path.
+    ``parts``: samples arrive part by part (one slice at a time) into (count, parts, ...).
+    A context manager: the file is completed on success and removed on failure."""
 
-    def __init__(self, target: str | None, count: int):
-        self.target, self.count, self.writer = target, count, None
+    def __init__(self, target: str | None, count: int, parts: int | None = None):
+        self.target, self.count, self.parts, self.writer = target, count, parts, None
         if target is not None and parse_ref(target).format != "npy":
             raise UsageError(f"{target}: streamed samples are written as a .npy file")
 
-    def write(self, index: int, values) -> None:
+    def write(self, index: int, values, part: int | None = None) -> None:
+        """Sample ``index`` (or its ``part``, with ``parts``)."""
         if self.target is None:
             return
         if hasattr(values, "detach"):
             values = values.detach().cpu().numpy()
         if self.writer is None:
-            self.writer = NpyStackWriter(self.target, self.count, values.shape, values.dtype)
-        self.writer.write(index, values)
+            lead = () if self.parts is None else (self.parts,)
+            self.writer = NpyStackWriter(self.target, self.count, lead + values.shape,
+                                         values.dtype)
+        self.writer.write(index if self.parts is None else (index, part), values)
 
     def __enter__(self):
         return self
