@@ -9,12 +9,12 @@ import torch
 
 from mrgen.errors import UsageError
 from mrgen.priors.energy import EnergyConfig
-from mrgen.model_files import load_model
+from mrgen.model_files import load_model, store_fitted_entries
 from mrgen.training.data import central_range, load_training_images, normalise_slices
 from mrgen.training.distributed import DistContext, init_distributed, step_generator
 from mrgen.training.engine import EngineOptions, load_training_checkpoint
 from mrgen.training.prior import (PriorConfig, PriorTraining, chain_length, load_prior,
-                                  permute_pixels, store_prior_fit, train_prior)
+                                  permute_pixels, train_prior)
 
 from .conftest import invoke
 
@@ -105,7 +105,7 @@ def test_cli_trains_and_writes_a_self_describing_model(tmp_path, phantom_h5):
     reference, _ = load_model(tmp_path / "prior.ckpt")
     assert torch.equal(model(x), reference(x))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    store_prior_fit(out, lambda_fit={"slope": -2.71e8, "intercept": 0.5477, "mu": 10.0})
+    store_fitted_entries(out, {"lambda_fit": {"slope": -2.71e8, "intercept": 0.5477, "mu": 10.0}})
     assert load_prior(out)[1]["fitted"]["lambda_fit"]["mu"] == 10.0
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from ..acquisition import Acquisition
 from .ipalm import PriorChoice
 

@@ -4,7 +4,7 @@ Under ``torchrun`` (environment variables RANK, WORLD_SIZE, LOCAL_RANK, MASTER_A
 MASTER_PORT) ``init_distributed`` joins the process group, with the NCCL backend on CUDA (one
 GPU per process: cuda:LOCAL_RANK) and gloo on CPU. Without them it returns a single-process
 context and nothing else changes. Everything a method needs to know about the other processes
-goes through the context: its rank (data sharding, its own random streams), ``wrap`` (the
+goes through the context: its rank (its share of the data, its own random streams), ``wrap`` (the
 model in DistributedDataParallel), ``mean`` (all-reduced metrics), ``gather`` (per-rank state
 for the checkpoint), ``barrier``.
 """
@@ -47,10 +47,6 @@ class DistContext:
             return DistributedDataParallel(model, device_ids=[self.device.index],
                                            output_device=self.device.index)
         return DistributedDataParallel(model)
-
-    def shard(self, count: int) -> range:
-        """This process's share of ``count`` items (indices rank, rank + W, ...)."""
-        return range(self.rank, count, self.world_size)
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         """Average scalar metrics over the processes (every rank must pass the same keys)."""

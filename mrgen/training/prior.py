@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UsageError
-from ..model_files import load_model, model_description, store_fitted_entries
+from ..model_files import load_model, model_description
 from ..priors.energy import KIND, EnergyConfig, EnergyNet
 from .distributed import DistContext, init_generator
 from .engine import EngineOptions, TrainingMethod, png_hook, train_and_save
@@ -254,9 +254,3 @@ def load_prior(path, device="cpu"):
     """(EnergyNet in eval mode, metadata) from a model file of ``mrgen train prior``."""
     return load_model(path, device, kind=KIND)
 
-
-def store_prior_fit(path, **entries) -> None:
-    """Hook for calibrations after training (e.g. ``mrgen train prior --calibrate-lambda``):
-    store fitted entries such as ``lambda_fit={"slope": a, "intercept": b, "mu": 10.0}`` in
-    the model file, under ``metadata["fitted"]`` of ``load_prior``."""
-    store_fitted_entries(path, entries)
