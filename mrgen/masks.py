@@ -25,8 +25,8 @@ Kinds (``KINDS``):
   mrgen's own code rather than sigpy's: 0.06-0.13 s against 3-9 s for ``sigpy.mri.poisson``
   at 320 x 320, 4x, on 2 CPU cores (the same 2% tolerance).
 - ``sigpy-poisson``: the masks of ``sigpy.mri.poisson`` (dart throwing, Bridson 2007; the same
-  density law and corner crop), drawn by sigpy itself; requests that no slope can meet are
-  refused first (sigpy's search would run for ever). Its ``calib`` is a centre
+  density law and corner crop): its numba kernel and its slope bisection step for step, which
+  here also ends where no slope fits (sigpy's would run for ever). Its ``calib`` is a centre
   rectangle of the size ``poisson`` would use, its ``seed`` is drawn from the seed's stream,
   its ``tol`` is the 2% tolerance. Seconds per mask (sigpy's import and slope bisection);
   sigpy draws from numba's own random state, so numpy's global state is untouched here too.
@@ -631,43 +631,39 @@ def _gen_sigpy_poisson(grid, spec, fraction, rng, tolerance):
     return mask, info
 
 
-SIGPY_TIME_LIMIT = 120.0   # seconds; see _sigpy_poisson
+def _sigpy_poisson(grid, accel, calib, seed, tol, max_steps=100):
+    """``sigpy.mri.poisson(grid, accel, calib, seed=seed, tol=tol) > 0`` (sigpy 0.1.27's slope
+    bisection around its numba kernel, step for step), or None where sigpy would raise or
+    loop for ever: its bisection stalls without ending when no slope reaches ``accel``."""
+    from sigpy.mri.samp import _poisson   # here: importing sigpy takes seconds
 
+    ny, nx = grid
+    y, x = np.mgrid[:ny, :nx]
+    x = np.maximum(abs(x - nx / 2) - calib[-1] / 2, 0)
+    x /= x.max()
+    y = np.maximum(abs(y - ny / 2) - calib[-2] / 2, 0)
+    y /= y.max()
+    r = np.sqrt(x ** 2 + y ** 2)
+    if nx * ny / np.count_nonzero(r < 1) > accel + tol:
+        return None                       # denser than every point inside the crop
+    slope_min, slope_max, previous = 0, max(nx, ny), None
+    for _ in range(max_steps):
+        slope = (slope_max + slope_min) / 2
+        if not slope_min < slope_max or slope == previous:
+            return None
+        previous = slope
+        radius_x = np.clip((1 + r * slope) * nx / max(nx, ny), 1, None)
+        radius_y = np.clip((1 + r * slope) * ny / max(nx, ny), 1, None)
+        mask = _poisson(nx, ny, 30, radius_x, radius_y, calib, seed) * (r < 1)
+        actual = nx * ny / np.sum(mask)
+        if abs(actual - accel) < tol:
+            return mask > 0
+        if actual < accel:
+            slope_min = slope
+        else:
+            slope_max = slope
+    return None
 
-def _sigpy_poisson(grid, accel, calib, seed, tol, time_limit=SIGPY_TIME_LIMIT):
-    """``sigpy.mri.poisson(grid, accel, calib, seed=seed, tol=tol) > 0``, or None where it
-    finds no mask. sigpy 0.1.27's slope bisection never ends when no slope reaches ``accel``
-    within ``tol``: the evidently unreachable requests (denser than every point inside the
-    corner crop) are refused first, and sigpy runs in a daemon thread that is given up after
-    ``time_limit`` seconds."""
-    import threading
-
-    if _poisson_crop_accel(grid, calib) > accel + tol:
-        return None
-    found = {}
-
-    def draw():
-        import sigpy.mri   # here: importing sigpy takes seconds
-
-        try:
-            found["mask"] = sigpy.mri.poisson(grid, accel, calib=calib, dtype=np.float32,
-                                              seed=seed, tol=tol) > 0
-        except ValueError:
-            found["mask"] = None
-
-    worker = threading.Thread(target=draw, name="sigpy.mri.poisson", daemon=True)
-    worker.start()
-    worker.join(time_limit)
-    return found.get("mask")
-
-
-def _poisson_crop_accel(grid, calib) -> float:
-    """The acceleration of sampling every point inside the corner crop of sigpy's density law
-    (the ellipse beyond the calibration block): the densest mask that kind can draw."""
-    rows, cols = (np.maximum(np.abs(np.arange(n) - n / 2) - c / 2, 0) for n, c in zip(grid, calib))
-    rows, cols = rows / max(rows.max(), 1e-12), cols / max(cols.max(), 1e-12)
-    inside = np.count_nonzero(rows[:, None] ** 2 + cols[None, :] ** 2 < 1)
-    return grid[0] * grid[1] / max(inside, 1)
 
 class _DartThrower:
     """Random sequential (maximal) Poisson-disc on the grid with a variable radius.
