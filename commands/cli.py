@@ -252,11 +252,12 @@ def show_progress() -> bool:
 
 
 def progress_bar(total: int, desc: str, unit: str = "it"):
-    """A tqdm bar on stderr, shown only where show_progress() says; use as a context manager
-    and pass ``bar.update`` to an app as its ``progress``."""
-    from tqdm import tqdm
+    """Progress on stderr unless --quiet: a bar on a terminal, else a line every ~10 s (for
+    logs and make; mrgen.progress). Use as a context manager and pass ``bar.update`` to an
+    app as its ``progress``."""
+    from mrgen.progress import progress_bar as make_bar
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not show_progress())
+    return make_bar(total, desc, unit, enabled=not settings.quiet)
 
 
 def device():

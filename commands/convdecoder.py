@@ -109,14 +109,14 @@ def convdecoder(
     from mrgen.acquisition import read_acquisition
     from mrgen.apps.convdecoder import UntrainedSettings, convdecoder_app
 
-    from .cli import device, settings, show_progress
+    from .cli import device, settings
 
     inputs = [kspace, mask, maps]
     acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_))
     options = UntrainedSettings(arch.value, layers, channels, tuple(input_size), iters, lr,
                                 runs, dc, crop, not complex_output, amp)
     dev = device()
-    result = convdecoder_app(acq, options, settings.seed, dev, show_progress())
+    result = convdecoder_app(acq, options, settings.seed, dev, not settings.quiet)
     residual = result["residual"].reshape(runs, -1)
     info(f"{arch.value}: {residual.shape[1]} slice(s) x {runs} run(s) x {iters} iterations on "
          f"{dev}; relative data residual ||M F G(w) - y|| / ||y|| of the fitted networks: "

@@ -4,7 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import command, device, info, settings, show_progress
+from .cli import command, device, info, settings
 from .options import AT_LEAST_0, AT_LEAST_1, POSITIVE
 from .train import train_app
 
@@ -56,7 +56,7 @@ def calibrate(
                                  central_slices=central_slices, equaliser=equaliser,
                                  seed=settings.seed)
     entries = calibrate_app(model, validation, options, device(), log=info,
-                            progress=show_progress())
+                            progress=not settings.quiet)
     store_fitted_entries(resolve_model(model), entries, target=output)
 
 

@@ -25,13 +25,12 @@ def calibrate_app(model: str, validation: list[str], options: CalibrationOptions
     for every lambda, keep the lambda closest to the reference and the initial data residual
     r0, fit lambda = max(slope r0 + intercept, 0.01); optionally the equaliser that maps
     reconstructed to reference intensities at the best lambdas."""
-    import sys
 
     import numpy as np
     import torch
-    from tqdm import tqdm
 
     from ..ipalm import IpalmOptions, initial_residual, initialise
+    from ..progress import progress_bar
     from ..masks import make_mask, parse_mask_spec
     from ..priors.loading import build_regulariser
     from ..tuning import fit_equaliser, fit_lambda, grid_search_lambda
@@ -48,8 +47,7 @@ def calibrate_app(model: str, validation: list[str], options: CalibrationOptions
     ref_t = torch.from_numpy(reference).to(device)
     log(f"calibrate: {kspace.shape[0]} validation slice(s), {len(options.lambdas)} lambdas, "
         f"{options.iters} iterations each, mask {options.mask_spec}")
-    with tqdm(total=len(options.lambdas), desc="lambda grid", file=sys.stderr,
-              disable=not progress) as bar:
+    with progress_bar(len(options.lambdas), "lambda grid", enabled=progress) as bar:
         best, _, chosen = grid_search_lambda(k_t, m_t, ref_t, regulariser, options.lambdas,
                                              ipalm, progress=bar.update)
     r0 = initial_residual(k_t, m_t, prior.crop).cpu().numpy()

@@ -28,7 +28,6 @@ loss and optimiser state stay float32).
 from __future__ import annotations
 
 import contextlib
-import sys
 
 import numpy as np
 import torch
@@ -228,10 +227,9 @@ def fit_untrained(kspace, mask=None, maps=None, *, arch: str = "convdecoder",
     out_channels = 2 if maps is not None else 2 * coils
     cuda = device.type == "cuda"
 
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
-    bar = tqdm(total=slices * runs * iters, desc=arch, unit="it", file=sys.stderr,
-               disable=not progress, leave=False)
+    bar = progress_bar(slices * runs * iters, arch, enabled=progress, leave=False)
     state = {"done": 0}
 
     def report(slice_index, run):
