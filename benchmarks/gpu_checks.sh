@@ -53,6 +53,8 @@ step cuda-tests 180 python3 -m pytest -q -m cuda -p no:cacheprovider \
 step ipalm-paper-prior 80 python3 benchmarks/bench_ipalm.py --sections gpu
 step convdecoder-speed 80 python3 benchmarks/bench_convdecoder.py --skip-quality --timing-iters 1
 step deepen 110 python3 benchmarks/bench_deepen.py --model deepen-brain-small --device cuda
+# Posterior sampling throughput at the paper's size (320 x 320, 15 coils, the paper's network).
+step sampling 60 python3 benchmarks/bench_sampling.py --device cuda --steps 30
 # The default 8 x 256 network, 2500 iterations per mask (runs averaging was measured on the CPU).
 step convdecoder-quality 150 python3 benchmarks/bench_convdecoder.py --skip-timing --runs 1 \
     --variants coils
