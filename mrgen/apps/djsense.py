@@ -45,11 +45,13 @@ def djsense_network(model: str | None, l2: L2JSense, device):
 def djsense_app(acq: Acquisition, network, device, unrolls: int | None = None,
                 progress=None) -> JointReconstruction:
     """Each slice on its own on ``device`` (the network's); results on the CPU."""
+    from ..djsense.training import reconstruct
+
     rss, images, maps = [], [], []
     for index, _, part in acq.batches(1, device):
         if not bool((part.mask > 0).any()):
             raise DataError(f"{acq.source}: slice {index} has no sampled k-space")
-        result = _reconstruct(network, part, unrolls)
+        result = reconstruct(network, part.kspace, part.mask, unrolls=unrolls)
         rss.append(result["rss"].cpu())
         images.append(result["image"].cpu())
         maps.append(result["maps"].cpu())
@@ -60,8 +62,3 @@ def djsense_app(acq: Acquisition, network, device, unrolls: int | None = None,
     return JointReconstruction(torch.cat(rss), torch.cat(images), torch.cat(maps), what,
                                unrolls or network.config.unrolls)
 
-
-def _reconstruct(network, part: Acquisition, unrolls):
-    from ..djsense.training import reconstruct
-
-    return reconstruct(network, part.kspace, part.mask, unrolls=unrolls)

@@ -84,7 +84,8 @@ def _maps_and_start(acq, start, regulariser, prior, iters, lam, log):
     fixed = acq.maps
     if fixed is not None and not acq.single_coil:
         fixed = align_map_phase(acq.kspace, acq.mask, fixed)
-    if fixed is None or (isinstance(start, str) and start == "ipalm"):
+    from_ipalm = isinstance(start, str) and start == "ipalm"
+    if fixed is None or from_ipalm:
         if log is not None:
             log(f"langevin: {iters} iPALM iterations for the "
                 f"{'maps and ' if fixed is None else ''}start")
@@ -93,7 +94,7 @@ def _maps_and_start(acq, start, regulariser, prior, iters, lam, log):
                                align_map_phase=False)
         result = ipalm(acq.kspace, acq.mask, regulariser, options, maps=fixed)
         fixed = result.maps if fixed is None else fixed
-        if isinstance(start, str) and start == "ipalm":
+        if from_ipalm:
             return fixed, result.image
     return fixed, start
 

@@ -32,6 +32,7 @@ import contextlib
 import numpy as np
 import torch
 
+from ..acquisition import default_mask
 from ..coils import combine, rss
 from ..errors import RuntimeFailure, UsageError
 from ..fft import fft2c, ifft2c
@@ -42,9 +43,6 @@ from .architectures import DEFAULT_INPUT_SIZE, build_generator, resolve_config
 DEFAULT_ITERS = 2500     # the authors' demo notebook (their study ran 20,000-25,000)
 DEFAULT_LR = 0.008       # the authors' code (the paper's appendix B quotes 0.01)
 PROGRESS_EVERY = 25      # iterations between progress-bar updates (one host sync each)
-
-
-from ..acquisition import default_mask  # noqa: E402
 
 
 def sampling_pattern(kspace: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
