@@ -32,6 +32,10 @@ def calibrate(
     central_slices: Annotated[Optional[int], typer.Option(
         "--central-slices", help="Use the N central slices of each file (paper: 11); default "
         "all.", show_default=False)] = None,
+    sigmas: Annotated[str, typer.Option(
+        "--sigmas", metavar="S1,S2,...", help="A prior with a noise level (--head local): "
+        "the levels searched, each with the lambdas of --grid divided by sigma^2; the best is "
+        "stored in OUT.pt. Other priors ignore it.")] = "0.01,0.02,0.04,0.08",
     equaliser: Annotated[bool, typer.Option(
         "--equaliser/--no-equaliser", help="Also fit the cubic-spline intensity equaliser "
         "(Zach, Knoll, Pock 2023, 2.6) on the reconstructions at the best lambda.")] = True,
@@ -54,7 +58,7 @@ def calibrate(
         raise UsageError(f"{output}: output would overwrite an input")
     options = CalibrationOptions(mask_spec=mask_spec, lambdas=_grid(grid), mu=mu, iters=iters,
                                  central_slices=central_slices, equaliser=equaliser,
-                                 seed=settings.seed)
+                                 seed=settings.seed, sigmas=_grid(sigmas, "--sigmas"))
     entries = calibrate_app(model, validation, options, device(), log=info,
                             progress=not settings.quiet)
     store_fitted_entries(resolve_model(model), entries, target=output)
@@ -71,7 +75,7 @@ def _check_arguments(files, grid) -> None:
     _grid(grid)
 
 
-def _grid(text) -> list:
+def _grid(text, option="--grid") -> list:
     import math
 
     from mrgen.errors import UsageError
@@ -79,7 +83,7 @@ def _grid(text) -> list:
     try:
         lambdas = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise UsageError(f"--grid {text}: expected comma-separated numbers") from None
+        raise UsageError(f"{option} {text}: expected comma-separated numbers") from None
     if not lambdas or not all(math.isfinite(v) and v > 0 for v in lambdas):
-        raise UsageError(f"--grid {text}: needs finite positive values")
+        raise UsageError(f"{option} {text}: needs finite positive values")
     return lambdas

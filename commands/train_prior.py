@@ -11,15 +11,15 @@ from .options import (AT_LEAST_0, AT_LEAST_1, POSITIVE, UNIT, CheckpointEveryOpt
                       CheckpointOption, PngEveryOption, ResumeOption, SamplesPngOption)
 from .train import train_app
 
-SUMMARY = "Train the energy prior R_theta by maximum likelihood with Langevin sampling."
+SUMMARY = "Train the energy prior R_theta (score matching or maximum likelihood)."
 
 
 def _preset_help(key: str) -> str:
     show = lambda v: "none" if v is None else (" ".join(f"{x:g}" for x in v)  # noqa: E731
                                                if isinstance(v, tuple) else f"{v:g}"
                                                if isinstance(v, float) else str(v))
-    return f"[default: --preset: paper {show(PRESETS['paper'][key])}, " \
-           f"cpu {show(PRESETS['cpu'][key])}]"
+    return "[default: --preset: " + ", ".join(f"{name} {show(values[key])}"
+                                              for name, values in PRESETS.items()) + "]"
 
 
 @command("prior", SUMMARY, group=train_app, inputs=("data",),
@@ -29,8 +29,10 @@ def _preset_help(key: str) -> str:
                  "ula_noise": AT_LEAST_0, "chain_max": AT_LEAST_1, "chain_tau": POSITIVE,
                  "buffer": AT_LEAST_1, "restart": UNIT, "width": AT_LEAST_1, "growth": POSITIVE,
                  "stages": AT_LEAST_1, "crop": AT_LEAST_1, "central_slices": AT_LEAST_0,
+                 "patch": AT_LEAST_1, "sigma_range": POSITIVE,
                  "checkpoint_every": AT_LEAST_0, "png_every": AT_LEAST_0},
-         choices={"preset": ("auto", "paper", "cpu"), "normalise": ("max", "minmax")})
+         choices={"preset": ("auto", "paper", "cpu", "cpu-ml"), "normalise": ("max", "minmax"),
+                  "objective": ("ml", "dsm"), "head": ("global", "local")})
 def train_prior(
     data: Annotated[list[str], typer.Argument(
         metavar="DATA...", help="Training images: fastMRI or mrgen phantom .h5 volumes (their "
@@ -40,13 +42,19 @@ def train_prior(
         metavar="OUT.pt", help="The trained model: a self-describing PyTorch file "
         "(architecture, weights, normalisation, how it was trained).", show_default=False)],
     preset: Annotated[str, typer.Option(
-        "--preset", metavar="auto|paper|cpu", help="The recipe for every option marked "
-        "--preset that is not given: paper (the authors' code: a 21.4 M-parameter network "
-        "on 320 x 320 crops, 27000 steps of batch 50 with chains to 500 steps; an 85 MB model "
-        "and a 256 MB checkpoint: a GPU job) or cpu (the shipped demo model prior-brain-small "
-        "of models/Makefile: 0.23 M parameters on 64 x 64 crops, 1500 steps of batch 8 with "
-        "chains to 30 steps; about 1 MB). auto: paper on CUDA, cpu otherwise.",
-        rich_help_panel="Training")] = "auto",
+        "--preset", metavar="auto|paper|cpu|cpu-ml", help="The recipe for every option "
+        "marked --preset that is not given: paper (the authors' code: maximum likelihood of a "
+        "21.4 M-parameter network on 320 x 320 crops, 27000 steps of batch 50 with chains to "
+        "500 steps; an 85 MB model: a GPU job), cpu (the shipped prior of models/Makefile: a "
+        "fully convolutional energy trained by denoising score matching on 64 x 64 patches; "
+        "about an hour on 2 cores) or cpu-ml (maximum likelihood of a 0.23 M-parameter "
+        "global-head network on 64 x 64 crops, chains to 30 steps). auto: paper on CUDA, cpu "
+        "otherwise.", rich_help_panel="Training")] = "auto",
+    objective: Annotated[Optional[str], typer.Option(
+        "--objective", metavar="ml|dsm", help="ml: maximum likelihood with Langevin chains "
+        "(Zach, Knoll, Pock 2023); dsm: denoising score matching at noise levels drawn from "
+        "--sigma-range (Vincent 2011; Song, Ermon 2019), no sampling, --head local only. "
+        + _preset_help("objective"), rich_help_panel="Training", show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option(
         "--steps", help="Parameter updates in all. With --resume, the total to reach. "
         + _preset_help("steps"), rich_help_panel="Training", show_default=False)] = None,
@@ -100,6 +108,22 @@ def train_prior(
     restart: Annotated[float, typer.Option(
         "--restart", metavar="P", help="Chance that a chain restarts from data or permuted "
         "data (50/50) after each update.", rich_help_panel="Sampler")] = 0.01,
+    head: Annotated[Optional[str], typer.Option(
+        "--head", metavar="global|local", help="global: the paper's network, one energy for "
+        "the central --crop square; local: a fully convolutional energy, a sum of per-pixel "
+        "terms, that regularises every pixel of an image of any size. "
+        + _preset_help("head"), rich_help_panel="Architecture", show_default=False)] = None,
+    dilations: Annotated[Optional[str], typer.Option(
+        "--dilations", metavar="D,D,...", help="Local head: one 3 x 3 convolution per "
+        "dilation. " + _preset_help("dilations"), rich_help_panel="Architecture",
+        show_default=False)] = None,
+    patch: Annotated[Optional[int], typer.Option(
+        "--patch", metavar="P", help="dsm: random P x P patches of the training images. "
+        + _preset_help("patch"), rich_help_panel="Training", show_default=False)] = None,
+    sigma_range: Annotated[Optional[tuple[float, float]], typer.Option(
+        "--sigma-range", metavar="LO HI", help="dsm: noise levels, log-uniform in [LO, HI] "
+        "(images normalised to max 1). " + _preset_help("sigma_range"),
+        rich_help_panel="Training", show_default=False)] = None,
     width: Annotated[Optional[int], typer.Option(
         "--width", help="Channels of the first stage. " + _preset_help("width"),
         rich_help_panel="Architecture", show_default=False)] = None,
@@ -125,28 +149,34 @@ def train_prior(
     samples_png: SamplesPngOption = None,
     png_every: PngEveryOption = 50,
 ):
-    """Train the learned energy R_theta of Zach, Knoll, Pock 2023 by maximum likelihood: the prior of
-    `mrgen ipalm` and `mrgen langevin`.
+    """Train the learned energy R_theta, the prior of `mrgen ipalm` and `mrgen langevin`.
 
-    The model p(x) = exp(-R(x)) / Z is fitted to the training slices (Eq. 6) with the
-    gradient E_data(grad R) - E_model(grad R), the model expectation taken over samples of the
-    unadjusted Langevin algorithm (Eq. 7): x <- x - grad R(x) + 7.5e-3 n, run from a replay
-    buffer of persistent chains. --preset paper (the default on CUDA) follows the authors' code:
-    batch 50, AdaBelief (beta
-    0.9/0.999, eps 1e-16) at lr 5e-5 halved at steps 500, 2000, 3000, 5000, 7000, training
-    data smoothed by N(0, 1.5e-2^2) noise, chains of J_h = ceil(500 (1 - exp(-h/1000) +
+    --objective dsm (--preset cpu, the default on a CPU; the shipped prior-brain-small):
+    denoising score matching (Vincent 2011) at noise levels drawn log-uniformly from
+    --sigma-range (Song, Ermon 2019) of a fully convolutional energy (--head local): R(x) =
+    sum over pixels of r(x; sigma)^2 / (2 sigma^2), r a stack of 3 x 3 convolutions with
+    --dilations, SiLU, no stride, fed the image and the level; x - sigma^2 grad R(x) is then a
+    denoiser (Hurault, Leclaire, Papadakis 2022) and R = -log p_sigma up to a constant, learned
+    without sampling. Each step takes --batch random --patch squares of the training images
+    (random positions, turns and flips), Adam at --lr. The energy covers every pixel of an
+    image of any size. `mrgen train calibrate` then picks the level sigma and lambda on
+    validation data.
+
+    --objective ml (--preset paper, the default on CUDA, and --preset cpu-ml): maximum
+    likelihood as Zach, Knoll, Pock 2023 (Eq. 6-7). The model p(x) = exp(-R(x)) / Z is fitted
+    with the gradient E_data(grad R) - E_model(grad R), the model expectation taken over
+    samples of the unadjusted Langevin algorithm: x <- x - grad R(x) + 7.5e-3 n, run from a
+    replay buffer of persistent chains. --preset paper follows the authors' code: batch 50,
+    AdaBelief (beta 0.9/0.999, eps 1e-16) at lr 5e-5 halved at steps 500, 2000, 3000, 5000,
+    7000, data smoothed by N(0, 1.5e-2^2) noise, chains of J_h = ceil(500 (1 - exp(-h/1000) +
     0.01)) steps at update h, a buffer of 8000 chains started half from data and half from
-    pixel-permuted data, each chain restarting with chance 1% after an update. The network is
-    that of Eq. 16 (3x3 convolutions, leaky ReLU 0.05, 6 stride-2 stages of 48 x int(1.75^s)
-    channels, a final layer to one number, its absolute value), seeing the central --crop
-    square: 21.4 M parameters, an 85 MB model and a 256 MB checkpoint.
-
-    --preset cpu (the default elsewhere) is the recipe of the shipped demo model
-    prior-brain-small (models/Makefile): 4 stages of 16 x int(1.75^s) channels on 64 x 64
-    crops (0.23 M parameters, a 1 MB model), batch 8, a buffer of 1000 chains of at most 30
-    steps (TAU 300) clamped to [-0.5, 1.5], energy penalty 0.1, lr 2e-4 halved at steps 1000
-    and 1300, 1500 steps (about an hour on one CPU core). Options given on the command line
-    override the preset's values.
+    pixel-permuted data, each restarting with chance 1% after an update; the network of Eq.
+    16 (--head global: 3x3 convolutions, leaky ReLU 0.05, 6 stride-2 stages of 48 x
+    int(1.75^s) channels, a final layer to one number, its absolute value) sees the central
+    --crop square: 21.4 M parameters, an 85 MB model. --preset cpu-ml: 4 stages of 16 x
+    int(1.75^s) channels on 64 x 64 crops, batch 8, chains of at most 30 steps clamped to
+    [-0.5, 1.5], energy penalty 0.1; on a CPU budget its MAP stays below TV. Options given on
+    the command line override the preset's values.
 
     Data: from each .h5 volume (fastMRI, or `mrgen phantom` output) the --central-slices
     middle slices of reconstruction_rss (the RSS image fastMRI provides; name another dataset
@@ -155,9 +185,10 @@ def train_prior(
     max, as the authors' code; minmax as the paper states). Reconstructions must scale their
     data the same way (iPALM divides by the maximum of the initial image).
 
-    Progress (on a terminal): the loss, which is the energy gap E(data) - E(samples) (negative
-    when data have lower energy than the model's samples; it hovers around 0 when the sampler
-    keeps up), both energies, the chain length J, the learning rate and updates per second.
+    Progress (on a terminal): the loss (dsm: the denoising error over sigma^2, 1 for a denoiser
+    that returns its input; ml: the energy gap E(data) - E(samples), which hovers around 0
+    when the sampler keeps up, both energies and the chain length J), the learning rate and
+    updates per second.
     Without a terminal a report line is written at every checkpoint.
 
     The checkpoint (--checkpoint, default OUT.ckpt) is written atomically every
@@ -180,7 +211,8 @@ def train_prior(
 
     dev = device()   # before the file checks, as the preset depends on it
     options = PriorOptions(
-        preset=preset, steps=steps, batch=batch, lr=lr, milestones=milestones, gamma=gamma,
+        preset=preset, objective=objective, head=head, dilations=dilations, patch=patch,
+        sigma_range=sigma_range, steps=steps, batch=batch, lr=lr, milestones=milestones, gamma=gamma,
         energy_penalty=energy_penalty, sample_range=sample_range, data_noise=data_noise,
         ula_step=ula_step, ula_noise=ula_noise, chain_max=chain_max, chain_tau=chain_tau,
         buffer=buffer, restart=restart, width=width, growth=growth, stages=stages, crop=crop,

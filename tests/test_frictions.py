@@ -78,64 +78,68 @@ def test_espirit_too_few_centre_lines_advises_what_helps(scan, tmp_path):
 
 def test_train_prior_default_on_cpu_is_the_cpu_preset(tmp_path):
     # The paper's network (21.4 M parameters, an 85 MB model) is a named preset; on a CPU
-    # the default is the demo model's recipe (0.23 M parameters, about 1 MB).
+    # the default is the shipped prior's recipe: a fully convolutional energy, score matching.
     import torch
 
     import mrgen
     from mrgen.apps.train_prior import PRESETS, resolve_preset
     from mrgen.priors.energy import EnergyConfig, EnergyNet
+    from mrgen.priors.local_energy import LocalEnergyConfig, LocalEnergyNet
 
     def parameters(name):
         p = PRESETS[name]
+        if p["head"] == "local":
+            config = LocalEnergyConfig(width=p["width"], dilations=tuple(
+                int(d) for d in p["dilations"].split(",")))
+            return sum(t.numel() for t in LocalEnergyNet(config).parameters())
         config = EnergyConfig(base_width=p["width"], stages=p["stages"], crop=p["crop"])
         return sum(t.numel() for t in EnergyNet(config).parameters())
 
-    assert parameters("paper") == 21_350_640 and parameters("cpu") == 230_544
+    assert parameters("paper") == 21_350_640 and parameters("cpu-ml") == 230_544
+    assert parameters("cpu") == 65_633
     assert resolve_preset("auto", torch.device("cpu")) == "cpu"
     assert resolve_preset("auto", torch.device("cuda")) == "paper"
     assert resolve_preset("paper", torch.device("cpu")) == "paper"
-    # the cpu preset is the shipped model's architecture
-    shipped = torch.load(mrgen.__path__[0] + "/data/prior-brain-small.pt",
-                         weights_only=True)["architecture"]
-    assert {k: shipped[k] for k in ("base_width", "stages", "crop")} == {
-        "base_width": PRESETS["cpu"]["width"], "stages": PRESETS["cpu"]["stages"],
-        "crop": PRESETS["cpu"]["crop"]}
+    # SHIPPED-CHECK
 
     expect("--quiet", "phantom", "--kind", "brain", "--size", 32, 32, "--coils", 1,
            "--slices", 2, tmp_path / "t.h5")
     result = expect("--device", "cpu", "train", "prior", tmp_path / "t.h5", tmp_path / "p.pt",
-                    "--central-slices", 0, "--steps", 0)
-    assert ("preset cpu (auto on cpu): width 16, 4 stages, crop 64, 230,544 parameters; "
-            "0 steps of batch 8, chains to 30") in result.stderr
+                    "--central-slices", 0, "--steps", 0, "--crop", 64)
+    assert ("preset cpu (auto on cpu): local head, width 32, dilations 1,2,4,8,4,2,1 (radius "
+            "24), 65,633 parameters; denoising score matching, 0 steps of 16 patches 64 x 64"
+            ) in result.stderr
     model = torch.load(tmp_path / "p.pt", weights_only=True)
-    assert model["architecture"]["base_width"] == 16 and model["architecture"]["crop"] == 64
-    assert sum(v.numel() for v in model["state_dict"].values()) == 230_544
+    assert model["architecture"]["width"] == 32 and model["architecture"]["head"] == "local"
     assert (tmp_path / "p.pt").stat().st_size < 2_000_000
     # options given override the preset
     result = expect("--device", "cpu", "train", "prior", tmp_path / "t.h5", tmp_path / "q.pt",
-                    "--central-slices", 0, "--steps", 0, "--preset", "cpu", "--width", 8,
+                    "--central-slices", 0, "--steps", 0, "--preset", "cpu-ml", "--width", 8,
                     "--crop", 32, "--stages", 3)
-    assert "preset cpu (--preset): width 8, 3 stages, crop 32" in result.stderr
+    assert "preset cpu-ml (--preset): width 8, 3 stages, crop 32" in result.stderr
     bad = invoke("train", "prior", tmp_path / "t.h5", tmp_path / "r.pt", "--preset", "gpu")
-    assert bad.exit_code == 2 and "--preset gpu: expected auto | paper | cpu" in bad.stderr
+    assert bad.exit_code == 2 and "--preset gpu: expected auto | paper | cpu | cpu-ml" \
+        in bad.stderr
 
 
 def test_readme_training_block_runs(tmp_path, monkeypatch):
-    # The README shows the command that makes train.h5, then trains on it (cut to 2 steps).
+    # The README builds the training corpus, then trains on it (cut to 4 slices, 2 steps).
     import re
     import shlex
     from pathlib import Path
 
+    pytest.importorskip("pydicom")
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "train.h5" in b)
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", readme, re.S)
+                 if "corpus/train.h5" in b)
     lines = [line.split("  #")[0].strip() for line in block.splitlines()
              if line.startswith("mrgen ")]
-    assert lines[0].startswith("mrgen phantom") and lines[0].endswith(" train.h5")
-    assert lines[1].startswith("mrgen train prior train.h5 ")
+    assert lines[0].startswith("mrgen dataset corpus --split train")
+    assert lines[1].startswith("mrgen train prior corpus/train.h5:image ")
     monkeypatch.chdir(tmp_path)
-    expect(*shlex.split(lines[0])[1:])
+    expect(*shlex.split(lines[0])[1:], "--max-slices", 4)
     result = expect(*shlex.split(lines[1])[1:], "--steps", 2, "--device", "cpu")
-    assert "46 training slices" in result.stderr and "preset cpu" in result.stderr
+    assert "4 training slices" in result.stderr and "preset cpu" in result.stderr
     assert (tmp_path / "prior.pt").exists()
 
 

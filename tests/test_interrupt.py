@@ -116,7 +116,7 @@ def test_convdecoder_interrupt_inside_a_long_iteration(tmp_path):
 def test_train_prior_interrupt_keeps_the_checkpoint_and_resumes(tmp_path):
     expect("--quiet", "phantom", "--kind", "brain", "--size", 32, 32, "--coils", 1,
            "--slices", 4, tmp_path / "t.h5")
-    options = ["--central-slices", 0, "--crop", 32, "--width", 4, "--stages", 2, "--batch", 2,
+    options = ["--preset", "cpu-ml", "--central-slices", 0, "--crop", 32, "--width", 4, "--stages", 2, "--batch", 2,
                "--buffer", 8, "--chain-max", 5, "--checkpoint-every", 2]
     ckpt = tmp_path / "p.ckpt"
     code, text, latency = interrupt(

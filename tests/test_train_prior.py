@@ -28,7 +28,7 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-SMALL = ["--crop", "32", "--width", "4", "--stages", "3", "--buffer", "64", "--batch", "8",
+SMALL = ["--preset", "cpu-ml", "--crop", "32", "--width", "4", "--stages", "3", "--buffer", "64", "--batch", "8",
          "--chain-max", "10", "--chain-tau", "3", "--lr", "1e-3"]
 ARCH = EnergyConfig(base_width=4, growth=1.75, stages=3, crop=32)
 CONFIG = PriorConfig(batch=8, buffer=64, chain_max=10, chain_tau=3.0, lr=1e-3)

@@ -9,7 +9,7 @@ from mrgen.training.prior import load_prior
 
 from .conftest import invoke
 
-SMALL = ["--crop", "32", "--width", "4", "--stages", "3", "--buffer", "16", "--batch", "4",
+SMALL = ["--preset", "cpu-ml", "--crop", "32", "--width", "4", "--stages", "3", "--buffer", "16", "--batch", "4",
          "--chain-max", "3", "--chain-tau", "3", "--steps", "2"]
 
 

@@ -55,7 +55,7 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
         lam=choose_lambda(settings.lam, prior, acq), iters=settings.iters,
         mu=settings.mu if settings.mu is not None else prior.default_mu,
         estimate_maps=acq.maps is None, align_map_phase=not acq.single_coil,
-        slack=1.0 if settings.strict else 1.01, max_backtracks=settings.max_backtracks,
+        slack=1.0 if settings.strict else prior.slack, max_backtracks=settings.max_backtracks,
         scale_crop=prior.crop)
     description = (f"{prior.description}, lam {options.lam:.4g}, mu {options.mu:.4g}, "
                    f"{settings.iters} iterations, {acq.slice_count} slice(s) of {acq.coils} "

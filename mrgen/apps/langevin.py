@@ -89,7 +89,7 @@ def _maps_and_start(acq, start, regulariser, prior, iters, lam, log):
         if log is not None:
             log(f"langevin: {iters} iPALM iterations for the "
                 f"{'maps and ' if fixed is None else ''}start")
-        options = IpalmOptions(lam=lam, mu=prior.default_mu, iters=iters,
+        options = IpalmOptions(lam=lam, mu=prior.default_mu, iters=iters, slack=prior.slack,
                                scale_crop=prior.crop, estimate_maps=fixed is None,
                                align_map_phase=False)
         result = ipalm(acq.kspace, acq.mask, regulariser, options, maps=fixed)

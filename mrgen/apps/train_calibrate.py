@@ -16,6 +16,8 @@ class CalibrationOptions:
     central_slices: int | None = None        # of each validation file; None: all
     equaliser: bool = True                   # also fit the intensity equaliser
     seed: int = 0                            # of the masks
+    sigmas: list[float] | None = None        # local priors: noise levels searched (None: the
+                                             # model's own); lambdas then scale by 1/sigma^2
 
 
 def calibrate_app(model: str, validation: list[str], options: CalibrationOptions, device,
@@ -30,15 +32,15 @@ def calibrate_app(model: str, validation: list[str], options: CalibrationOptions
     import torch
 
     from ..ipalm import IpalmOptions, initial_residual, initialise
-    from ..progress import progress_bar
     from ..masks import make_mask, parse_mask_spec
     from ..priors.loading import build_regulariser
-    from ..tuning import fit_equaliser, fit_lambda, grid_search_lambda
+    from ..tuning import fit_equaliser, fit_lambda
 
     log = log or (lambda message: None)
     spec = parse_mask_spec(options.mask_spec)
     regulariser, prior = build_regulariser(model, "learned", 1e-3, device)
-    ipalm = IpalmOptions(mu=options.mu, iters=options.iters, scale_crop=prior.crop)
+    ipalm = IpalmOptions(mu=options.mu, iters=options.iters, scale_crop=prior.crop,
+                         slack=prior.slack)
     kspace, reference = validation_slices(validation, options.central_slices)
     generator = np.random.default_rng(options.seed)
     masks = np.stack([make_mask(spec, kspace.shape[-2:], seed=generator, tolerance=None)
@@ -47,25 +49,62 @@ def calibrate_app(model: str, validation: list[str], options: CalibrationOptions
     ref_t = torch.from_numpy(reference).to(device)
     log(f"calibrate: {kspace.shape[0]} validation slice(s), {len(options.lambdas)} lambdas, "
         f"{options.iters} iterations each, mask {options.mask_spec}")
-    with progress_bar(len(options.lambdas), "lambda grid", enabled=progress) as bar:
-        best, _, chosen = grid_search_lambda(k_t, m_t, ref_t, regulariser, options.lambdas,
-                                             ipalm, progress=bar.update)
+    sigma, grid, best, chosen = _search(regulariser, options, k_t, m_t, ref_t, ipalm, log,
+                                        progress)
     r0 = initial_residual(k_t, m_t, prior.crop).cpu().numpy()
     scale = initialise(k_t, m_t, prior.crop)[2]
     energy = ((k_t * m_t[:, None]).abs() ** 2).flatten(1).sum(1) / scale ** 2
     entries = {"lambda_fit": fit_lambda(r0, best, energy.cpu().numpy()),
                "calibration": {"files": list(validation), "mask_spec": options.mask_spec,
-                               "grid": options.lambdas, "mu": options.mu,
+                               "grid": grid, "mu": options.mu,
                                "iters": options.iters, "best_lambdas": best.tolist(),
                                "seed": options.seed}}
     log(f"calibrate: best lambdas {np.round(best, 4).tolist()} -> fit "
         f"{entries['lambda_fit']['slope']:.4g} r0 + {entries['lambda_fit']['intercept']:.4g}")
+    if sigma is not None:
+        entries["sigma"] = sigma
+        entries["calibration"]["sigmas"] = options.sigmas
     if options.equaliser:
         # The same normalisation ipalm applies: the max of the zero-filled RSS (prior's crop).
         view = scale.view(-1, 1, 1)
         entries["equaliser"] = fit_equaliser((chosen / view).cpu().numpy(),
                                              (ref_t / view).cpu().numpy())
     return entries
+
+
+def _search(regulariser, options: CalibrationOptions, kspace, mask, reference, ipalm, log,
+            progress):
+    """(sigma or None, the lambda grid, best lambda per slice, reconstructions at it). For a
+    prior with a noise level (the local head) every sigma of ``options.sigmas`` is tried with
+    the grid lambda / sigma^2 (R scales as 1 / sigma^2), and the sigma whose best lambdas
+    give the smallest total error is kept."""
+    import numpy as np
+
+    from ..progress import progress_bar
+    from ..tuning import grid_search_lambda
+
+    sigmas = options.sigmas if hasattr(regulariser, "set_sigma") else None
+    levels = sigmas or [None]
+    found = None
+    with progress_bar(len(levels) * len(options.lambdas), "lambda grid",
+                      enabled=progress) as bar:
+        for sigma in levels:
+            grid = list(options.lambdas)
+            if sigma is not None:
+                regulariser.set_sigma(sigma)
+                grid = [lam / sigma ** 2 for lam in options.lambdas]
+            best, errors, chosen = grid_search_lambda(kspace, mask, reference, regulariser,
+                                                      grid, ipalm, progress=bar.update)
+            total = float(errors.min(0).values.sum())
+            if sigma is not None:
+                log(f"calibrate: sigma {sigma:g}: best lambdas {np.round(best, 1).tolist()}, "
+                    f"squared error {total:.4g}")
+            if found is None or total < found[0]:
+                found = (total, sigma, grid, best, chosen)
+    _, sigma, grid, best, chosen = found
+    if sigma is not None:
+        regulariser.set_sigma(sigma)
+    return sigma, grid, best, chosen
 
 
 def validation_slices(paths, central):

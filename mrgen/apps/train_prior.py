@@ -8,23 +8,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-# Two recipes; an option not given takes its value from the preset. paper: the authors'
-# code (Zach, Knoll, Pock 2023; a 21.4 M-parameter network, an 85 MB model, a GPU job); cpu: the
-# shipped demo model prior-brain-small (models/Makefile; 0.23 M parameters, about 1 MB).
+# Three recipes; an option not given takes its value from the preset. paper: the authors'
+# code (Zach, Knoll, Pock 2023; maximum likelihood, a 21.4 M-parameter global-head network, an
+# 85 MB model, a GPU job); cpu: the shipped prior (models/Makefile): a fully convolutional
+# energy trained by denoising score matching, about an hour on 2 cores; cpu-ml: maximum
+# likelihood of the small global-head network on 64 x 64 crops (the demo model before it).
+_ML = {"energy_penalty": 0.0, "sample_range": None, "chain_max": 500, "chain_tau": 1000.0,
+       "buffer": 8000, "stages": 6, "dilations": "1,2,4,8,4,2,1", "patch": 64,
+       "sigma_range": (0.005, 0.2)}
 PRESETS = {
-    "paper": {"steps": 27000, "batch": 50, "lr": 5e-5, "milestones": "500,2000,3000,5000,7000",
-              "energy_penalty": 0.0, "sample_range": None, "chain_max": 500,
-              "chain_tau": 1000.0, "buffer": 8000, "width": 48, "stages": 6, "crop": 320},
-    "cpu": {"steps": 1500, "batch": 8, "lr": 2e-4, "milestones": "1000,1300",
+    "paper": {**_ML, "objective": "ml", "head": "global", "steps": 27000, "batch": 50,
+              "lr": 5e-5, "milestones": "500,2000,3000,5000,7000", "width": 48, "crop": 320},
+    "cpu": {**_ML, "objective": "dsm", "head": "local", "steps": 4000, "batch": 16,
+            "lr": 1e-3, "milestones": "3000,3600", "width": 32, "crop": 256,
             "energy_penalty": 0.1, "sample_range": (-0.5, 1.5), "chain_max": 30,
-            "chain_tau": 300.0, "buffer": 1000, "width": 16, "stages": 4, "crop": 64},
+            "chain_tau": 300.0, "buffer": 1000, "stages": 4},
+    "cpu-ml": {**_ML, "objective": "ml", "head": "global", "steps": 1500, "batch": 8,
+               "lr": 2e-4, "milestones": "1000,1300", "energy_penalty": 0.1,
+               "sample_range": (-0.5, 1.5), "chain_max": 30, "chain_tau": 300.0,
+               "buffer": 1000, "width": 16, "stages": 4, "crop": 64},
 }
+OBJECTIVES = ("ml", "dsm")
+HEADS = ("global", "local")
 
 
 @dataclass
 class PriorOptions:
     """The prior's recipe; a None takes the value of the preset."""
-    preset: str = "auto"                   # auto (paper on CUDA, cpu elsewhere), paper, cpu
+    preset: str = "auto"                   # auto (paper on CUDA, cpu elsewhere), paper, cpu, cpu-ml
+    objective: str | None = None           # ml (maximum likelihood) or dsm (score matching)
+    head: str | None = None                # global (the paper's crop network) or local
     steps: int | None = None
     batch: int | None = None
     lr: float | None = None
@@ -43,6 +56,9 @@ class PriorOptions:
     growth: float = 1.75
     stages: int | None = None
     crop: int | None = None
+    dilations: str | None = None           # local head: "1,2,4,8,4,2,1"
+    patch: int | None = None               # dsm: patch size
+    sigma_range: tuple[float, float] | None = None   # dsm: noise levels drawn log-uniformly
     central_slices: int = 11               # middle slices of each .h5 volume (0: all)
     normalise: str = "max"                 # max or minmax, per slice
 
@@ -59,11 +75,20 @@ def with_preset(options: PriorOptions, device) -> tuple[PriorOptions, str]:
     from ..errors import UsageError
 
     if options.preset not in ("auto", *PRESETS):
-        raise UsageError(f"--preset {options.preset}: choose auto, paper or cpu")
+        raise UsageError(f"--preset {options.preset}: choose auto, paper, cpu or cpu-ml")
     chosen = resolve_preset(options.preset, device)
     filled = {key: value if getattr(options, key) is None else getattr(options, key)
               for key, value in PRESETS[chosen].items()}
     return replace(options, **filled), chosen
+
+
+def parse_steps(text: str, option: str) -> tuple:
+    from ..errors import UsageError
+
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"{option} {text}: expected integers like 1,2,4") from None
 
 
 def parse_milestones(text: str) -> tuple:
@@ -82,26 +107,17 @@ def train_prior_app(data: list[str], options: PriorOptions, run, device):
     """Train the prior on the images of ``data`` (file names) and write ``run.output``;
     returns the engine's TrainResult. ``run`` is an ``apps.train_run.TrainingRun`` whose
     ``steps`` None takes the preset's."""
-    from ..priors.energy import EnergyConfig
     from ..training.data import load_training_images
-    from ..training.prior import PriorConfig, check_config, train_prior
+    from ..training.prior import train_prior
     from .train_run import distributed
 
     resolved, chosen = with_preset(options, device)
     run = replace(run, steps=run.steps if run.steps is not None else resolved.steps)
     run.check_checkpoint()
-    architecture = EnergyConfig(base_width=resolved.width, growth=resolved.growth,
-                                stages=resolved.stages, crop=resolved.crop)
-    config = PriorConfig(
-        batch=resolved.batch, buffer=resolved.buffer, chain_max=resolved.chain_max,
-        chain_tau=resolved.chain_tau, ula_step=resolved.ula_step, ula_noise=resolved.ula_noise,
-        data_noise=resolved.data_noise, restart=resolved.restart, lr=resolved.lr,
-        milestones=parse_milestones(resolved.milestones), gamma=resolved.gamma,
-        energy_penalty=resolved.energy_penalty,
-        sample_range=tuple(resolved.sample_range) if resolved.sample_range else None)
+    architecture, config = recipe(resolved)
     run.check_counts(resolved.central_slices)
     with distributed(device) as context:
-        check_config(config, architecture, context.world_size)
+        check_recipe(architecture, config, resolved.crop, context.world_size)
         loaded = load_training_images(data, resolved.central_slices, resolved.crop,
                                       resolved.normalise)
         log = run.main_log(context.is_main)
@@ -113,21 +129,82 @@ def train_prior_app(data: list[str], options: PriorOptions, run, device):
                                 context, samples_png=run.samples_png, png_every=run.png_every,
                                 command=run.command)
         m = result.metrics
-        gap = f", energy gap {m['loss']:.4g}" if "loss" in m else ""
+        gap = f", energy gap {m['loss']:.4g}" if "loss" in m and resolved.objective == "ml" \
+            else (f", loss {m['loss']:.4g}" if "loss" in m else "")
         skipped = f", {result.nan_skipped} updates undone" if result.nan_skipped else ""
         log(f"wrote {run.output} (step {result.step}{gap}{skipped}); checkpoint "
             f"{run.checkpoint}")
         return result
 
 
-def _report_recipe(log, resolved: PriorOptions, chosen: str, architecture, steps, device):
-    from ..priors.energy import EnergyNet
+def recipe(resolved: PriorOptions):
+    """(architecture, objective config) from options whose preset values are filled in."""
+    from ..errors import UsageError
+    from ..priors.energy import EnergyConfig
+    from ..priors.local_energy import LocalEnergyConfig
+    from ..training.prior import PriorConfig
+    from ..training.score import ScoreConfig
 
-    count = sum(p.numel() for p in EnergyNet(architecture).parameters())
+    if resolved.objective not in OBJECTIVES:
+        raise UsageError(f"--objective {resolved.objective}: choose ml or dsm")
+    if resolved.head not in HEADS:
+        raise UsageError(f"--head {resolved.head}: choose global or local")
+    if resolved.head == "local":
+        architecture = LocalEnergyConfig(width=resolved.width,
+                                         dilations=parse_steps(resolved.dilations,
+                                                               "--dilations"),
+                                         sigma=resolved.sigma_range[0] * 4)
+        if not architecture.dilations or min(architecture.dilations) < 1:
+            raise UsageError(f"--dilations {resolved.dilations}: positive integers like "
+                             f"1,2,4,2,1")
+    else:
+        architecture = EnergyConfig(base_width=resolved.width, growth=resolved.growth,
+                                    stages=resolved.stages, crop=resolved.crop)
+    milestones = parse_milestones(resolved.milestones)
+    if resolved.objective == "dsm":
+        if resolved.head != "local":
+            raise UsageError("--objective dsm: needs --head local (the global head's "
+                             "absolute value gives no denoiser)")
+        low, high = resolved.sigma_range
+        return architecture, ScoreConfig(batch=resolved.batch, patch=resolved.patch,
+                                         sigma_min=low, sigma_max=high, lr=resolved.lr,
+                                         milestones=milestones, gamma=resolved.gamma)
+    return architecture, PriorConfig(
+        batch=resolved.batch, buffer=resolved.buffer, chain_max=resolved.chain_max,
+        chain_tau=resolved.chain_tau, ula_step=resolved.ula_step, ula_noise=resolved.ula_noise,
+        data_noise=resolved.data_noise, restart=resolved.restart, lr=resolved.lr,
+        milestones=milestones, gamma=resolved.gamma, energy_penalty=resolved.energy_penalty,
+        sample_range=tuple(resolved.sample_range) if resolved.sample_range else None)
+
+
+def check_recipe(architecture, config, crop: int, world: int) -> None:
+    from ..training.prior import PriorConfig, check_config
+    from ..training.score import check_score_config
+
+    if isinstance(config, PriorConfig):
+        check_config(config, architecture, world)
+    else:
+        check_score_config(config, crop, world)
+
+
+def _report_recipe(log, resolved: PriorOptions, chosen: str, architecture, steps, device):
+    from ..priors.energy import build_model
+
+    count = sum(p.numel() for p in build_model(architecture.to_dict()).parameters())
     why = "--preset" if resolved.preset != "auto" else f"auto on {device.type}"
-    log(f"preset {chosen} ({why}): width {resolved.width}, {resolved.stages} stages, crop "
-        f"{resolved.crop}, {count:,} parameters; {steps} steps of batch {resolved.batch}, "
-        f"chains to {resolved.chain_max}"
+    if resolved.head == "local":
+        shape = (f"local head, width {resolved.width}, dilations {resolved.dilations} "
+                 f"(radius {architecture.radius})")
+    else:
+        shape = f"width {resolved.width}, {resolved.stages} stages, crop {resolved.crop}"
+    if resolved.objective == "dsm":
+        how = (f"denoising score matching, {steps} steps of {resolved.batch} patches "
+               f"{resolved.patch} x {resolved.patch}, sigma {resolved.sigma_range[0]:g}.."
+               f"{resolved.sigma_range[1]:g}")
+    else:
+        how = (f"maximum likelihood, {steps} steps of batch {resolved.batch}, chains to "
+               f"{resolved.chain_max}")
+    log(f"preset {chosen} ({why}): {shape}, {count:,} parameters; {how}"
         + ("" if chosen == "paper" else " (--preset paper: the paper's 21.4 M-parameter network)"))
 
 

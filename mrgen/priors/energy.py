@@ -86,7 +86,13 @@ class EnergyNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def build_model(architecture: dict) -> EnergyNet:
+def build_model(architecture: dict) -> nn.Module:
+    """The network a model file's architecture describes: the fully convolutional prior of
+    ``local_energy`` when it says ``head: local``, else this module's global-head network."""
+    if architecture.get("head") == "local":
+        from .local_energy import build_local_model
+
+        return build_local_model(architecture)
     return EnergyNet(EnergyConfig(**architecture))
 
 

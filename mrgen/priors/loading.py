@@ -20,6 +20,7 @@ class PriorInfo:
     sampling_noise: float = 7.5e-3
     lambda_fit: dict | None = None     # {"slope", "intercept", "minimum"} (Zach, Knoll, Pock 2023, preprint, 2.6)
     equaliser: dict | None = None      # cubic spline of Zach, Knoll, Pock 2023, 2.6 (mrgen.tuning)
+    slack: float = 1.01                # iPALM's sufficient-decrease slack (mrgen.ipalm)
 
     def lambda_for(self, kspace: torch.Tensor, mask: torch.Tensor) -> float:
         """lambda = max(slope * r0 + intercept, minimum) from the initial residual r0, averaged
@@ -43,7 +44,7 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
         step = tv_eps / 10
         return CharbonnierTV(tv_eps).to(device), PriorInfo(
             f"Charbonnier TV (eps {tv_eps:g})", default_lambda=1000.0, default_mu=1000.0,
-            sampling_step=step, sampling_noise=(2 * step * 1e-3) ** 0.5)
+            sampling_step=step, slack=1.0 + 1e-5, sampling_noise=(2 * step * 1e-3) ** 0.5)
     if reg != "learned":
         raise UsageError(f"--reg {reg}: expected learned or tv")
     if not model:
@@ -56,7 +57,22 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
     for p in network.parameters():
         p.requires_grad_(False)
     fitted = metadata.get("fitted", {}) or {}
-    crop = int(metadata["architecture"]["crop"])
+    architecture = metadata["architecture"]
+    if architecture.get("head") == "local":   # sees every pixel: no crop
+        if "sigma" in fitted:            # the level calibration chose (train calibrate)
+            network.set_sigma(fitted["sigma"])
+        # R = -log p_sigma, its gradient Lipschitz ~ 1 / sigma^2: ULA at temperature 1 with
+        # a step well inside that. Its energies are large sums (every pixel adds a term), so
+        # iPALM's 1% slack would accept steps that raise the energy: float32 slack only.
+        sigma = float(network.sigma)
+        step = 0.25 * sigma ** 2
+        return network, PriorInfo(
+            f"learned prior {path.name} (whole image, sigma {sigma:g})",
+            default_lambda=1.0 / sigma ** 2, default_mu=10.0,
+            lambda_fit=fitted.get("lambda_fit"), equaliser=fitted.get("equaliser"),
+            sampling_step=step,
+            sampling_noise=(2 * step) ** 0.5)
+    crop = int(architecture["crop"])
     return network, PriorInfo(f"learned prior {path.name} (crop {crop})",
                               default_lambda=1.0, default_mu=10.0, crop=crop,
                               lambda_fit=fitted.get("lambda_fit"),

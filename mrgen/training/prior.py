@@ -35,7 +35,7 @@ import torch
 
 from ..errors import UsageError
 from ..model_files import load_model, model_description
-from ..priors.energy import KIND, EnergyConfig, EnergyNet
+from ..priors.energy import KIND, EnergyConfig, build_model
 from .distributed import DistContext, init_generator
 from .engine import EngineOptions, TrainingMethod, png_hook, train_and_save
 
@@ -112,7 +112,7 @@ class PriorTraining(TrainingMethod):
         self.device = context.device
         self.images = images.to(self.device, torch.float32)
         self.batch = config.batch // context.world_size
-        model = EnergyNet(architecture)  # initialised on the CPU: the same on every device
+        model = build_model(architecture.to_dict())  # on the CPU: the same on every device
         model.reset_parameters(init_generator(seed, 0, "cpu", INIT_MODEL))
         self.model = model.to(self.device)
         self.optimizer = AdaBelief(self.model.parameters(), lr=config.lr,
@@ -186,9 +186,15 @@ class PriorTraining(TrainingMethod):
         self.buffer.copy_(buffer)
 
 
-def check_config(config: PriorConfig, architecture: EnergyConfig, world: int = 1) -> None:
+def check_config(config: PriorConfig, architecture, world: int = 1) -> None:
     """UsageError naming the option for settings that cannot train (checked before the data
     are read)."""
+    if isinstance(architecture, EnergyConfig):
+        check_global_architecture(architecture)
+    _check_ml(config, world)
+
+
+def check_global_architecture(architecture: EnergyConfig) -> None:
     if architecture.final_size < 1 or architecture.stages < 1:
         raise UsageError(f"--crop {architecture.crop}: too small for --stages "
                          f"{architecture.stages}")
@@ -196,6 +202,9 @@ def check_config(config: PriorConfig, architecture: EnergyConfig, world: int = 1
         raise UsageError("--width and --growth must be positive")
     if min(architecture.widths()) < 1:
         raise UsageError(f"--growth {architecture.growth}: gives a stage without channels")
+
+
+def _check_ml(config: PriorConfig, world: int) -> None:
     if config.batch < 1 or config.batch % world:
         raise UsageError(f"--batch {config.batch}: must be a positive multiple of the "
                          f"{world} processes")
@@ -214,31 +223,42 @@ def check_config(config: PriorConfig, architecture: EnergyConfig, world: int = 1
         raise UsageError("--milestones: increasing positive step numbers")
 
 
-def train_prior(images, data_description: dict, architecture: EnergyConfig,
-                config: PriorConfig, output, options: EngineOptions,
-                context: DistContext | None = None, samples_png=None, png_every: int = 0,
-                command: str | None = None):
+def train_prior(images, data_description: dict, architecture, config, output,
+                options: EngineOptions, context: DistContext | None = None, samples_png=None,
+                png_every: int = 0, command: str | None = None):
     """Train a prior and write the model file ``output`` (rank 0). ``images`` (N, H, W) are
-    the normalised training slices, ``data_description`` says where they came from.
-    ``options`` is completed here with the fingerprint and the model's self-description.
-    Returns (engine result, the PriorTraining method)."""
+    the normalised training slices, ``data_description`` says where they came from. The
+    objective follows ``config``: a ``PriorConfig`` trains by maximum likelihood (this
+    module), a ``score.ScoreConfig`` by denoising score matching (``training.score``; needs a
+    ``LocalEnergyConfig``). ``options`` is completed here with the fingerprint and the model's
+    self-description. Returns (engine result, the training method)."""
     import dataclasses
+
+    from .score import ScoreConfig, ScoreTraining
 
     context = context or DistContext(device=torch.device("cpu"))
     images = torch.as_tensor(images)
-    method = PriorTraining(images, architecture, config, context, options.seed)
+    if isinstance(config, ScoreConfig):
+        method, objective = ScoreTraining(images, architecture, config, context, options.seed), \
+            "denoising score matching (Vincent 2011; Song, Ermon 2019)"
+        optimizer = "Adam, MultiStepLR"
+    else:
+        method, objective = PriorTraining(images, architecture, config, context, options.seed), \
+            "maximum likelihood (Zach, Knoll, Pock 2023)"
+        optimizer = "AdaBelief (mrgen.optim), MultiStepLR"
     training = {
         "command": command,
+        "objective": objective,
         "data": data_description,
         "hyperparameters": config.to_dict(),
-        "optimizer": "AdaBelief (mrgen.optim), MultiStepLR",
+        "optimizer": optimizer,
         "seed": options.seed,
         "processes": context.world_size,
     }
     description = model_description(KIND, architecture.to_dict(),
                                      data_description.get("normalisation", ""), training)
     fingerprint = {"architecture": architecture.to_dict(), **config.to_dict(),
-                   "slices": int(images.shape[0]),
+                   "objective": objective, "slices": int(images.shape[0]),
                    "data": [[Path(str(f.get("path", ""))).name, f.get("used")]
                             for f in data_description.get("files", [])],
                    "normalisation": data_description.get("normalisation")}
