@@ -14,7 +14,7 @@ SUMMARY = "Fit the lambda regression and intensity equaliser of a prior on valid
 @command("calibrate", SUMMARY, group=train_app, models=("files[0]",),
          inputs=("files[1:-1]",), files_out=("files[-1]",),
          ranges={"mu": POSITIVE, "iters": AT_LEAST_1, "central_slices": AT_LEAST_0},
-         precheck=lambda args: _check_arguments(args["files"], args["grid"]))
+         precheck=lambda a: _check_arguments(a["files"], a["grid"], a["sigmas"]))
 def calibrate(
     files: Annotated[list[str], typer.Argument(
         metavar="MODEL.pt VALIDATION... OUT.pt", help="The prior from `mrgen train prior`, "
@@ -52,7 +52,7 @@ def calibrate(
     from mrgen.errors import UsageError
     from mrgen.model_files import resolve_model, store_fitted_entries
 
-    _check_arguments(files, grid)
+    _check_arguments(files, grid, sigmas)
     model, validation, output = files[0], files[1:-1], files[-1]
     if any(output == f for f in files[:-1]):
         raise UsageError(f"{output}: output would overwrite an input")
@@ -64,7 +64,7 @@ def calibrate(
     store_fitted_entries(resolve_model(model), entries, target=output)
 
 
-def _check_arguments(files, grid) -> None:
+def _check_arguments(files, grid, sigmas) -> None:
     """The checks that need no file: the argument count and the grid."""
     from mrgen.errors import UsageError
 
@@ -73,6 +73,7 @@ def _check_arguments(files, grid) -> None:
     if not files[-1].endswith(".pt"):
         raise UsageError(f"{files[-1]}: the output model file must end in .pt")
     _grid(grid)
+    _grid(sigmas, "--sigmas")
 
 
 def _grid(text, option="--grid") -> list:

@@ -387,3 +387,12 @@ def test_sources_parse_and_coil_ranges():
     assert parse_sources("dicom, mni152,dicom") == ("dicom", "mni152")
     with pytest.raises(UsageError):
         parse_coils("a:b")
+
+
+def test_every_slice_of_a_split_has_its_own_seed_key(mni):
+    # the key seeds a slice's phase, maps and noise: two slices sharing one would share them
+    # (BrainWeb's PD slice and the first slice of its PD volume once did)
+    for name in AVAILABLE:
+        source = sources.SOURCES[name]() if name != "mni152" else mni
+        keys = [entry.key() for entry in source.entries()]
+        assert len(keys) == len(set(keys)), name

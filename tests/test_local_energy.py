@@ -123,6 +123,17 @@ def test_the_untrained_denoiser_is_a_smoothing_and_training_improves_it():
     assert last < 0.7 * first
 
 
+def test_the_energy_the_solvers_see_is_the_one_score_matching_trains():
+    # x - sigma^2 grad R(x), with R = forward() at the model's sigma, is dsm_loss's denoiser
+    model = _trained_on_64(2)
+    clean = torch.stack([_brain_like(32, 4, s) for s in range(2)])
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(3))
+    model.set_sigma(0.04)
+    _, denoised = dsm_loss(model, clean, torch.full((2,), 0.04), noise)
+    _, grad = energy_and_grad(model, clean + 0.04 * noise)
+    assert torch.allclose(clean + 0.04 * noise - 0.04 ** 2 * grad, denoised, atol=1e-5)
+
+
 def test_patches_cover_the_border_and_keep_the_values():
     images = torch.arange(2 * 10 * 10, dtype=torch.float32).reshape(2, 10, 10)
     patches = random_patches(images, 200, 4, torch.Generator().manual_seed(0))
@@ -185,6 +196,7 @@ def test_calibration_picks_and_stores_sigma_and_ipalm_uses_it(tmp_path):
     assert "sigma 0.02" in result.stderr and "sigma 0.1" in result.stderr
     fitted = torch.load(calibrated, weights_only=True)["fitted"]
     assert fitted["sigma"] in (0.02, 0.1)
+    assert _sigma_choice_is_the_lowest_error()
     # the lambdas searched are the grid over sigma^2 of the chosen level
     assert fitted["calibration"]["grid"] == pytest.approx([1 / fitted["sigma"] ** 2,
                                                            10 / fitted["sigma"] ** 2])
@@ -193,3 +205,29 @@ def test_calibration_picks_and_stores_sigma_and_ipalm_uses_it(tmp_path):
     assert info.crop is None and info.sampling_step == pytest.approx(0.25 * fitted["sigma"] ** 2)
     bad = invoke("train", "calibrate", prior, data, tmp_path / "x.pt", "--sigmas", "0,1")
     assert bad.exit_code == 2 and "--sigmas 0,1: needs finite positive values" in bad.stderr
+
+
+def _sigma_choice_is_the_lowest_error():
+    """_search keeps the sigma whose best single lambda has the least error, and leaves the
+    model at it (grid_search_lambda replaced by set errors per sigma)."""
+    import mrgen.tuning as tuning
+    from mrgen.apps.train_calibrate import CalibrationOptions, _search
+
+    model = LocalEnergyNet(SMALL)
+    table = {0.02: [[1.0, 9.0], [9.0, 1.0]], 0.05: [[3.0, 3.0], [9.0, 9.0]]}
+
+    def fake(kspace, mask, reference, regulariser, grid, options, progress=None):
+        errors = torch.tensor(table[round(float(regulariser.sigma), 4)])
+        return np.asarray(grid)[errors.argmin(0).numpy()], errors, reference
+
+    original, tuning.grid_search_lambda = tuning.grid_search_lambda, fake
+    try:
+        # 0.02: each slice's own best lambda gives 1 + 1, but one lambda for both at best
+        # 10; 0.05: 6 either way. A constant lambda ships, so 0.05 must win.
+        sigma, grid, _, _ = _search(model, CalibrationOptions(lambdas=[1, 2],
+                                                              sigmas=[0.02, 0.05]),
+                                    None, None, torch.zeros(2), None, lambda m: None, False)
+    finally:
+        tuning.grid_search_lambda = original
+    return sigma == 0.05 and float(model.sigma) == pytest.approx(0.05) and \
+        grid == pytest.approx([1 / 0.05 ** 2, 2 / 0.05 ** 2])

@@ -75,16 +75,18 @@ def calibrate_app(model: str, validation: list[str], options: CalibrationOptions
 def _search(regulariser, options: CalibrationOptions, kspace, mask, reference, ipalm, log,
             progress):
     """(sigma or None, the lambda grid, best lambda per slice, reconstructions at it). For a
-    prior with a noise level (the local head) every sigma of ``options.sigmas`` is tried with
-    the grid lambda / sigma^2 (R scales as 1 / sigma^2), and the sigma whose best lambdas
-    give the smallest total error is kept."""
+    prior with a noise level (the local head) every sigma of ``options.sigmas`` (None: the
+    model's own) is tried with the grid lambda / sigma^2 (R scales as 1 / sigma^2), and the
+    sigma whose best single lambda (one for all slices, as a constant fit ships) gives the
+    smallest total error is kept."""
     import numpy as np
 
     from ..progress import progress_bar
     from ..tuning import grid_search_lambda
 
-    sigmas = options.sigmas if hasattr(regulariser, "set_sigma") else None
-    levels = sigmas or [None]
+    levels = [None]
+    if hasattr(regulariser, "set_sigma"):
+        levels = options.sigmas or [float(regulariser.sigma)]
     found = None
     with progress_bar(len(levels) * len(options.lambdas), "lambda grid",
                       enabled=progress) as bar:
@@ -95,7 +97,8 @@ def _search(regulariser, options: CalibrationOptions, kspace, mask, reference, i
                 grid = [lam / sigma ** 2 for lam in options.lambdas]
             best, errors, chosen = grid_search_lambda(kspace, mask, reference, regulariser,
                                                       grid, ipalm, progress=bar.update)
-            total = float(errors.min(0).values.sum())
+            total = float(errors.sum(1).min())
+            total = total if np.isfinite(total) else float("inf")
             if sigma is not None:
                 log(f"calibrate: sigma {sigma:g}: best lambdas {np.round(best, 1).tolist()}, "
                     f"squared error {total:.4g}")

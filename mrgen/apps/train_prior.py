@@ -13,17 +13,17 @@ from dataclasses import dataclass, replace
 # 85 MB model, a GPU job); cpu: the shipped prior (models/Makefile): a fully convolutional
 # energy trained by denoising score matching, about an hour on 2 cores; cpu-ml: maximum
 # likelihood of the small global-head network on 64 x 64 crops (the demo model before it).
-_ML = {"energy_penalty": 0.0, "sample_range": None, "chain_max": 500, "chain_tau": 1000.0,
+_SHARED = {"energy_penalty": 0.0, "sample_range": None, "chain_max": 500, "chain_tau": 1000.0,
        "buffer": 8000, "stages": 6, "dilations": "1,2,4,8,4,2,1", "patch": 64,
        "sigma_range": (0.005, 0.2)}
 PRESETS = {
-    "paper": {**_ML, "objective": "ml", "head": "global", "steps": 27000, "batch": 50,
+    "paper": {**_SHARED, "objective": "ml", "head": "global", "steps": 27000, "batch": 50,
               "lr": 5e-5, "milestones": "500,2000,3000,5000,7000", "width": 48, "crop": 320},
-    "cpu": {**_ML, "objective": "dsm", "head": "local", "steps": 4000, "batch": 16,
+    "cpu": {**_SHARED, "objective": "dsm", "head": "local", "steps": 4000, "batch": 16,
             "lr": 1e-3, "milestones": "3000,3600", "width": 32, "crop": 256,
             "energy_penalty": 0.1, "sample_range": (-0.5, 1.5), "chain_max": 30,
             "chain_tau": 300.0, "buffer": 1000, "stages": 4},
-    "cpu-ml": {**_ML, "objective": "ml", "head": "global", "steps": 1500, "batch": 8,
+    "cpu-ml": {**_SHARED, "objective": "ml", "head": "global", "steps": 1500, "batch": 8,
                "lr": 2e-4, "milestones": "1000,1300", "energy_penalty": 0.1,
                "sample_range": (-0.5, 1.5), "chain_max": 30, "chain_tau": 300.0,
                "buffer": 1000, "width": 16, "stages": 4, "crop": 64},
@@ -82,25 +82,19 @@ def with_preset(options: PriorOptions, device) -> tuple[PriorOptions, str]:
     return replace(options, **filled), chosen
 
 
-def parse_steps(text: str, option: str) -> tuple:
+def parse_integers(text: str, option: str) -> tuple:
+    """ "1,2,4" -> (1, 2, 4); UsageError naming ``option`` otherwise."""
     from ..errors import UsageError
 
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise UsageError(f"{option} {text}: expected integers like 1,2,4") from None
+        raise UsageError(f"{option} {text}: expected integers like 500,2000") from None
 
 
 def parse_milestones(text: str) -> tuple:
-    from ..errors import UsageError
-
     text = text.strip()
-    if not text or text.lower() == "none":
-        return ()
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise UsageError(f"--milestones {text}: expected step numbers like 500,2000") from None
+    return () if not text or text.lower() == "none" else parse_integers(text, "--milestones")
 
 
 def train_prior_app(data: list[str], options: PriorOptions, run, device):
@@ -151,8 +145,8 @@ def recipe(resolved: PriorOptions):
         raise UsageError(f"--head {resolved.head}: choose global or local")
     if resolved.head == "local":
         architecture = LocalEnergyConfig(width=resolved.width,
-                                         dilations=parse_steps(resolved.dilations,
-                                                               "--dilations"),
+                                         dilations=parse_integers(resolved.dilations,
+                                                                  "--dilations"),
                                          sigma=resolved.sigma_range[0] * 4)
         if not architecture.dilations or min(architecture.dilations) < 1:
             raise UsageError(f"--dilations {resolved.dilations}: positive integers like "
@@ -161,10 +155,13 @@ def recipe(resolved: PriorOptions):
         architecture = EnergyConfig(base_width=resolved.width, growth=resolved.growth,
                                     stages=resolved.stages, crop=resolved.crop)
     milestones = parse_milestones(resolved.milestones)
+    if resolved.objective == "dsm" and resolved.head != "local":
+        raise UsageError("--objective dsm: needs --head local (the global head's absolute "
+                         "value gives no denoiser)")
+    if resolved.objective == "ml" and resolved.head == "local":
+        raise UsageError("--objective ml: needs --head global (the local head is read as "
+                         "-log p_sigma of score matching, which maximum likelihood does not give)")
     if resolved.objective == "dsm":
-        if resolved.head != "local":
-            raise UsageError("--objective dsm: needs --head local (the global head's "
-                             "absolute value gives no denoiser)")
         low, high = resolved.sigma_range
         return architecture, ScoreConfig(batch=resolved.batch, patch=resolved.patch,
                                          sigma_min=low, sigma_max=high, lr=resolved.lr,

@@ -57,7 +57,11 @@ class Entry:
     anatomy: str
 
     def key(self) -> str:
-        return f"{self.source}/{self.subject}/{self.contrast}/{self.orientation}/{self.slice}"
+        """What seeds the slice's draws. BrainWeb's PD slice and the first slice of its
+        3-slice PD volume agree in everything else, so that source's keys name the file too
+        (only there: the other sources' keys, and so their draws, stay as they were)."""
+        key = f"{self.source}/{self.subject}/{self.contrast}/{self.orientation}/{self.slice}"
+        return key + (f"/{Path(self.path).name}" if self.source == "itk-brainweb" else "")
 
 
 def _require_module(source: str, module: str, package: str):

@@ -44,7 +44,7 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
         step = tv_eps / 10
         return CharbonnierTV(tv_eps).to(device), PriorInfo(
             f"Charbonnier TV (eps {tv_eps:g})", default_lambda=1000.0, default_mu=1000.0,
-            sampling_step=step, slack=1.0 + 1e-5, sampling_noise=(2 * step * 1e-3) ** 0.5)
+            sampling_step=step, sampling_noise=(2 * step * 1e-3) ** 0.5)
     if reg != "learned":
         raise UsageError(f"--reg {reg}: expected learned or tv")
     if not model:
@@ -70,8 +70,7 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
             f"learned prior {path.name} (whole image, sigma {sigma:g})",
             default_lambda=1.0 / sigma ** 2, default_mu=10.0,
             lambda_fit=fitted.get("lambda_fit"), equaliser=fitted.get("equaliser"),
-            sampling_step=step,
-            sampling_noise=(2 * step) ** 0.5)
+            sampling_step=step, sampling_noise=(2 * step) ** 0.5, slack=1.0 + 1e-5)
     crop = int(architecture["crop"])
     return network, PriorInfo(f"learned prior {path.name} (crop {crop})",
                               default_lambda=1.0, default_mu=10.0, crop=crop,

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 class LocalEnergyConfig:
     width: int = 32
     dilations: tuple[int, ...] = (1, 2, 4, 8, 4, 2, 1)
-    sigma: float = 0.02              # the noise level R is evaluated at (set at calibration)
+    sigma: float = 0.02              # the level R is evaluated at until `train calibrate`
+                                     # stores its choice under "fitted" (loading applies it)
     head: str = "local"              # tells model files this is not the global-head network
 
     @property

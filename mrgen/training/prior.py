@@ -38,6 +38,7 @@ from ..model_files import load_model, model_description
 from ..priors.energy import KIND, EnergyConfig, build_model
 from .distributed import DistContext, init_generator
 from .engine import EngineOptions, TrainingMethod, png_hook, train_and_save
+from .score import ScoreConfig, ScoreTraining, check_milestones
 
 INIT_MODEL = 0
 INIT_BUFFER = 1
@@ -218,9 +219,7 @@ def _check_ml(config: PriorConfig, world: int) -> None:
     if config.lr <= 0 or config.ula_step < 0 or config.ula_noise < 0 or config.data_noise < 0:
         raise UsageError("--lr must be positive; --ula-step, --ula-noise, --data-noise "
                          "at least 0")
-    if any(m < 1 for m in config.milestones) or list(config.milestones) != \
-            sorted(config.milestones):
-        raise UsageError("--milestones: increasing positive step numbers")
+    check_milestones(config.milestones)
 
 
 def train_prior(images, data_description: dict, architecture, config, output,
@@ -233,8 +232,6 @@ def train_prior(images, data_description: dict, architecture, config, output,
     ``LocalEnergyConfig``). ``options`` is completed here with the fingerprint and the model's
     self-description. Returns (engine result, the training method)."""
     import dataclasses
-
-    from .score import ScoreConfig, ScoreTraining
 
     context = context or DistContext(device=torch.device("cpu"))
     images = torch.as_tensor(images)

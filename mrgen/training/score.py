@@ -66,6 +66,12 @@ def check_score_config(config: ScoreConfig, image_size: int | None = None, world
                          f"0 < LO <= HI")
     if config.lr <= 0:
         raise UsageError(f"--lr {config.lr:g}: must be positive")
+    check_milestones(config.milestones)
+
+
+def check_milestones(milestones) -> None:
+    if any(m < 1 for m in milestones) or list(milestones) != sorted(milestones):
+        raise UsageError("--milestones: increasing positive step numbers")
 
 
 def random_patches(images: torch.Tensor, count: int, size: int,
@@ -111,6 +117,8 @@ class ScoreTraining(TrainingMethod):
         from ..priors.local_energy import LocalEnergyNet
 
         check_score_config(config, min(images.shape[-2:]), context.world_size)
+        if images.shape[0] < 1:
+            raise UsageError("no training slices")
         self.config = config
         self.context = context
         self.device = context.device
