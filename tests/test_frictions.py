@@ -100,7 +100,11 @@ def test_train_prior_default_on_cpu_is_the_cpu_preset(tmp_path):
     assert resolve_preset("auto", torch.device("cpu")) == "cpu"
     assert resolve_preset("auto", torch.device("cuda")) == "paper"
     assert resolve_preset("paper", torch.device("cpu")) == "paper"
-    # SHIPPED-CHECK
+    # the cpu preset is the shipped model's architecture
+    shipped = torch.load(mrgen.__path__[0] + "/data/prior-brain-small.pt",
+                         weights_only=True)["architecture"]
+    assert shipped["head"] == "local" and shipped["width"] == PRESETS["cpu"]["width"]
+    assert shipped["dilations"] == [int(d) for d in PRESETS["cpu"]["dilations"].split(",")]
 
     expect("--quiet", "phantom", "--kind", "brain", "--size", 32, 32, "--coils", 1,
            "--slices", 2, tmp_path / "t.h5")
