@@ -18,6 +18,15 @@ def _reset_cli_settings():
 
 
 @pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (tiny convolutions; the machine is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 

@@ -16,12 +16,7 @@ from .conftest import invoke
 SMALL = LocalEnergyConfig(width=6, dilations=(1, 2, 1))   # radius 1 + 4 + 1 = 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny convolutions: one is fastest
 
 
 def _brain_like(size, margin, seed=0):

@@ -262,7 +262,21 @@ class Dicom(Source):
         return self.pixels(name, package)[entry.slice].copy(), {}
 
 
-class ItkOther(Source):
+class ItkFiles(Source):
+    """A source of ITK example files, PNG or MetaImage, listed first in each of ``items``."""
+
+    items: tuple = ()
+
+    def check(self) -> None:
+        self.files()
+        _require_module(self.name, "PIL.Image", "pillow")
+
+    def files(self) -> list[Path]:
+        return _require_itk(self.name, [item[0] for item in self.items])
+
+
+
+class ItkOther(ItkFiles):
     name, split = "itk-other", "train"
     items = (  # file, subject, contrast, orientation, anatomy
         ("FatMRISlice.png", "FatMRISlice", "unknown (fat bright)", "axial",
@@ -272,13 +286,6 @@ class ItkOther(Source):
         ("RatLungSlice2.mha", "rat-lung", "unknown", "coronal",
          "rat thorax and upper abdomen (lungs, heart, liver); respiratory state 2"),
     )
-
-    def check(self) -> None:
-        self.files()
-        _require_module(self.name, "PIL.Image", "pillow")
-
-    def files(self) -> list[Path]:
-        return _require_itk(self.name, [item[0] for item in self.items])
 
     def entries(self) -> list[Entry]:
         out = []
@@ -333,7 +340,7 @@ class ItkKmeans(Source):
         return head[:, ::-1, entry.slice].T.copy(), {}
 
 
-class ItkBrainweb(Source):
+class ItkBrainweb(ItkFiles):
     name, split = "itk-brainweb", "test"
     subject = "brainweb-normal"
     items = (  # file, contrast, slices in the file
@@ -342,13 +349,6 @@ class ItkBrainweb(Source):
         ("BrainProtonDensity3Slices.mha", "PD", 3),
         ("itkBrainSliceComplex.mha", "PD-complex", 1),
     )
-
-    def check(self) -> None:
-        self.files()
-        _require_module(self.name, "PIL.Image", "pillow")
-
-    def files(self) -> list[Path]:
-        return _require_itk(self.name, [item[0] for item in self.items])
 
     def entries(self) -> list[Entry]:
         return [Entry(self.name, self.subject, contrast, "axial", index, str(ITK_DATA / name),
