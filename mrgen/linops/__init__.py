@@ -11,11 +11,13 @@ normal operator to float32 precision.
 - ``fourier``: ``FourierOp`` (M F, the single-coil or per-coil model);
 - ``sense``: ``SenseOp`` (image -> M F S x) and ``SenseMapsOp`` (maps -> M F u c);
 - ``kernel``: Deep J-Sense's kernel convolution, ``PaddedSenseOp`` and ``KernelMapsOp``;
+- ``nufft``: ``NufftOp`` and ``NufftSenseOp`` (non-Cartesian, Toeplitz-embedded normal);
 - ``selftest``: ``check_operator``.
 """
 
 from .base import LinearOperator  # noqa: F401
 from .fourier import FourierOp  # noqa: F401
 from .kernel import KernelMapsOp, PaddedSenseOp  # noqa: F401
+from .nufft import NufftOp, NufftSenseOp  # noqa: F401
 from .selftest import OperatorCheck, check_operator  # noqa: F401
 from .sense import SenseMapsOp, SenseOp  # noqa: F401
