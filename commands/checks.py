@@ -27,6 +27,7 @@ class ArgumentChecks:
         self.precheck = precheck
         self.choices = dict(choices or {})
         self.labels = {}
+        self.crop_default = False   # --crop defaults to the k-space file's recon matrix
 
     def label(self, name: str) -> str:
         return self.labels.get(name) or "--" + name.strip("_").replace("_", "-")

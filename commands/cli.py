@@ -163,6 +163,7 @@ def command(name: str, summary: str, group: typer.Typer | None = None, inputs=()
         target.command(name=name, help=_reflow(func.__doc__ or summary),
                        short_help=summary)(wrapper)
         checks.labels = labels(signature)
+        checks.crop_default = _takes_crop(signature)
         func.checks = checks
         return func
 
@@ -171,7 +172,32 @@ def command(name: str, summary: str, group: typer.Typer | None = None, inputs=()
 
 def _checked(checks, func, *args, **kwargs):
     checks.run(kwargs, settings.seed)
+    if checks.crop_default:
+        _default_crop(kwargs)
     return func(*args, **kwargs)
+
+
+def _default_crop(kwargs) -> None:
+    """--crop defaults to the recon matrix in the k-space file's ISMRMRD header (fastMRI
+    files, ``mrgen mrd`` outputs), as the scanner would crop the image."""
+    if kwargs.get("crop") is not None or not kwargs.get("kspace"):
+        return
+    from mrgen.io.geometry import default_crop
+
+    crop = default_crop(kwargs["kspace"])
+    if crop is not None:
+        info(f"--crop {crop[0]} {crop[1]}: the recon matrix of {kwargs['kspace']}'s ISMRMRD "
+             "header (give --crop H W for another size)")
+        kwargs["crop"] = crop
+
+
+def _takes_crop(signature) -> bool:
+    """The command has the shared --crop H W option (options.CropOption) and a k-space."""
+    from typing import get_args
+
+    crop = signature.parameters.get("crop")
+    return crop is not None and "kspace" in signature.parameters and \
+        get_args(crop.annotation)[:1] == (Optional[tuple[int, int]],)
 
 
 def _reflow(doc: str) -> str:

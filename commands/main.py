@@ -13,6 +13,7 @@ from .cli import (DebugOption, DeviceOption, QuietOption, SeedOption, app,
 
 # Importing a command module registers its subcommand; the order is the order in --help.
 from . import phantom, mask, zf, espirit, sense, ipalm, langevin, convdecoder  # noqa: E402,F401
+from . import mrd  # noqa: E402,F401
 from . import dataset  # noqa: E402,F401
 from . import djsense, deepen  # noqa: E402,F401
 from . import metrics, show  # noqa: E402,F401

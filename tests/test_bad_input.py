@@ -58,12 +58,30 @@ def folder(tmp_path_factory):
         f["reconstruction_rss"] = image
     with h5py.File(path / "noks.h5", "w") as f:
         f["data"] = kspace
+    _write_mrd_files(path)
     (path / "bart.cfl").write_bytes(b"\0" * 8)   # a BART pair without its header
     (path / "adir.npy").mkdir()
     (path / "ro").mkdir()
     os.chmod(path / "ro", 0o555)
     yield path
     os.chmod(path / "ro", 0o755)
+
+
+def _write_mrd_files(path):
+    """MRD files for the rows of ``mrgen mrd`` (written with the ismrmrd package, when it is
+    installed; the rows that need them are skipped otherwise)."""
+    try:
+        from .mrd_files import header_xml, readout, write_mrd
+    except ImportError:
+        return
+    try:
+        line = [readout(np.ones((2, H), np.complex64))]
+    except ImportError:
+        return
+    write_mrd(path / "nohdr.mrd.h5", None, line)
+    write_mrd(path / "cart.mrd.h5", header_xml((H, W, 1)), line)
+    write_mrd(path / "radial.mrd.h5", header_xml(trajectory="radial"), line)
+    write_mrd(path / "rosette.mrd.h5", header_xml(trajectory="rosette"), line)
 
 
 # (command line, exit code, a word the message must hold)
@@ -187,12 +205,24 @@ CASES = [
     ("train calibrate --grid 1,nan prior-brain-small d.h5 out.pt", 2, "--grid"),
     ("train calibrate prior-brain-small out.pt", 2, "expected MODEL.pt"),
     ("train calibrate prior-brain-small d.h5 out.npy", 2, "must end in .pt"),
+    # raw data in
+    ("mrd nohdr.mrd.h5 out.h5", 2, "nohdr.mrd.h5: no ISMRMRD header"),
+    ("mrd radial.mrd.h5 out.h5", 2, "radial.mrd.h5: non-Cartesian trajectory 'radial'"),
+    ("mrd rosette.mrd.h5 out.h5", 2, "rosette.mrd.h5: unknown trajectory 'rosette'"),
+    ("mrd d.h5 out.h5", 2, "d.h5: not an ISMRMRD/MRD file"),
+    ("mrd k.npy out.h5", 2, "k.npy: not a readable HDF5 file"),
+    ("mrd cart.mrd.h5 out.npy", 2, "give an .h5 name"),
+    ("mrd --average x cart.mrd.h5 out.h5", 2, "--average x"),
+    ("mrd --average 3 cart.mrd.h5 out.h5", 2, "--average 3"),
+    ("mrd --prewhiten cart.mrd.h5 out.h5", 2, "no noise scan"),
 ]
 
 
 @pytest.mark.parametrize("line, code, word", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(folder, monkeypatch, line, code, word):
     monkeypatch.chdir(folder)
+    if ".mrd.h5" in line and not any(folder.glob("*.mrd.h5")):
+        pytest.skip("the ismrmrd package writes the MRD files of this row")
     if os.access(folder / "ro", os.W_OK):   # root writes anywhere: deny ro/ as a user would
         real_access = os.access
         monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False
@@ -280,14 +310,15 @@ def test_every_file_argument_is_declared():
 
     import commands.main  # noqa: F401  (registers every command)
     from commands import (convdecoder, deepen, djsense, espirit, ipalm, langevin, mask, metrics,
-                          phantom, sense, show, train_calibrate, train_deepen, train_djsense,
-                          train_prior, zf)
+                          mrd, phantom, sense, show, train_calibrate, train_deepen,
+                          train_djsense, train_prior, zf)
 
     funcs = [getattr(m, name) for m in (convdecoder, deepen, djsense, espirit, ipalm, langevin,
-                                        mask, metrics, phantom, sense, show, train_calibrate,
-                                        train_deepen, train_djsense, train_prior, zf)
+                                        mask, metrics, mrd, phantom, sense, show,
+                                        train_calibrate, train_deepen, train_djsense,
+                                        train_prior, zf)
              for name in dir(m) if hasattr(getattr(m, name), "checks")]
-    assert len(funcs) == 16
+    assert len(funcs) == 17
     for func in funcs:
         declared = func.checks.names()
         for name, param in inspect.signature(func).parameters.items():

@@ -134,7 +134,9 @@ def write_bundle(text: str, datasets: dict, command: str | None = None,
     if command:
         meta["mrgen_command"] = command
     meta.update(attrs or {})
-    write_h5(ref.path, {k: _to_numpy(v) for k, v in datasets.items()}, meta)
+    # Text (an XML header) is stored as an HDF5 string, as fastMRI stores ismrmrd_header.
+    write_h5(ref.path, {k: v if isinstance(v, (str, bytes)) else _to_numpy(v)
+                        for k, v in datasets.items()}, meta)
 
 
 def _to_numpy(array) -> np.ndarray:

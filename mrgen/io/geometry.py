@@ -1,0 +1,76 @@
+"""What a k-space file says about its images: voxel size and the scanner's recon matrix.
+
+fastMRI files carry the ISMRMRD XML header as the ``ismrmrd_header`` dataset (their k-space
+is the encoded matrix, e.g. 640 x 368, their images the recon matrix, 320 x 320); files of
+``mrgen mrd`` carry the same dataset and the geometry as attributes. Image writers (NIfTI,
+DICOM) take the voxel size from here, and the reconstruction commands their default --crop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .refs import parse_ref
+
+
+@dataclass(frozen=True)
+class Geometry:
+    spacing: tuple[float, float, float]       # mm along H, W and slices
+    recon_shape: tuple[int, int] | None = None  # the scanner's image matrix (H, W)
+
+
+def read_geometry(text: str) -> Geometry | None:
+    """The geometry of array file ``text``, or None when it carries none (a .npy, BART file,
+    an .h5 without header or attributes, or one whose header cannot be read)."""
+    import h5py
+
+    from ..errors import DataError
+    from .mrd.header import parse_header
+
+    try:
+        ref = parse_ref(str(text))
+    except Exception:
+        return None
+    if ref.format != "h5" or ref.path is None or not ref.path.is_file():
+        return None
+    try:
+        with h5py.File(ref.path, "r") as handle:
+            attrs = dict(handle.attrs)
+            xml = handle["ismrmrd_header"][()] if "ismrmrd_header" in handle else None
+    except OSError:
+        return None
+    if "spacing_mm" in attrs:
+        recon = attrs.get("recon_matrix")
+        return Geometry(tuple(float(v) for v in attrs["spacing_mm"]),
+                        None if recon is None else (int(recon[0]), int(recon[1])))
+    if xml is None:
+        return None
+    try:
+        header = parse_header(xml, str(ref.path))
+    except DataError:
+        return None
+    return Geometry(header.spacing, header.recon_matrix[:2])
+
+
+def find_geometry(texts) -> Geometry | None:
+    """The geometry of the first of ``texts`` (a command's inputs) that has one."""
+    for text in texts:
+        if text is not None and text != "-":
+            geometry = read_geometry(text)
+            if geometry is not None:
+                return geometry
+    return None
+
+
+def default_crop(text: str) -> tuple[int, int] | None:
+    """The recon matrix of k-space file ``text`` when it is smaller than its k-space grid
+    along an axis (clipped to the grid); None otherwise."""
+    from . import roles
+    from .arrays import read_shape
+
+    geometry = read_geometry(text)
+    if geometry is None or geometry.recon_shape is None:
+        return None
+    grid = read_shape(text, roles.KSPACE)[-2:]
+    crop = tuple(min(r, s) for r, s in zip(geometry.recon_shape, grid))
+    return crop if crop != tuple(grid) else None
