@@ -5,12 +5,12 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, info, progress_bar, save
-from .options import AT_LEAST_1, POSITIVE, Range, SliceOption
+from .options import AT_LEAST_1, POSITIVE, Range, SliceOption, TrajOption
 
 SUMMARY = "Joint image + coil-map reconstruction by iPALM with a learned or TV prior (Zach, Knoll, Pock 2023, preprint)."
 
 
-@command("ipalm", SUMMARY, inputs=("kspace", "mask", "maps"), models=("model",),
+@command("ipalm", SUMMARY, inputs=("kspace", "mask", "maps", "traj"), models=("model",),
          outputs=("output", "maps_out"), files_out=("energy_log",),
          ranges={"lam": Range(0, low_open=True, words=("", "auto")), "mu": POSITIVE,
                  "iters": AT_LEAST_1, "tv_eps": POSITIVE, "max_backtracks": AT_LEAST_1},
@@ -66,6 +66,7 @@ def ipalm(
         "--strict-backtracking", help="The paper's exact sufficient-decrease test instead of "
         "the code's 1.01 slack.")] = False,
     slice_: SliceOption = None,
+    traj: TrajOption = None,
 ):
     """Reconstruct an image u >= 0 and coil maps jointly by iPALM (Zach, Knoll, Pock 2023,
     Algorithms 1 and 2): minimise lam/2 sum_c ||M F(u c / |c|) - z_c||^2 + R(u) + mu F(c),
@@ -75,13 +76,14 @@ def ipalm(
     zero-filled RSS image (within the prior's crop) and the result scaled back.
 
     Modes: joint (default); --maps FILE fixes the maps; --single-coil has one coil of
-    sensitivity 1. Slices are reconstructed together as one batch."""
+    sensitivity 1. Slices are reconstructed together as one batch. --traj (non-Cartesian
+    samples; M F becomes the NUFFT) needs --maps: the joint maps' prox assumes a grid."""
     from mrgen import io
     from mrgen.acquisition import read_acquisition
     from mrgen.apps.ipalm import IpalmSettings, PriorChoice, ipalm_app
 
-    inputs = [kspace, mask, maps]
-    acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_), single_coil)
+    inputs = [kspace, mask, maps, traj]
+    acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_), single_coil, traj)
     acq = acq.to(device())
     settings = IpalmSettings(PriorChoice(model, reg, tv_eps), lam, mu, iters, equalise,
                              max_backtracks, strict)
@@ -99,6 +101,12 @@ def _exclusive(args):
 
     if args["maps"] is not None and args["single_coil"]:
         raise UsageError("--maps and --single-coil exclude each other")
+    if args["traj"] is not None and args["maps"] is None:
+        from mrgen.trajectory import NO_JOINT_MAPS
+
+        raise UsageError(NO_JOINT_MAPS)
+    if args["traj"] is not None and args["single_coil"]:
+        raise UsageError("--traj and --single-coil exclude each other")
 
 
 def _energy_progress(bar, iters):

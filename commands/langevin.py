@@ -5,12 +5,12 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, info, progress_bar, save, settings
-from .options import AT_LEAST_0, AT_LEAST_1, POSITIVE, SliceOption
+from .options import AT_LEAST_0, AT_LEAST_1, POSITIVE, SliceOption, TrajOption
 
 SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples (Zach, Knoll, Pock 2023, preprint)."
 
 
-@command("langevin", SUMMARY, inputs=("inputs[:-1]", "mask", "maps",
+@command("langevin", SUMMARY, inputs=("inputs[:-1]", "mask", "maps", "traj",
                                                   "init|ipalm|noise|zf|sense|map"),
          models=("model",), outputs=("inputs[-1]", "var", "samples_out"),
          ranges={"lam": POSITIVE, "ipalm_iters": AT_LEAST_1, "burn_in": AT_LEAST_0,
@@ -96,6 +96,7 @@ def langevin(
         "--magnitude", help="DEEPEN: write magnitudes instead of complex images.")] = False,
     tv_eps: Annotated[float, typer.Option("--tv-eps", help="Charbonnier TV smoothing.")] = 1e-3,
     slice_: SliceOption = None,
+    traj: TrajOption = None,
 ):
     """Sample the posterior p(u | z, maps) ~ exp(-H(u)) with H(u) = lam/2 ||M F(u c/|c|) -
     z||^2 + R(u) by the unadjusted Langevin algorithm, u <- u - step grad H(u) + noise_std n
@@ -114,7 +115,7 @@ def langevin(
 
     kspace, output = _split_inputs(inputs, prior_only)
     dev, slices = device(), io.parse_slices(slice_)
-    deepen = _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude)
+    deepen = _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude, traj)
     chain = sampling.ChainSettings(burn_in, samples, thin, step, noise_std,
                               sampler == "mala" or (sampler == "auto" and deepen), nonneg)
     choice = sampling.PriorChoice(model, reg, tv_eps)
@@ -124,7 +125,7 @@ def langevin(
             SampleStream(samples_out, samples) as stream:
         if prior_only:
             return _prior_only(choice, shape, chains, chain, gen, dev, stream, bar, output, var)
-        acq = read_acquisition(kspace, mask, maps, slices, single_coil).to(dev)
+        acq = read_acquisition(kspace, mask, maps, slices, single_coil, traj).to(dev)
         start = init or ("map" if deepen else "ipalm")
         if start not in (("map", "sense", "noise") if deepen else ("ipalm", "noise", "zf")):
             start = read_matching_image(start, acq, slices).to(dev)
@@ -140,9 +141,10 @@ def langevin(
                                               on_sample, bar.update, info)
     if sampling.metropolis_report(result):
         info(sampling.metropolis_report(result))
-    save(output, finish(acq.squeeze(result.mean)), io.roles.IMAGE, inputs=[kspace, mask, maps])
+    files = [kspace, mask, maps, traj]
+    save(output, finish(acq.squeeze(result.mean)), io.roles.IMAGE, inputs=files)
     if var:
-        save(var, acq.squeeze(result.variance), io.roles.IMAGE, inputs=[kspace, mask, maps])
+        save(var, acq.squeeze(result.variance), io.roles.IMAGE, inputs=files)
 
 
 def _prior_only(choice, shape, chains, chain, gen, dev, stream, bar, output, var):
@@ -157,7 +159,8 @@ def _prior_only(choice, shape, chains, chain, gen, dev, stream, bar, output, var
     info(f"langevin: {chains} prior chain(s), {chain.total_steps} steps, {result.count} samples")
 
 
-def _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude) -> bool:
+def _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude,
+               traj=None) -> bool:
     """Whether --model is a DEEPEN model; options that the chosen posterior does not have
     are refused."""
     from mrgen.deepen.model import KIND as DEEPEN_KIND
@@ -168,11 +171,11 @@ def _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude
         if magnitude:
             raise UsageError("--magnitude: only for a DEEPEN model (these images are real)")
         return False
-    _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init)
+    _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init, traj)
     return True
 
 
-def _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init):
+def _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init, traj=None):
     """Options of the iPALM posterior that a DEEPEN model does not have."""
     from mrgen.errors import UsageError
 
@@ -185,6 +188,7 @@ def _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init):
         (prior_only, "--prior-only", ": DEEPEN learns a posterior for a forward operator, "
                                      "not a prior to sample alone"),
         (init in ("ipalm", "zf"), f"--init {init}", ": use map, sense, noise or an image file"),
+        (traj, "--traj", ": DEEPEN's posterior is Cartesian"),
     ]
     for given, option, reason in unused:
         if given:
@@ -197,6 +201,10 @@ def _precheck(args):
     from mrgen.errors import UsageError
 
     _split_inputs(args["inputs"], args["prior_only"])
+    if args["traj"] is not None and args["maps"] is None and not args["prior_only"]:
+        from mrgen.trajectory import NO_JOINT_MAPS
+
+        raise UsageError(NO_JOINT_MAPS)
     if args["nonneg"] and args["sampler"] == "mala":
         raise UsageError("--nonneg with --sampler mala: a projected chain has no Metropolis "
                          "test; use --sampler ula")

@@ -8,11 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import (DebugOption, DeviceOption, QuietOption, SeedOption, app,
+from .cli import (DebugOption, DeviceOption, FormatOption, QuietOption, SeedOption, app,
                   apply_global_options, reset_global_options, settings)
 
 # Importing a command module registers its subcommand; the order is the order in --help.
-from . import phantom, mask, zf, espirit, sense, ipalm, langevin, convdecoder  # noqa: E402,F401
+from . import phantom, mask, traj, zf, espirit, sense, ipalm, langevin, convdecoder  # noqa: E402,F401
 from . import mrd  # noqa: E402,F401
 from . import dataset  # noqa: E402,F401
 from . import djsense, deepen  # noqa: E402,F401
@@ -36,9 +36,11 @@ def main_options(
     seed: SeedOption = None,
     quiet: QuietOption = None,
     debug: DebugOption = None,
+    output_format: FormatOption = None,
 ):
     reset_global_options()
-    apply_global_options(device=device, seed=seed, quiet=quiet, debug=debug)
+    apply_global_options(device=device, seed=seed, quiet=quiet, debug=debug,
+                         output_format=output_format)
 
 
 def main():

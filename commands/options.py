@@ -13,6 +13,13 @@ CropOption = Annotated[Optional[tuple[int, int]], typer.Option(
     show_default=False)]
 
 
+TrajOption = Annotated[Optional[str], typer.Option(
+    "--traj", metavar="FILE", help="Non-Cartesian: KSPACE holds samples (coils, shots, samples) "
+    "(or BART's (1, samples, spokes, coils) .cfl) at the points of this trajectory (mrgen traj, "
+    "bart traj); the image grid is the smallest even N per axis that holds it.",
+    show_default=False)]
+
+
 # The training commands' checkpoint options (train prior, djsense, deepen).
 CheckpointOption = Annotated[Optional[str], typer.Option(
     "--checkpoint", metavar="FILE", help="Training checkpoint (default: OUT with the suffix "

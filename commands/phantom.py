@@ -10,7 +10,7 @@ from .options import AT_LEAST_0, AT_LEAST_1
 SUMMARY = "Simulate multi-coil k-space with ground truth (Shepp-Logan, brain, or your image)."
 
 
-@command("phantom", SUMMARY, inputs=("from_",),
+@command("phantom", SUMMARY, inputs=("from_", "traj"),
          outputs=("output", "image_out", "maps_out", "rss_out"),
          ranges={"coils": AT_LEAST_1, "slices": AT_LEAST_1, "phase": AT_LEAST_0,
                  "noise": AT_LEAST_0, "oversample": AT_LEAST_1},
@@ -58,6 +58,10 @@ def phantom(
     rss_out: Annotated[Optional[str], typer.Option(
         "--rss-out", metavar="FILE", help="Also write the RSS of the (noisy) fully sampled "
         "k-space.", show_default=False)] = None,
+    traj: Annotated[Optional[str], typer.Option(
+        "--traj", metavar="FILE", help="Non-Cartesian: write the samples (coils, shots, "
+        "samples) at this trajectory's points (mrgen traj, bart traj), by the NUFFT on the "
+        "--oversample grid (at least 2: no inverse crime).", show_default=False)] = None,
 ):
     """Simulate a fully sampled multi-coil acquisition with its ground truth, for tests and
     demonstrations that need no download.
@@ -78,6 +82,10 @@ def phantom(
     object, and maps are sampled on the target grid. --seed gives the phase and the noise:
     the same seed gives bit-identical output.
 
+    --traj FILE samples the fine coil images at the trajectory's points instead (NUFFT on the
+    F-times finer grid, F at least 2); a .cfl OUTPUT is then BART's (1, samples, spokes,
+    coils), and --rss-out and the .h5's reconstruction_rss stay the Cartesian reference.
+
     Examples: mrgen phantom sl.h5; mrgen phantom --kind brain --slices 8 --slice-index 50:100
     --noise 0.01 --oversample 2 train.h5; mrgen phantom ksp.npy --coils 4 --size 128 128
     --maps-out maps.npy --image-out truth.npy.
@@ -96,21 +104,39 @@ def phantom(
     check_request(kind, size, from_ is not None)
     selection = parse_slice_index(slice_index)
     images = None if from_ is None else load(from_, io.roles.IMAGE)
-    result = make_phantom(kind, size, coils, slices, selection, phase, noise, oversample,
-                          settings.seed, images)
+    coords = None if traj is None else _trajectory(traj, size, images)
+    result = make_phantom(kind, size, coils, slices, selection, phase, noise,
+                          oversample if coords is None else max(oversample, 2),
+                          settings.seed, images, coords)
     arrays = result.arrays(keeps_slice_axis(slices, selection, images))
     label = f"from {from_}" if from_ is not None else kind
-    inputs = [from_]
+    inputs = [from_, traj]
     ref = io.parse_ref(output)
     if ref.format == "h5" and ref.dataset is None:
         io.write_bundle(output, {"kspace": arrays["kspace"], "reconstruction_rss": arrays["rss"],
                                  "maps": arrays["maps"], "image": arrays["image"]},
                         command=command_line(), attrs=result.attributes(label))
     else:
-        save(output, arrays["kspace"], io.roles.KSPACE, inputs=inputs)
+        from mrgen.io.trajectory import samples_for_file
+
+        kspace, layout = samples_for_file(output, arrays["kspace"]) if traj else \
+            (arrays["kspace"], None)
+        save(output, kspace, io.roles.KSPACE, inputs=inputs, layout=layout)
     for path, name, role in ((image_out, "image", io.roles.IMAGE),
                              (maps_out, "maps", io.roles.MAPS),
                              (rss_out, "rss", io.roles.REFERENCE)):
         if path is not None:
             save(path, arrays[name], role, inputs=inputs)
     info(result.summary(label, arrays["kspace"].shape))
+
+
+def _trajectory(path, size, images):
+    """The trajectory file's coordinates, checked against the phantom's grid."""
+    from mrgen.io.trajectory import read_trajectory
+    from mrgen.phantom import DEFAULT_SIZE
+    from mrgen.trajectory import check_trajectory
+
+    coords = read_trajectory(path)
+    grid = size or (images.shape[-2:] if images is not None else DEFAULT_SIZE)
+    check_trajectory(coords, tuple(grid), path)
+    return coords

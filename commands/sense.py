@@ -5,12 +5,13 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, info, progress_bar, save
-from .options import AT_LEAST_0, AT_LEAST_1, CropOption, SliceOption
+from .options import AT_LEAST_0, AT_LEAST_1, CropOption, SliceOption, TrajOption
 
 SUMMARY = "CG-SENSE: l2-regularised parallel-imaging reconstruction (BART pics -l2)."
 
 
-@command("sense", SUMMARY, inputs=("kspace", "maps", "mask", "init"), outputs=("output",),
+@command("sense", SUMMARY, inputs=("kspace", "maps", "mask", "init", "traj"),
+         outputs=("output",),
          ranges={"lam": AT_LEAST_0, "iters": AT_LEAST_1, "tol": AT_LEAST_0, "crop": AT_LEAST_1})
 def sense(
     kspace: Annotated[str, typer.Argument(
@@ -41,17 +42,19 @@ def sense(
     = False,
     crop: CropOption = None,
     slice_: SliceOption = None,
+    traj: TrajOption = None,
 ):
     """CG-SENSE: solve (A^H A + lam I) x = A^H y with A = M F S (mask, orthonormal centred
     FFT, maps) by conjugate gradient, each slice independently. The same solution as
-    `bart pics -l2 -r LAM -S` on the same k-space and maps."""
+    `bart pics -l2 -r LAM -S` on the same k-space and maps. With --traj, A = NUFFT S (normal
+    operator by Toeplitz embedding), as `bart pics -l2 -r LAM -t TRAJ`."""
     from mrgen import io
     from mrgen.acquisition import read_acquisition, read_matching_image
     from mrgen.apps.sense import SenseOptions, sense_app
 
-    inputs = [kspace, maps, mask, init]
+    inputs = [kspace, maps, mask, init, traj]
     slices = io.parse_slices(slice_)
-    acq = read_acquisition(kspace, mask, maps, slices)
+    acq = read_acquisition(kspace, mask, maps, slices, trajectory=traj)
     start = None if init is None else read_matching_image(init, acq, slices)
     options = SenseOptions(lam, iters, tol, magnitude, crop)
     with progress_bar(acq.slice_count, "sense", unit="slice") as bar:

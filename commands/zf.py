@@ -5,12 +5,12 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, save
-from .options import AT_LEAST_1, CropOption, SliceOption
+from .options import AT_LEAST_1, CropOption, SliceOption, TrajOption
 
 SUMMARY = "Zero-filled reconstruction: RSS (or map-combined) inverse FFT of k-space."
 
 
-@command("zf", SUMMARY, inputs=("kspace", "mask", "maps"), outputs=("output",),
+@command("zf", SUMMARY, inputs=("kspace", "mask", "maps", "traj"), outputs=("output",),
          ranges={"crop": AT_LEAST_1})
 def zf(
     kspace: Annotated[str, typer.Argument(help="Multi-coil k-space (coils, H, W) or "
@@ -26,14 +26,18 @@ def zf(
     complex_output: Annotated[bool, typer.Option(
         "--complex", help="Keep the complex image (needs --maps; RSS has no phase).")] = False,
     slice_: SliceOption = None,
+    traj: TrajOption = None,
 ):
     """Zero-filled reconstruction: the inverse centred FFT of the (masked) k-space, combined
-    over coils by root-sum-of-squares or, with --maps, by the maps. Magnitude by default."""
+    over coils by root-sum-of-squares or, with --maps, by the maps. Magnitude by default.
+    With --traj: gridding, the adjoint NUFFT of the samples weighted by Pipe-Menon density
+    compensation."""
     from mrgen import io
     from mrgen.acquisition import read_acquisition
     from mrgen.apps.zf import zero_filled_app
 
-    acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_)).to(device())
+    acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_),
+                           trajectory=traj).to(device())
     image = zero_filled_app(acq, crop, magnitude=not complex_output)
-    save(output, acq.squeeze(image), io.roles.IMAGE, inputs=[kspace, mask, maps])
+    save(output, acq.squeeze(image), io.roles.IMAGE, inputs=[kspace, mask, maps, traj])
 

@@ -10,6 +10,11 @@ chunks (a GPU holds several slices at once, a CPU does best with one).
 Shapes (S slices, C coils): kspace (S, C, H, W) complex64; mask (S, H, W) float32, 1 = sampled
 (or sampling weights); maps (S, C, H, W) complex64 or None (to be estimated).
 
+Non-Cartesian (``nufft`` set, from ``read_acquisition(..., trajectory=FILE)``): kspace holds the
+samples (S, C, shots, samples) at the trajectory's points (``mrgen.trajectory``), mask is ones
+of (S, shots, samples), and the image grid (H, W) is ``nufft.grid``; maps are (S, C, H, W).
+One trajectory serves every slice.
+
 Example::
 
     acq = read_acquisition("knee.h5", mask="mask.npy", slices=io.parse_slices("10:12"))
@@ -35,6 +40,7 @@ class Acquisition:
     has_slices: bool = True      # the k-space file had a slice axis: outputs keep one
     single_coil: bool = False    # one coil of sensitivity 1 (maps are ones)
     source: str = "k-space"      # the k-space file, for messages
+    nufft: object = None         # mrgen.nufft.Nufft of a non-Cartesian scan (None: Cartesian)
 
     @property
     def device(self) -> torch.device:
@@ -50,19 +56,22 @@ class Acquisition:
 
     @property
     def image_shape(self) -> tuple[int, int]:
-        return tuple(self.kspace.shape[-2:])
+        return self.nufft.grid if self.nufft is not None else tuple(self.kspace.shape[-2:])
 
     @property
     def file_shape(self) -> tuple[int, ...]:
-        """The k-space shape as the file held it (for messages and image checks)."""
-        return tuple(self.kspace.shape) if self.has_slices else tuple(self.kspace.shape[1:])
+        """The k-space shape as the file held it (for messages and image checks); of a
+        non-Cartesian scan, (..., coils, H, W) of its image grid."""
+        shape = (*self.kspace.shape[:-2], *self.image_shape)
+        return shape if self.has_slices else shape[1:]
 
     def to(self, device) -> "Acquisition":
         """On ``device``, every tensor contiguous (a mask or maps shared by all slices are
         broadcast views until here)."""
         move = (lambda t: None if t is None else t.to(device).contiguous())
         return replace(self, kspace=move(self.kspace), mask=move(self.mask),
-                       maps=move(self.maps))
+                       maps=move(self.maps),
+                       nufft=None if self.nufft is None else self.nufft.to(device))
 
     def with_maps(self, maps: torch.Tensor) -> "Acquisition":
         return replace(self, maps=maps)
@@ -96,12 +105,16 @@ def default_mask(kspace: torch.Tensor) -> torch.Tensor:
 
 
 def read_acquisition(kspace: str, mask: str | None = None, maps: str | None = None,
-                     slices=None, single_coil: bool = False) -> Acquisition:
+                     slices=None, single_coil: bool = False,
+                     trajectory: str | None = None) -> Acquisition:
     """An Acquisition (CPU tensors) from file arguments; ``slices`` from ``io.parse_slices``.
 
     ``single_coil``: the k-space may be (H, W), (S, H, W) or (S, 1, H, W); maps are ones.
+    ``trajectory``: a non-Cartesian scan (``read_noncartesian``).
     Raises DataError naming the file when the arrays do not fit together.
     """
+    if trajectory is not None:
+        return read_noncartesian(kspace, trajectory, maps, slices)
     data = _read_kspace(kspace, slices, single_coil)
     has_slices = data.ndim == 4
     batched = torch.from_numpy(data if has_slices else data[None])
@@ -110,6 +123,34 @@ def read_acquisition(kspace: str, mask: str | None = None, maps: str | None = No
     if maps is not None:
         maps_t = _read_maps(maps, data.shape, slices, batched)
     return Acquisition(batched, mask_t, maps_t, has_slices, single_coil, kspace)
+
+
+def read_noncartesian(kspace: str, trajectory: str, maps: str | None = None,
+                      slices=None) -> Acquisition:
+    """A non-Cartesian Acquisition: samples (coils, shots, samples) or (S, coils, shots,
+    samples) (.npy/.h5, or BART's (1, samples, spokes, coils) .cfl) at the points of a
+    trajectory file (``mrgen.io.trajectory``); the grid is ``trajectory.grid_for``'s."""
+    from .io.trajectory import read_samples, read_trajectory
+    from .nufft import Nufft
+    from .trajectory import check_trajectory, grid_for
+
+    data = read_samples(kspace, slices)
+    coords = read_trajectory(trajectory)
+    if data.ndim < 3 or tuple(data.shape[-2:]) != coords.shape[:2]:
+        raise DataError(f"{kspace}: samples of shape {data.shape} do not fit the trajectory "
+                        f"{trajectory} of {coords.shape[0]} shots x {coords.shape[1]} samples "
+                        "(expected (coils, shots, samples))")
+    grid = grid_for(coords)
+    check_trajectory(coords, grid, trajectory)
+    has_slices = data.ndim == 4
+    batched = torch.from_numpy(data if has_slices else data[None])
+    mask_t = torch.ones(batched.shape[0], *batched.shape[-2:])
+    maps_t = None
+    if maps is not None:
+        maps_t = _read_maps(maps, (*data.shape[:-2], *grid), slices,
+                            torch.empty(*batched.shape[:-2], *grid))
+    return Acquisition(batched, mask_t, maps_t, has_slices, False, kspace,
+                       Nufft(torch.from_numpy(coords), grid))
 
 
 def read_matching_image(path: str, acq: Acquisition, slices=None) -> torch.Tensor:

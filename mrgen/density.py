@@ -45,6 +45,13 @@ def pipe_menon(nufft: Nufft, iters: int = ITERATIONS,
     return weights
 
 
+def weights_for(nufft: Nufft) -> torch.Tensor:
+    """``pipe_menon(nufft)`` with the defaults, computed once per trajectory."""
+    if "density" not in nufft.cache:
+        nufft.cache["density"] = pipe_menon(nufft)
+    return nufft.cache["density"]
+
+
 def gridding(samples: torch.Tensor, nufft: Nufft, weights: torch.Tensor) -> torch.Tensor:
     """A^H (w y): coil images (..., C, H, W) from samples (..., C, *sample_shape)."""
     return nufft.adjoint(samples * weights.to(samples.device, samples.real.dtype))

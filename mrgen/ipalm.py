@@ -31,7 +31,9 @@ import torch
 from .coils import rss
 from .dst import dst2d, idst2d, prox_in_dst_basis
 from .fft import fft2c, ifft2c
-from .linops import SenseMapsOp, SenseOp
+from .errors import UsageError
+from .trajectory import NO_JOINT_MAPS
+from .linops import NufftSenseOp, SenseMapsOp, SenseOp
 from .priors.energy import energy_and_grad
 from .resize import center_crop
 
@@ -96,9 +98,10 @@ class JointProblem:
     speed within the noise; the adjoint's extra mask pass is small beside the FFTs.)
     """
 
-    def __init__(self, kspace, mask, regulariser, lam):
+    def __init__(self, kspace, mask, regulariser, lam, nufft=None):
         self.mask = _as_complex(mask, kspace)
-        self.z = kspace * self.mask.unsqueeze(-3)
+        self.nufft = nufft     # non-Cartesian samples at its points: NUFFT for M F, no mask
+        self.z = kspace if nufft is not None else kspace * self.mask.unsqueeze(-3)
         self.regulariser = regulariser
         self.lam = lam
 
@@ -111,10 +114,14 @@ class JointProblem:
 
     def image_operator(self, unit_maps) -> SenseOp:
         """u -> M F(u c/|c|) for fixed (normalised) maps, on real images."""
+        if self.nufft is not None:
+            return NufftSenseOp(unit_maps, self.nufft, real_image=True)
         return SenseOp(unit_maps, self.mask, real_image=True)
 
     def maps_operator(self, u) -> SenseMapsOp:
         """c/|c| -> M F(u c/|c|) for a fixed image."""
+        if self.nufft is not None:
+            raise UsageError(NO_JOINT_MAPS)
         return SenseMapsOp(u, self.mask, coils=self.z.shape[-3], dtype=self.z.dtype)
 
     def residual(self, u, unit_maps):
@@ -164,9 +171,15 @@ def _inner_coils(a, b):
     return (a.conj() * b).sum(-3).real
 
 
-def initialise(kspace, mask, scale_crop=None):
-    """Eq. 15 on the scaled data: u0 = RSS of the zero-filled coil images, c0 = coils / u0."""
-    coil_images = ifft2c(kspace * mask.unsqueeze(-3))
+def initialise(kspace, mask, scale_crop=None, nufft=None):
+    """Eq. 15 on the scaled data: u0 = RSS of the zero-filled coil images, c0 = coils / u0
+    (non-Cartesian: of the density-compensated gridding, ``mrgen.density``)."""
+    if nufft is not None:
+        from .density import gridding, weights_for
+
+        coil_images = gridding(kspace, nufft, weights_for(nufft))
+    else:
+        coil_images = ifft2c(kspace * mask.unsqueeze(-3))
     u0 = rss(coil_images)
     region = u0 if scale_crop is None else center_crop(u0, (min(scale_crop, u0.shape[-2]),
                                                              min(scale_crop, u0.shape[-1])))
@@ -197,8 +210,11 @@ def backtrack(energy_fn, candidate, x_bar, energy_bar, grad, lipschitz, options)
 
 
 def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmOptions,
-          maps: torch.Tensor | None = None, callback=None) -> IpalmResult:
+          maps: torch.Tensor | None = None, callback=None, nufft=None) -> IpalmResult:
     """Algorithm 1 on k-space (B, C, H, W) with masks (B or 1, H, W).
+
+    ``nufft``: non-Cartesian samples (B, C, shots, samples) at its points (mask ignored);
+    only with fixed ``maps`` (UsageError otherwise: the maps' DST prox needs a grid).
 
     ``regulariser`` maps real images (B, H, W) to energies (B,). ``maps`` (B, C, H, W), when
     given, replace the initial maps of Eq. 15 (and stay fixed unless options.estimate_maps).
@@ -209,17 +225,19 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
     are the same extrapolation of the iterates' coefficients. Each backtracking try then
     costs one inverse transform instead of a forward and an inverse one.
     """
+    if nufft is not None and (maps is None or options.estimate_maps):
+        raise UsageError(NO_JOINT_MAPS)
     mask = mask.expand(kspace.shape[0], *mask.shape[-2:]).to(kspace.real.dtype)
-    u, c, scale = initialise(kspace, mask, options.scale_crop)
+    u, c, scale = initialise(kspace, mask, options.scale_crop, nufft)
     if maps is not None:
         c = maps.to(kspace.dtype)
         if options.align_map_phase:
-            c = align_map_phase(kspace, mask, c)
+            c = align_map_phase(kspace, mask, c, nufft=nufft)
         # No data reach a pixel that no map covers (ESPIRiT's eigenvalue crop): start it at
         # zero, as SENSE's minimum-norm solution has it, not at its aliased RSS value.
         u = u * ((c.real.square() + c.imag.square()).sum(-3) > _TINY).to(u.dtype)
     z = kspace / _expand(scale, kspace)
-    problem = JointProblem(z, mask, regulariser, options.lam)
+    problem = JointProblem(z, mask, regulariser, options.lam, nufft)
     residual0 = problem.data(u, c) * 2 / options.lam
 
     batch = kspace.shape[0]
@@ -276,7 +294,7 @@ PHASE_BLUR = 0.05  # the image phase's blur, as a fraction of the smaller image 
 
 
 def align_map_phase(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor,
-                    blur: float = PHASE_BLUR) -> torch.Tensor:
+                    blur: float = PHASE_BLUR, nufft=None) -> torch.Tensor:
     """Maps (B, C, H, W) times the phase of the image they reconstruct.
 
     The model's image u is real and non-negative, so the image's phase must live in the maps:
@@ -291,7 +309,7 @@ def align_map_phase(kspace: torch.Tensor, mask: torch.Tensor, maps: torch.Tensor
     from .sense import sense_reconstruction
 
     with torch.no_grad():
-        image = sense_reconstruction(kspace, maps, mask)
+        image = sense_reconstruction(kspace, maps, mask, nufft=nufft)
         phase = _gaussian_blur(image, blur * min(image.shape[-2:]))
         phase = phase / phase.abs().clamp_min(_TINY)
     return maps * phase.unsqueeze(-3)

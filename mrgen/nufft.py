@@ -52,6 +52,7 @@ class Nufft:
         self.norm = 1.0 / math.sqrt(self.grid[0] * self.grid[1])
         self._plans: dict = {}
         self._toeplitz = None
+        self.cache: dict = {}      # what is derived from the trajectory (density weights)
 
     @property
     def count(self) -> int:

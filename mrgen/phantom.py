@@ -37,6 +37,13 @@ what keeps the centred FFTs of both grids aligned (pixel n//2 is the centre of b
 object, phase and map is a continuous function evaluated at these positions. With F = 1 all of
 this reduces to the exact discrete model: ifft2c(kspace) = maps * image.
 
+**Non-Cartesian.** With a ``trajectory`` (shots, samples, 2) (``mrgen.trajectory``) the k-space
+holds the samples (coils, shots, samples) at its points instead, computed by the NUFFT of the
+fine coil images on the fine grid (the same coordinates in cycles per FOV; divided by F as
+above), never on the target grid: with F >= 2 (the default for a trajectory) the data again do
+not come from the reconstruction's own discrete model. ``rss`` stays that of the Cartesian
+fully sampled k-space (a reference image).
+
 Randomness: ``seed`` seeds a numpy SeedSequence with two independent child streams, one for
 the phase and one for the noise, so changing ``noise`` leaves the phase unchanged. The same
 seed gives bit-identical output on CPU.
@@ -363,7 +370,7 @@ def choose_slices(depth: int, selection=None, count: int | None = None,
 
 def simulate(render: Callable[[int, int], np.ndarray], count: int, size: tuple[int, int],
              coils: int = 8, phase: float = 1.0, noise: float = 0.0, oversample: int = 1,
-             seed: int = 0) -> dict:
+             seed: int = 0, trajectory: np.ndarray | None = None) -> dict:
     """Coil k-space and ground truth for ``count`` slices of an object.
 
     ``render(s, factor)`` returns slice s of the object on the fine grid (factor H, factor W)
@@ -394,6 +401,8 @@ def simulate(render: Callable[[int, int], np.ndarray], count: int, size: tuple[i
 
     kspace = np.empty((count, coils, h, w), dtype=np.complex64)
     image = np.empty((count, h, w), dtype=np.complex128)
+    sampled = None if trajectory is None else _TrajectorySampler(trajectory, (f * h, f * w), f,
+                                                                 count, coils)
     for s in range(count):
         obj = np.asarray(render(s, f))
         if obj.shape != (f * h, f * w):
@@ -403,6 +412,8 @@ def simulate(render: Callable[[int, int], np.ndarray], count: int, size: tuple[i
         fine = torch.from_numpy(np.ascontiguousarray(obj, dtype=np.complex128))
         image[s] = ifft2c(low_pass(fine)).numpy() if f > 1 else obj
         kspace[s] = low_pass(maps_fine * fine).numpy()
+        if sampled is not None:
+            sampled.take(s, maps_fine * fine)
     scale = float(np.abs(image).max())
     if not scale > 0:
         raise DataError("the object is zero everywhere: nothing to simulate")
@@ -417,9 +428,34 @@ def simulate(render: Callable[[int, int], np.ndarray], count: int, size: tuple[i
         coil_images = ifft2c(torch.from_numpy(kspace[s].astype(np.complex128)))
         rss[s] = torch.sqrt(torch.sum(coil_images.abs() ** 2, dim=-3)).numpy()
     maps = birdcage_maps(coils, size, 1).astype(np.complex64)
+    if sampled is not None:
+        kspace = sampled.finish(scale, noise, noise_rng)
     return {"kspace": kspace, "image": image.astype(np.complex64),
             "maps": np.ascontiguousarray(np.broadcast_to(maps, (count, *maps.shape))),
             "rss": rss, "scale": scale}
+
+
+class _TrajectorySampler:
+    """The non-Cartesian samples of the fine coil images (module doc), slice by slice."""
+
+    def __init__(self, trajectory, fine_grid, factor, count, coils):
+        from .nufft import Nufft
+
+        self.nufft = Nufft(torch.as_tensor(np.asarray(trajectory, np.float32)), fine_grid)
+        self.factor = factor
+        self.samples = np.empty((count, coils, *self.nufft.sample_shape), np.complex64)
+
+    def take(self, s, fine_coil_images):
+        self.samples[s] = (self.nufft.forward(fine_coil_images.to(torch.complex64))
+                           / self.factor).numpy()
+
+    def finish(self, scale, noise, noise_rng):
+        self.samples /= np.float32(scale)
+        if noise > 0:
+            draws = noise_rng.standard_normal((2, *self.samples.shape))
+            self.samples += ((draws[0] + 1j * draws[1]) * (noise / math.sqrt(2))).astype(
+                np.complex64)
+        return self.samples
 
 
 def check_request(kind: str, size: tuple[int, int] | None, has_image: bool) -> None:
@@ -441,7 +477,8 @@ def keeps_slice_axis(slices: int | None, selection, images: np.ndarray | None) -
 def make_phantom(kind: str = "shepp-logan", size: tuple[int, int] | None = None,
                  coils: int = 8, slices: int | None = None, slice_index=None,
                  phase: float = 1.0, noise: float = 0.0, oversample: int = 1, seed: int = 0,
-                 images: np.ndarray | None = None) -> Phantom:
+                 images: np.ndarray | None = None,
+                 trajectory: np.ndarray | None = None) -> Phantom:
     """Simulate an acquisition of a ``kind`` of object, or of ``images`` (H, W) / (S, H, W).
 
     ``kind``: "shepp-logan" (sigpy's modified phantom; slices from its isotropic 3D version
@@ -492,7 +529,8 @@ def make_phantom(kind: str = "shepp-logan", size: tuple[int, int] | None = None,
     else:
         raise UsageError(f"--kind {kind}: expected one of {', '.join(KINDS)}")
     size = (int(size[0]), int(size[1]))
-    arrays = simulate(render, len(indices), size, coils, phase, noise, oversample, seed)
+    arrays = simulate(render, len(indices), size, coils, phase, noise, oversample, seed,
+                      trajectory)
     settings["kind"] = kind
     return Phantom(arrays["kspace"], arrays["image"], arrays["maps"], arrays["rss"],
                    np.asarray(indices, dtype=np.int64), source, arrays["scale"], settings)

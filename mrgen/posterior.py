@@ -16,27 +16,31 @@ from .ipalm import JointProblem, initialise
 from .mcmc import SamplingResult, sample
 
 
-def posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop=None):
-    """(energy, scale, zero-filled start) for k-space (B, C, H, W) and fixed maps (B, C, H, W)."""
+def posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop=None, nufft=None):
+    """(energy, scale, zero-filled start) for k-space (B, C, H, W) and fixed maps (B, C, H, W)
+    (``nufft``: non-Cartesian samples at its points, as ``ipalm``)."""
     mask = mask.expand(kspace.shape[0], *mask.shape[-2:]).to(kspace.real.dtype)
-    u0, _, scale = initialise(kspace, mask, scale_crop)
-    problem = JointProblem(kspace / scale.view(-1, 1, 1, 1), mask, regulariser, lam)
+    u0, _, scale = initialise(kspace, mask, scale_crop, nufft)
+    problem = JointProblem(kspace / scale.view(-1, 1, 1, 1), mask, regulariser, lam, nufft)
     data = problem.fixed_maps_data(maps)
     return (lambda u: data(u) + problem.prior(u)), scale, u0
 
 
 def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, samples, thin,
                      step, noise_std, generator, scale_crop=None, nonneg=False,
-                     on_sample=None, progress=None, metropolis=False
+                     on_sample=None, progress=None, metropolis=False, nufft=None
                      ) -> tuple[SamplingResult, torch.Tensor]:
     """ULA on the posterior; ``init`` is "noise" (uniform [0, 1]), "zf", or an image tensor in
-    the data's scale. Returns the moments in the data's scale and the scale used."""
-    if step * lam >= 2 and not metropolis:
+    the data's scale. Returns the moments in the data's scale and the scale used.
+    ``nufft``: non-Cartesian samples (``ipalm``); the data term's Lipschitz constant is then
+    lam ||A^H A||, not lam, and ``step`` must be chosen for it."""
+    if step * lam >= 2 and not metropolis and nufft is None:
         from .errors import UsageError
 
         raise UsageError(f"--step {step:g} with --lam {lam:g}: ULA diverges when step x lam >= 2 "
                          "(the data term's Lipschitz constant is lam); lower one of them")
-    energy, scale, u0 = posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop)
+    energy, scale, u0 = posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop,
+                                         nufft)
     view = scale.view(-1, 1, 1)
     if isinstance(init, torch.Tensor):
         x = init.to(u0.dtype) / view

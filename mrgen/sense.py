@@ -24,7 +24,7 @@ import torch
 from .acquisition import default_mask as sampling_mask
 from .cg import CGInfo, conjugate_gradient
 from .errors import DataError
-from .linops import SenseOp
+from .linops import NufftSenseOp, SenseOp
 
 DEFAULT_LAM = 0.01
 DEFAULT_ITERS = 30
@@ -36,7 +36,8 @@ DEFAULT_TOL = 1e-5
 def sense_reconstruction(kspace: torch.Tensor, maps: torch.Tensor,
                          mask: torch.Tensor | None = None, lam: float = DEFAULT_LAM,
                          iters: int = DEFAULT_ITERS, tol: float = DEFAULT_TOL,
-                         x0: torch.Tensor | None = None, return_info: bool = False):
+                         x0: torch.Tensor | None = None, return_info: bool = False,
+                         nufft=None):
     """Complex image (..., H, W) from k-space (..., C, H, W) and maps (..., C, H, W).
 
     ``mask`` (broadcastable to (..., H, W); 1 = sampled, or sampling weights) defaults to the
@@ -44,7 +45,14 @@ def sense_reconstruction(kspace: torch.Tensor, maps: torch.Tensor,
     independently (per-slice step sizes). ``lam`` may be a float or a tensor broadcastable
     to the image. With ``return_info`` also returns the ``CGInfo`` (iterations, relative
     residual ||A^H A x + lam x - A^H y|| / ||A^H y|| per slice).
+
+    ``nufft`` (``mrgen.nufft.Nufft``): non-Cartesian samples (..., C, shots, samples) at its
+    points, A = NUFFT S (``linops.NufftSenseOp``, normal by Toeplitz embedding), no mask;
+    ``bart pics -l2 -r lam -t traj`` solves the same equations.
     """
+    if nufft is not None:
+        op = NufftSenseOp(maps.to(kspace.dtype), nufft)
+        return _solve(op, kspace, x0, lam, iters, tol, return_info)
     if kspace.shape[-3:] != maps.shape[-3:]:
         raise DataError(f"maps: shape {tuple(maps.shape)} does not fit k-space of shape "
                         f"{tuple(kspace.shape)}")
@@ -52,6 +60,11 @@ def sense_reconstruction(kspace: torch.Tensor, maps: torch.Tensor,
         mask = sampling_mask(kspace)
     mask = mask.to(device=kspace.device, dtype=kspace.real.dtype)
     op = SenseOp(maps.to(kspace.dtype), mask)
+    return _solve(op, kspace, x0, lam, iters, tol, return_info)
+
+
+def _solve(op, kspace, x0, lam, iters, tol, return_info):
+    """CG on (A^H A + lam I) x = A^H y, per slice."""
     rhs = op.adjoint(kspace)
     if x0 is not None:
         x0 = x0.to(device=rhs.device, dtype=rhs.dtype)

@@ -36,6 +36,8 @@ from .errors import UsageError
 
 GOLDEN_ANGLE = math.pi * (math.sqrt(5.0) - 1.0) / 2.0   # radians, 111.246 degrees
 KINDS = ("radial", "golden", "spiral")
+NO_JOINT_MAPS = ("--traj needs --maps: iPALM's joint map estimation assumes a Cartesian grid "
+                 "(its smoothness prox is a DST); give maps, e.g. from `mrgen espirit`")
 
 
 def radial(samples: int, spokes: int, size: int, golden: bool = False) -> np.ndarray:

@@ -11,16 +11,22 @@ from .resize import center_crop
 
 def zero_filled(kspace: torch.Tensor, mask: torch.Tensor | None = None,
                 maps: torch.Tensor | None = None, crop: tuple[int, int] | None = None,
-                magnitude: bool = True) -> torch.Tensor:
+                magnitude: bool = True, nufft=None) -> torch.Tensor:
     """Image (..., H, W) from k-space (..., C, H, W).
 
     ``mask`` (broadcastable to (..., H, W)) is applied first; without it the data are taken as
     they are (unsampled entries already zero). With ``maps`` the coil images are combined by
     least squares, else by root-sum-of-squares (which has no phase).
+
+    ``nufft``: non-Cartesian samples (..., C, shots, samples) at its points, gridded with
+    Pipe-Menon density compensation (``mrgen.density``); the mask is then ignored.
     """
-    if mask is not None:
-        kspace = kspace * mask.unsqueeze(-3)
-    coil_images = ifft2c(kspace)
+    if nufft is not None:
+        from .density import gridding, weights_for
+
+        coil_images = gridding(kspace, nufft, weights_for(nufft))
+    else:
+        coil_images = ifft2c(kspace if mask is None else kspace * mask.unsqueeze(-3))
     image = combine(coil_images, maps) if maps is not None else rss(coil_images)
     if crop is not None:
         image = center_crop(image, crop)

@@ -49,6 +49,10 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
     """iPALM on the acquisition (on its device): joint maps, or the acquisition's maps fixed
     (phase-aligned to the image unless single-coil). ``progress(k, u, c, energies)`` after
     each iteration; ``log`` gets one line on what runs, before it runs."""
+    if acq.nufft is not None and acq.maps is None:
+        from ..trajectory import NO_JOINT_MAPS
+
+        raise UsageError(NO_JOINT_MAPS)
     regulariser, prior = settings.prior.build(acq.device)
     equaliser = _equaliser(prior) if settings.equalise else None  # fail before the long run
     options = IpalmOptions(
@@ -62,7 +66,8 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
                    f"coil(s), {'joint maps' if options.estimate_maps else 'fixed maps'}")
     if log is not None:
         log(f"ipalm: {description}, {acq.device}")
-    result = ipalm(acq.kspace, acq.mask, regulariser, options, maps=acq.maps, callback=progress)
+    result = ipalm(acq.kspace, acq.mask, regulariser, options, maps=acq.maps, callback=progress,
+                   nufft=acq.nufft)
     image = result.image
     if equaliser is not None:
         from ..tuning import apply_equaliser
@@ -78,7 +83,8 @@ def choose_lambda(text: str, prior, acq: Acquisition | None = None) -> float:
         if text == "auto" and prior.lambda_fit is None:
             raise UsageError("--lam auto: the prior has no lambda fit (train one with "
                              "`mrgen train prior --calibrate-lambda`) ; give a number")
-        if prior.lambda_fit is not None and acq is not None:
+        # the fit's initial residual is of Cartesian data; non-Cartesian takes the default
+        if prior.lambda_fit is not None and acq is not None and acq.nufft is None:
             return prior.lambda_for(acq.kspace, acq.mask)
         return prior.default_lambda
     try:

@@ -60,11 +60,19 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     from ..posterior import sample_posterior
 
     regulariser, prior = choice.build(acq.device)
+    if acq.nufft is not None and acq.maps is None:
+        from ..trajectory import NO_JOINT_MAPS
+        from ..errors import UsageError
+
+        raise UsageError(NO_JOINT_MAPS)
     if lam is None:
-        lam = prior.lambda_for(acq.kspace, acq.mask) if prior.lambda_fit \
-            else prior.default_lambda
-    step, noise_std = step_and_noise(settings, prior, lam)
+        lam = prior.lambda_for(acq.kspace, acq.mask) if prior.lambda_fit and \
+            acq.nufft is None else prior.default_lambda
     maps, start = _maps_and_start(acq, start, regulariser, prior, ipalm_iters, lam, log)
+    # ULA's step bound is 1 / Lipschitz: lam for a Cartesian (orthonormal) model, lam ||A^H A||
+    # for a NUFFT, whose dense centre makes ||A^H A|| several times 1
+    norm = 1.0 if acq.nufft is None else _nufft_norm(acq, maps)
+    step, noise_std = step_and_noise(settings, prior, lam * norm)
     if log is not None:
         log(f"langevin: {prior.description}, lam {lam:.4g}, step {step:.3g}, noise "
             f"{noise_std:.3g}, {settings.burn_in} burn-in + {settings.samples} x "
@@ -72,7 +80,7 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     result, _ = sample_posterior(acq.kspace, acq.mask, maps, regulariser, lam, start,
                                  settings.burn_in, settings.samples, settings.thin, step,
                                  noise_std, generator, prior.crop, settings.nonneg, on_sample,
-                                 progress, settings.metropolis)
+                                 progress, settings.metropolis, nufft=acq.nufft)
     return result
 
 
@@ -83,7 +91,7 @@ def _maps_and_start(acq, start, regulariser, prior, iters, lam, log):
 
     fixed = acq.maps
     if fixed is not None and not acq.single_coil:
-        fixed = align_map_phase(acq.kspace, acq.mask, fixed)
+        fixed = align_map_phase(acq.kspace, acq.mask, fixed, nufft=acq.nufft)
     from_ipalm = isinstance(start, str) and start == "ipalm"
     if fixed is None or from_ipalm:
         if log is not None:
@@ -92,11 +100,25 @@ def _maps_and_start(acq, start, regulariser, prior, iters, lam, log):
         options = IpalmOptions(lam=lam, mu=prior.default_mu, iters=iters, slack=prior.slack,
                                scale_crop=prior.crop, estimate_maps=fixed is None,
                                align_map_phase=False)
-        result = ipalm(acq.kspace, acq.mask, regulariser, options, maps=fixed)
+        result = ipalm(acq.kspace, acq.mask, regulariser, options, maps=fixed,
+                       nufft=acq.nufft)
         fixed = result.maps if fixed is None else fixed
         if from_ipalm:
             return fixed, result.image
     return fixed, start
+
+
+def _nufft_norm(acq, maps) -> float:
+    """||A^H A|| of the posterior's data term: NUFFT of the image times the normalised maps."""
+    import torch
+
+    from ..ipalm import JointProblem
+    from ..linops import NufftSenseOp
+    from ..linops.base import normal_norm
+
+    unit = JointProblem.normalise(maps)[0]
+    start = torch.ones(unit.shape[0], *unit.shape[-2:], device=unit.device)
+    return normal_norm(NufftSenseOp(unit, acq.nufft, real_image=True), start)
 
 
 def sample_deepen_app(acq: Acquisition, model, settings: ChainSettings, start, generator,

@@ -41,7 +41,8 @@ def sense_app(acq: Acquisition, options: SenseOptions, init: torch.Tensor | None
         x0 = None if init is None else init[start:stop].to(device)
         image, cg = sense_reconstruction(part.kspace, part.maps, mask=part.mask,
                                          lam=options.lam, iters=options.iters,
-                                         tol=options.tol, x0=x0, return_info=True)
+                                         tol=options.tol, x0=x0, return_info=True,
+                                         nufft=part.nufft)
         image = center_crop(image, crop) if crop is not None else image
         images.append((image.abs() if options.magnitude else image).cpu())
         iterations = max(iterations, cg.iterations)

@@ -17,4 +17,4 @@ def zero_filled_app(acq: Acquisition, crop=None, magnitude: bool = True) -> torc
 
         raise UsageError("--complex: needs --maps (an RSS image has no phase)")
     return zero_filled(acq.kspace, acq.mask, acq.maps, crop=check_crop(crop, acq.image_shape),
-                       magnitude=magnitude)
+                       magnitude=magnitude, nufft=acq.nufft)

@@ -103,6 +103,14 @@ def broadcast_shape(*shapes: Shape) -> Shape:
     return tuple(out)
 
 
+def normal_norm(op: LinearOperator, x: torch.Tensor, iters: int = 30) -> float:
+    """||A^H A|| (its largest eigenvalue, over the whole batch) by power iteration from x."""
+    for _ in range(iters):
+        x = op.normal(x)
+        x = x / torch.linalg.vector_norm(x).clamp_min(1e-30)
+    return float(torch.linalg.vector_norm(op.normal(x)))
+
+
 def complex_randn(shape, generator: torch.Generator, dtype=torch.complex64) -> torch.Tensor:
     """Standard complex Gaussian samples (CPU), for examples and self-tests."""
     return torch.randn(shape, generator=generator, dtype=dtype)
