@@ -37,11 +37,14 @@ class ArgumentChecks:
         return {p.name for p in picks} | set(self.ranges) | set(self.choices) | \
             {name for group in self.one_of for name in group}
 
-    def run(self, kwargs, seed: int = 0) -> None:
+    def run(self, kwargs, seed: int = 0, output_format: str | None = None) -> None:
         from mrgen.errors import UsageError
+        from mrgen.io.refs import FORMATS
 
         if not 0 <= seed < 2 ** 64:
             raise UsageError(f"--seed {seed}: must be in [0, 2^64)")
+        if output_format is not None and output_format not in FORMATS:
+            raise UsageError(f"--format {output_format}: expected {' | '.join(FORMATS)}")
         for name, words in self.choices.items():
             value = kwargs.get(name)
             if value is not None and str(getattr(value, "value", value)) not in words:
@@ -71,7 +74,8 @@ class ArgumentChecks:
         for picks, is_array in ((self.outputs, True), (self.files_out, False)):
             for pick in picks:
                 for value in pick.values(kwargs):
-                    written += check_target(value, is_array, input_texts, model_files)
+                    written += check_target(value, is_array, input_texts, model_files,
+                                            output_format if is_array else None)
                     piped += [self.label(pick.name)] if value == "-" else []
         if len(piped) > 1:
             raise UsageError(f"{' and '.join(piped)}: only one output can go to standard output "
@@ -205,20 +209,23 @@ def _check_model(label, text) -> None:
                      f"(shipped: {', '.join(sorted(SHIPPED)) or 'none'})")
 
 
-def check_target(text, is_array, inputs, models) -> list:
-    """An output: a known array suffix (``is_array``), a folder that exists and can be written,
-    not a folder itself, and not one of the inputs or models. Returns its resolved files."""
+def check_target(text, is_array, inputs, models, output_format=None) -> list:
+    """An output: a known array suffix (``is_array``; or ``output_format``, --format), a
+    folder that exists and can be written, not a folder itself (except a DICOM series' own
+    earlier folder), and not one of the inputs or models. Returns its resolved files."""
     import os
     from pathlib import Path
 
     from mrgen.errors import UsageError
     from mrgen.io.refs import ensure_distinct, parse_ref
 
-    if text == "-":
+    if text == "-" and output_format in (None, "npy"):
         return []
+    series = False
     if is_array:
-        files = parse_ref(text).files
-        ensure_distinct(text, inputs)
+        ref = parse_ref(text, output_format)
+        files, series = ref.files, ref.format == "dicom"
+        ensure_distinct(text, inputs, output_format)
         others = [Path(m) for m in models]
     else:
         files = (Path(text),)
@@ -227,8 +234,9 @@ def check_target(text, is_array, inputs, models) -> list:
         if other.exists() and any(f.exists() and f.resolve() == other.resolve() for f in files):
             raise UsageError(f"{text}: output would overwrite the input {other}")
     for path in files:
-        if path.is_dir():
-            raise UsageError(f"{text}: is a folder; give a file name")
+        if path.is_dir() and not (series and _holds_only_dicom(path)):
+            raise UsageError(f"{text}: is a folder; give a file name" if not series else
+                             f"{text}: is a folder with other files than a DICOM series")
         folder = path.parent
         if not folder.is_dir():
             what = "is not a folder" if folder.exists() else "does not exist"
@@ -236,3 +244,8 @@ def check_target(text, is_array, inputs, models) -> list:
         if not os.access(folder, os.W_OK | os.X_OK):
             raise UsageError(f"{text}: cannot write in folder {folder} (permission denied)")
     return [p.resolve() for p in files]
+
+
+def _holds_only_dicom(folder) -> bool:
+    """An earlier DICOM output (slice_*.dcm only), which a new series may replace."""
+    return all(p.is_file() and p.suffix == ".dcm" for p in folder.iterdir())

@@ -67,6 +67,7 @@ class Settings:
     seed: int = 0
     quiet: bool = False
     debug: bool = False
+    output_format: Optional[str] = None
     command_name: str = "mrgen"
 
 
@@ -84,11 +85,15 @@ QuietOption = Annotated[Optional[bool], typer.Option(
 DebugOption = Annotated[Optional[bool], typer.Option(
     "--debug", help="Show tracebacks for errors.", rich_help_panel="Global options",
     show_default=False)]
+FormatOption = Annotated[Optional[str], typer.Option(
+    "--format", metavar="FMT", help="Write the array outputs as npy | h5 | cfl | nifti | dicom "
+    "whatever their names (default: by suffix; .nii/.nii.gz NIfTI, .dcm a DICOM folder).",
+    rich_help_panel="Global options", show_default=False)]
 
 _GLOBAL_PARAMS = [
     inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
     for name, hint in (("device", DeviceOption), ("seed", SeedOption), ("quiet", QuietOption),
-                       ("debug", DebugOption))
+                       ("debug", DebugOption), ("output_format", FormatOption))
 ]
 
 
@@ -97,7 +102,8 @@ def reset_global_options() -> None:
     vars(settings).update(vars(Settings()))
 
 
-def apply_global_options(device=None, seed=None, quiet=None, debug=None) -> None:
+def apply_global_options(device=None, seed=None, quiet=None, debug=None,
+                         output_format=None) -> None:
     """Record global options; a value given after the subcommand overrides one given before."""
     if device is not None:
         settings.device = device
@@ -107,6 +113,8 @@ def apply_global_options(device=None, seed=None, quiet=None, debug=None) -> None
         settings.quiet = quiet
     if debug is not None:
         settings.debug = debug
+    if output_format is not None:
+        settings.output_format = output_format
 
 
 app = typer.Typer(
@@ -171,7 +179,7 @@ def command(name: str, summary: str, group: typer.Typer | None = None, inputs=()
 
 
 def _checked(checks, func, *args, **kwargs):
-    checks.run(kwargs, settings.seed)
+    checks.run(kwargs, settings.seed, settings.output_format)
     if checks.crop_default:
         _default_crop(kwargs)
     return func(*args, **kwargs)
@@ -305,11 +313,21 @@ def load(text, role, slices=None):
 
 
 def save(text, array, role, inputs=(), layout=None):
-    """Write an output atomically, refusing to overwrite an input; records provenance."""
+    """Write an output atomically, refusing to overwrite an input; records provenance.
+    NIfTI and DICOM outputs take their voxel size from the inputs' ISMRMRD header."""
     from mrgen import io
 
-    io.ensure_distinct(str(text), [str(i) for i in inputs if i is not None])
-    io.write_array(str(text), array, role, layout=layout, command=command_line())
+    text, fmt = str(text), settings.output_format
+    inputs = [str(i) for i in inputs if i is not None]
+    io.ensure_distinct(text, inputs, fmt)
+    geometry = None
+    if io.parse_ref(text, fmt).format in io.IMAGE_FORMATS:
+        geometry = io.find_geometry(inputs)
+        if geometry is None:
+            info(f"warning: {text}: the inputs give no voxel size (no ISMRMRD header); written "
+                 "with 1 mm voxels (an identity affine)")
+    io.write_array(text, array, role, layout=layout, command=command_line(), format=fmt,
+                   geometry=geometry)
 
 
 def check_output(text, inputs=()):
@@ -317,6 +335,7 @@ def check_output(text, inputs=()):
     every command do for the outputs it declares)."""
     from mrgen import io
 
-    check_target(str(text), True, [str(i) for i in inputs if i is not None], [])
-    return io.parse_ref(str(text))
+    check_target(str(text), True, [str(i) for i in inputs if i is not None], [],
+                 settings.output_format)
+    return io.parse_ref(str(text), settings.output_format)
 

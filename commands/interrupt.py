@@ -145,6 +145,11 @@ def _remove_temporaries() -> None:
         return
     for path in list(getattr(module, "LIVE_TEMPORARIES", ())):
         try:
-            os.unlink(path)
+            if os.path.isdir(path):   # a DICOM series being written (atomic_folder)
+                import shutil
+
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
         except OSError:
             pass

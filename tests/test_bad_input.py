@@ -215,6 +215,11 @@ CASES = [
     ("mrd --average x cart.mrd.h5 out.h5", 2, "--average x"),
     ("mrd --average 3 cart.mrd.h5 out.h5", 2, "--average 3"),
     ("mrd --prewhiten cart.mrd.h5 out.h5", 2, "no noise scan"),
+    # images out
+    ("zf --format xyz k.npy out.npy", 2, "--format xyz: expected"),
+    ("zf --format nifti k.npy -", 2, "standard output (-) takes a .npy stream"),
+    ("zf --format dicom k.npy ro/series", 2, "permission denied"),
+    ("espirit --quiet k.npy maps.nii", 2, "NIfTI and DICOM outputs hold images"),
 ]
 
 

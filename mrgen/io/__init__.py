@@ -1,4 +1,5 @@
-"""Array files: .npy, .h5[:dataset] (fastMRI layout), BART .cfl/.hdr, and ``-`` for pipes.
+"""Array files: .npy, .h5[:dataset] (fastMRI layout), BART .cfl/.hdr, and ``-`` for pipes;
+images for viewers: NIfTI (.nii, .nii.gz) and DICOM (a .dcm folder); MRD raw data (``mrd``).
 
 All format conversions live here. In memory, arrays are C-ordered numpy arrays in mrgen's
 axis order, complex64 or float32; commands turn them into torch tensors themselves.
@@ -11,10 +12,10 @@ readers and writers of ``mrgen.io.arrays`` are imported on first use.
 from __future__ import annotations
 
 from . import roles
-from .refs import ArrayRef, ensure_distinct, parse_ref, parse_slices
+from .refs import FORMATS, IMAGE_FORMATS, ArrayRef, ensure_distinct, parse_ref, parse_slices
 
 __all__ = ["read_array", "read_shape", "write_array", "write_bundle", "parse_ref", "parse_slices",
-           "ensure_distinct", "ArrayRef", "roles"]
+           "ensure_distinct", "ArrayRef", "roles", "find_geometry", "FORMATS", "IMAGE_FORMATS"]
 
 _LAZY = ("read_array", "read_shape", "write_array", "write_bundle")
 
@@ -24,4 +25,8 @@ def __getattr__(name):
         from . import arrays
 
         return getattr(arrays, name)
+    if name == "find_geometry":
+        from .geometry import find_geometry
+
+        return find_geometry
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,8 +8,10 @@ from .. import __version__
 from ..errors import DataError
 from . import roles
 from .cfl import read_cfl, read_header, write_cfl
+from .dicom import write_dicom
 from .h5 import h5_shape, read_h5, write_h5
 from .layout import layout_for_shape, layout_from_bart_dims
+from .nifti import read_nifti, write_nifti
 from .npy import read_npy, write_npy
 from .refs import parse_ref, slice_text
 
@@ -24,6 +26,11 @@ def read_array(text: str, role: roles.Role = roles.ANY, slices=None) -> np.ndarr
     if ref.format == "h5":
         array, _ = read_h5(ref, role.datasets, slices, len(role.base) + 1)
         array = _as_mrgen(ref, array, role)
+    elif ref.format == "dicom":
+        raise DataError(f"{ref}: DICOM is written for viewers; mrgen reads .npy, .h5, .nii "
+                        "and BART files")
+    elif ref.format == "nifti":
+        array = _select_slices(ref, _as_mrgen(ref, read_nifti(ref), role), role, slices)
     elif ref.format == "cfl":
         array, _ = read_cfl(ref, role.base)
         array = _select_slices(ref, _as_mrgen(ref, array, role), role, slices)
@@ -44,7 +51,7 @@ def read_shape(text: str, role: roles.Role = roles.ANY) -> tuple[int, ...]:
     if ref.format == "cfl":
         dims = read_header(ref)
         return tuple(dims[d] for d in layout_from_bart_dims(dims, role.base))
-    if ref.path is None:
+    if ref.path is None or ref.format in ("nifti", "dicom"):
         return read_array(text, role).shape
     if not ref.path.exists():
         raise DataError(f"{ref}: no such file")
@@ -107,15 +114,22 @@ def _axes_hint(role) -> str:
 
 
 def write_array(text: str, array, role: roles.Role = roles.ANY, layout=None,
-                command: str | None = None) -> None:
-    """Write one array in the format ``text`` names (atomically).
+                command: str | None = None, format: str | None = None,
+                geometry=None) -> None:
+    """Write one array in the format ``text`` names, or ``format`` (atomically).
 
     ``layout`` lists the BART dim of each axis; by default it follows ``role`` with an extra
     leading axis taken as slices. ``command`` is recorded as provenance where the format can.
+    ``geometry`` (``mrgen.io.geometry.Geometry``) gives NIfTI and DICOM their voxel size.
     """
-    ref = parse_ref(text)
+    ref = parse_ref(text, format)
     array = _to_numpy(array)
-    if ref.format == "h5":
+    spacing = None if geometry is None else geometry.spacing
+    if ref.format == "nifti":
+        write_nifti(ref, array, spacing, role, command or f"mrgen {__version__}")
+    elif ref.format == "dicom":
+        write_dicom(ref, array, spacing, role, command or f"mrgen {__version__}")
+    elif ref.format == "h5":
         write_bundle(text, {ref.dataset or role.output_dataset: array}, command=command)
     elif ref.format == "cfl":
         layout = layout or layout_for_shape(array.ndim, role.base)

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-# Temporary files being written now: an interrupted command that cannot unwind in time
+# Temporary files (and folders) being written now: an interrupted command that cannot unwind in time
 # (commands/interrupt.py) removes them before it exits.
 LIVE_TEMPORARIES: set[str] = set()
 
@@ -34,6 +34,33 @@ def atomic_path(target: Path):
         raise
     finally:
         LIVE_TEMPORARIES.discard(tmp)
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path):
+    """Yield a temporary folder beside ``target``; it replaces ``target`` on success (an
+    earlier output folder of the same name is removed only then), and is removed on error."""
+    import shutil
+
+    target = Path(target)
+    parent = target.parent if str(target.parent) else Path(".")
+    tmp = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    LIVE_TEMPORARIES.add(tmp)
+    old = None
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
+        yield Path(tmp)
+        if target.exists():
+            old = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent)
+            os.replace(target, Path(old) / target.name)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        LIVE_TEMPORARIES.discard(tmp)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask() -> int:

@@ -10,7 +10,12 @@ from ..errors import UsageError
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 NPY_SUFFIXES = (".npy",)
 CFL_SUFFIXES = (".cfl", ".hdr")
-KNOWN_SUFFIXES = NPY_SUFFIXES + H5_SUFFIXES + CFL_SUFFIXES
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+DICOM_SUFFIXES = (".dcm",)      # a folder of one DICOM file per slice
+KNOWN_SUFFIXES = NPY_SUFFIXES + H5_SUFFIXES + CFL_SUFFIXES + NIFTI_SUFFIXES + DICOM_SUFFIXES
+# The formats --format names; nifti and dicom hold magnitude images for viewers.
+FORMATS = ("npy", "h5", "cfl", "nifti", "dicom")
+IMAGE_FORMATS = ("nifti", "dicom")
 
 
 @dataclass(frozen=True)
@@ -18,7 +23,7 @@ class ArrayRef:
     """Where an array lives: a format, a path (None for stdin/stdout) and an h5 dataset."""
 
     text: str
-    format: str  # "npy" | "h5" | "cfl" | "stdio"
+    format: str  # "npy" | "h5" | "cfl" | "nifti" | "dicom" (a folder) | "stdio"
     path: Path | None
     dataset: str | None = None
 
@@ -35,10 +40,17 @@ class ArrayRef:
         return self.text
 
 
-def parse_ref(text: str) -> ArrayRef:
-    """Classify an argument. A name with no known suffix is a BART pair, as in BART itself."""
+def parse_ref(text: str, format: str | None = None) -> ArrayRef:
+    """Classify an argument. A name with no known suffix is a BART pair, as in BART itself.
+    ``format`` (--format, for outputs) overrides the suffix."""
+    if format is not None:
+        return _forced(text, format)
     if text == "-":
         return ArrayRef(text, "stdio", None)
+    if text.lower().endswith(NIFTI_SUFFIXES):
+        return ArrayRef(text, "nifti", Path(text))
+    if text.lower().endswith(DICOM_SUFFIXES):
+        return ArrayRef(text, "dicom", Path(text))
     path_text, dataset = text, None
     head, sep, tail = text.rpartition(":")
     if sep and head.lower().endswith(H5_SUFFIXES):
@@ -58,6 +70,27 @@ def parse_ref(text: str) -> ArrayRef:
                          f"{', '.join(KNOWN_SUFFIXES)}, .h5:DATASET, a BART name without a "
                          "suffix (NAME.cfl + NAME.hdr), or - for a pipe")
     return ArrayRef(text, "cfl", path)
+
+
+def _forced(text: str, format: str) -> ArrayRef:
+    """An output written as ``format`` whatever its suffix."""
+    if format not in FORMATS:
+        raise UsageError(f"--format {format}: expected {' | '.join(FORMATS)}")
+    if text == "-":
+        if format != "npy":
+            raise UsageError(f"--format {format}: standard output (-) takes a .npy stream")
+        return ArrayRef(text, "stdio", None)
+    if format == "h5":
+        return parse_ref(text) if _names_h5(text) else ArrayRef(text, "h5", Path(text))
+    path = Path(text)
+    if format == "cfl" and path.suffix.lower() in CFL_SUFFIXES:
+        path = path.with_suffix("")
+    return ArrayRef(text, format, path)
+
+
+def _names_h5(text: str) -> bool:
+    head, sep, _ = text.rpartition(":")
+    return (head if sep else text).lower().endswith(H5_SUFFIXES)
 
 
 def parse_slices(text: str | None):
@@ -84,9 +117,9 @@ def slice_text(slices: slice) -> str:
     return f"{start}:{stop}"
 
 
-def ensure_distinct(output: str, inputs) -> None:
+def ensure_distinct(output: str, inputs, format: str | None = None) -> None:
     """Refuse an output that would replace one of the inputs (never overwrite an input)."""
-    out_files = {p.resolve() for p in parse_ref(output).files}
+    out_files = {p.resolve() for p in parse_ref(output, format).files}
     for item in inputs:
         if item is None:
             continue

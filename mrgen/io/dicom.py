@@ -1,0 +1,84 @@
+"""DICOM output: a folder with one MR image file per slice, for PACS and viewers.
+
+Pixels are the magnitude scaled to unsigned 16 bits with RescaleSlope (value = stored x
+slope), so the full dynamic range survives; each file carries the pixel spacing, slice
+thickness and position of ``mrgen.io.images``'s frame, and a window (centre, width) over
+0 to the 99.5th percentile. The files are written into a temporary folder that replaces
+the target at the end, so a failed run leaves no partial series.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .atomic import atomic_folder
+from . import roles
+from .images import UNKNOWN_SPACING, magnitude_stack, need
+
+LEVELS = 65535
+
+
+def write_dicom(ref, array: np.ndarray, spacing=None, role=None,
+                description: str = "mrgen") -> None:
+    """Write ``array`` (H, W) or (slices, H, W) as a series of MR images in folder
+    ``ref.path`` (slice_000.dcm, ...)."""
+    need("pydicom", "DICOM")
+    stack = magnitude_stack(ref, array, role or roles.IMAGE)
+    spacing = tuple(map(float, spacing or UNKNOWN_SPACING))
+    peak = float(stack.max())
+    slope = peak / LEVELS if peak > 0 else 1.0
+    stored = np.round(stack / slope).astype(np.uint16)
+    high = float(np.percentile(stack, 99.5)) or peak or 1.0
+    series = _series(description)
+    with atomic_folder(ref.path) as folder:
+        for index, pixels in enumerate(stored):
+            dataset = _slice(series, index, pixels, spacing, slope, high)
+            _save(dataset, folder / f"slice_{index:03d}.dcm")
+
+
+def _save(dataset, path) -> None:
+    try:
+        dataset.save_as(path, enforce_file_format=True)
+    except TypeError:   # pydicom 2: the encoding is set on the dataset itself
+        dataset.is_little_endian, dataset.is_implicit_VR = True, False
+        dataset.save_as(path, write_like_original=False)
+
+
+def _series(description: str) -> dict:
+    from pydicom.uid import generate_uid
+
+    return {"study": generate_uid(), "series": generate_uid(), "frame": generate_uid(),
+            "description": description[:64]}
+
+
+def _slice(series, index, pixels, spacing, slope, high):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.ImageType = "MR", ["DERIVED", "SECONDARY"]
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = series["study"], series["series"]
+    ds.FrameOfReferenceUID = series["frame"]
+    ds.SeriesDescription, ds.SeriesNumber, ds.InstanceNumber = series["description"], 1, index + 1
+    ds.PatientName, ds.PatientID = "mrgen", "mrgen"
+    ds.Rows, ds.Columns = pixels.shape
+    # PixelSpacing is (between rows, between columns): H then W.
+    ds.PixelSpacing = [f"{spacing[0]:.6g}", f"{spacing[1]:.6g}"]
+    ds.SliceThickness = ds.SpacingBetweenSlices = f"{spacing[2]:.6g}"
+    # Along a row the column index (W) grows: the world's second axis; down a column, H: the
+    # first (the NIfTI writer's frame).
+    ds.ImageOrientationPatient = [0, 1, 0, 1, 0, 0]
+    ds.ImagePositionPatient = [0, 0, f"{index * spacing[2]:.6g}"]
+    ds.SliceLocation = f"{index * spacing[2]:.6g}"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = f"{slope:.10g}", 0, "US"
+    ds.WindowCenter, ds.WindowWidth = f"{high / 2:.6g}", f"{high:.6g}"
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    return ds

@@ -1,0 +1,46 @@
+"""NIfTI-1 images (.nii, .nii.gz): magnitude float32, (H, W, slices), affine from the voxel
+size (``mrgen.io.images``)."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+
+from ..errors import DataError
+from .atomic import atomic_path
+from . import roles
+from .images import UNKNOWN_SPACING, affine, magnitude_stack, need
+
+
+def write_nifti(ref, array: np.ndarray, spacing=None, role=None,
+                description: str = "mrgen") -> None:
+    """Write ``array`` (H, W) or (slices, H, W) as a NIfTI volume with slices as its third
+    axis; gzip-compressed when the name ends in .gz."""
+    nibabel = need("nibabel", "NIfTI")
+
+    # (H, W, slices)
+    volume = np.moveaxis(magnitude_stack(ref, array, role or roles.IMAGE), 0, -1)
+    image = nibabel.Nifti1Image(volume, affine(spacing or UNKNOWN_SPACING))
+    image.header.set_xyzt_units("mm")
+    image.header["descrip"] = description[:79].encode("ascii", "replace")
+    data = image.to_bytes()
+    if str(ref.path).lower().endswith(".gz"):
+        data = gzip.compress(data, mtime=0)
+    with atomic_path(ref.path) as tmp:
+        tmp.write_bytes(data)
+
+
+def read_nifti(ref) -> np.ndarray:
+    """A NIfTI volume (H, W[, slices]) back in mrgen's order: (H, W) or (slices, H, W)."""
+    nibabel = need("nibabel", "NIfTI")
+
+    if not ref.path.exists():
+        raise DataError(f"{ref}: no such file")
+    try:
+        volume = np.asarray(nibabel.load(str(ref.path)).dataobj, dtype=np.float32)
+    except Exception as err:   # nibabel raises several kinds for a damaged file
+        raise DataError(f"{ref}: not a readable NIfTI file ({err})") from None
+    if volume.ndim == 3:
+        return np.ascontiguousarray(np.moveaxis(volume, -1, 0))
+    return volume

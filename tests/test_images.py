@@ -1,0 +1,111 @@
+"""Images out for viewers: NIfTI (.nii, .nii.gz) and DICOM (a .dcm folder), by suffix or
+--format, read back with nibabel and pydicom: pixels, voxel size, positions, window."""
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from .conftest import expect, invoke
+
+nibabel = pytest.importorskip("nibabel")
+pydicom = pytest.importorskip("pydicom")
+
+S, C, H, W = 3, 2, 16, 12
+HEADER = """<?xml version="1.0"?>
+<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><encoding>
+<encodedSpace><matrixSize><x>16</x><y>12</y><z>1</z></matrixSize>
+<fieldOfView_mm><x>200</x><y>120</y><z>4</z></fieldOfView_mm></encodedSpace>
+<reconSpace><matrixSize><x>16</x><y>12</y><z>1</z></matrixSize>
+<fieldOfView_mm><x>200</x><y>120</y><z>4</z></fieldOfView_mm></reconSpace>
+<trajectory>cartesian</trajectory></encoding></ismrmrdHeader>"""
+SPACING = (12.5, 10.0, 4.0)   # mm along H, W, slices: FOV / matrix
+
+
+@pytest.fixture
+def scan(tmp_path, monkeypatch):
+    """k.h5 with a fastMRI-style ismrmrd_header, k.npy without; and the zf image as .npy."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    kspace = (rng.standard_normal((S, C, H, W)) + 1j * rng.standard_normal((S, C, H, W)))
+    with h5py.File("k.h5", "w") as f:
+        f["kspace"] = kspace.astype(np.complex64)
+        f["ismrmrd_header"] = HEADER
+    np.save("k.npy", kspace.astype(np.complex64))
+    expect("zf", "k.h5", "img.npy")
+    return np.load("img.npy")
+
+
+@pytest.mark.parametrize("name", ["img.nii", "img.nii.gz"])
+def test_nifti_holds_the_magnitude_with_slices_third_and_the_voxel_size(scan, name):
+    expect("zf", "k.h5", name)
+    volume = nibabel.load(name)
+    assert volume.shape == (H, W, S) and volume.get_data_dtype() == np.float32
+    np.testing.assert_array_equal(np.asarray(volume.dataobj), np.moveaxis(scan, 0, -1))
+    np.testing.assert_allclose(volume.affine, np.diag([*SPACING, 1.0]))
+    np.testing.assert_allclose(volume.header.get_zooms(), SPACING)
+    assert volume.header.get_xyzt_units()[0] == "mm"
+
+
+def test_dicom_series_pixels_geometry_and_window(scan):
+    expect("zf", "k.h5", "img.dcm")
+    files = sorted(Path("img.dcm").glob("*.dcm"))
+    assert len(files) == S
+    nifti_affine = np.diag([*SPACING, 1.0])
+    for k, path in enumerate(files):
+        ds = pydicom.dcmread(path)
+        assert ds.Modality == "MR" and ds.SOPClassUID == pydicom.uid.MRImageStorage
+        assert (ds.Rows, ds.Columns) == (H, W)
+        slope = float(ds.RescaleSlope)
+        np.testing.assert_allclose(ds.pixel_array * slope, scan[k], atol=slope / 2 + 1e-7)
+        np.testing.assert_allclose([float(v) for v in ds.PixelSpacing], SPACING[:2])
+        assert float(ds.SliceThickness) == SPACING[2]
+        # pixel (r, c) of slice k sits where the NIfTI affine puts voxel (r, c, k)
+        position = np.array([float(v) for v in ds.ImagePositionPatient])
+        cosines = np.array([float(v) for v in ds.ImageOrientationPatient])
+        r, c = 5, 7
+        world = position + r * SPACING[0] * cosines[3:] + c * SPACING[1] * cosines[:3]
+        np.testing.assert_allclose(world, (nifti_affine @ [r, c, k, 1])[:3])
+        high = np.percentile(scan, 99.5)
+        np.testing.assert_allclose(float(ds.WindowWidth), high, rtol=1e-5)
+        np.testing.assert_allclose(float(ds.WindowCenter), high / 2, rtol=1e-5)
+    uids = {pydicom.dcmread(p).SeriesInstanceUID for p in files}
+    assert len(uids) == 1
+
+
+def test_without_a_header_identity_affine_and_one_warning(scan):
+    result = expect("zf", "k.npy", "plain.nii")
+    warnings = [line for line in result.stderr.splitlines() if "voxel size" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: plain.nii")
+    volume = nibabel.load("plain.nii")
+    np.testing.assert_array_equal(volume.affine, np.eye(4))
+    np.testing.assert_array_equal(np.asarray(volume.dataobj), np.moveaxis(scan, 0, -1))
+
+
+def test_format_option_overrides_the_suffix_and_replaces_a_series(scan):
+    expect("zf", "--format", "nifti", "k.h5", "volume")
+    volume = nibabel.Nifti1Image.from_bytes(open("volume", "rb").read())   # no suffix
+    np.testing.assert_array_equal(np.asarray(volume.dataobj), np.moveaxis(scan, 0, -1))
+    expect("--format", "dicom", "zf", "k.h5", "series")
+    expect("zf", "--slice", "1", "--format", "dicom", "k.h5", "series")   # replaces it
+    files = sorted(Path("series").iterdir())
+    assert [p.name for p in files] == ["slice_000.dcm"]
+    ds = pydicom.dcmread(files[0])
+    np.testing.assert_allclose(ds.pixel_array * float(ds.RescaleSlope), scan[1],
+                               atol=float(ds.RescaleSlope))
+    Path("series/notes.txt").write_text("mine")
+    result = invoke("zf", "--format", "dicom", "k.h5", "series")
+    assert result.exit_code == 2 and "other files" in result.stderr
+
+
+def test_nifti_reads_back_as_an_image_and_maps_are_refused(scan, tmp_path):
+    from mrgen import io
+    from mrgen.errors import DataError
+
+    expect("zf", "k.h5", "img.nii.gz")
+    np.testing.assert_array_equal(io.read_array("img.nii.gz", io.roles.IMAGE), scan)
+    result = expect("metrics", "img.npy", "img.nii.gz")
+    assert "inf" in result.stdout.lower()   # identical images: infinite PSNR
+    with pytest.raises(DataError, match="images"):
+        io.write_array("maps.nii", np.ones((S, C, H, W), np.complex64), io.roles.MAPS)
