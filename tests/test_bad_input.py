@@ -49,6 +49,8 @@ def folder(tmp_path_factory):
         "zeromaps.npy": np.zeros((2, H, W), np.complex64),
         "maps3.npy": random_complex(rng, 3, H, W),
         "maps2s.npy": random_complex(rng, 2, 2, H, W),
+        "traj.npy": np.zeros((H, W, 2), np.float32),    # k.npy as (coils, shots, samples)
+        "traj3.npy": np.zeros((3, W, 2), np.float32),
     }
     for name, array in arrays.items():
         np.save(path / name, array)
@@ -138,6 +140,12 @@ CASES = [
     ("train calibrate prior-brain-small missing.h5 out.pt", 2, "no such file"),
     ("zf d.h5:nosuch out.npy", 2, "no dataset 'nosuch'"),
     ("ipalm --single-coil ms.npy out.npy", 2, "--single-coil"),
+    ("ipalm --traj traj.npy k.npy out.npy", 2, "--traj needs --maps"),
+    ("langevin --traj traj.npy k.npy out.npy", 2, "--traj needs --maps"),
+    ("zf --traj traj3.npy k.npy out.npy", 2, "do not fit the trajectory"),
+    ("zf --traj missing.npy k.npy out.npy", 2, "no such file"),
+    ("traj out.npy --samples 0", 2, "--samples"),
+    ("traj out.npy --kind rosette", 2, "--kind"),
     ("metrics img.npy k.npy", 2, "slice"),
     ("langevin --prior-only k.npy out.npy extra.npy", 2, "expected OUT"),
     ("langevin --init img8.npy --maps maps.npy k.npy out.npy", 2, "does not fit"),
