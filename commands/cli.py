@@ -90,6 +90,25 @@ FormatOption = Annotated[Optional[str], typer.Option(
     "whatever their names (default: by suffix; .nii/.nii.gz NIfTI, .dcm a DICOM folder).",
     rich_help_panel="Global options", show_default=False)]
 
+OutDirOption = Annotated[Optional[str], typer.Option(
+    "--out-dir", metavar="DIR", help="A whole data set: every positional argument is an input "
+    "(files, globs, folders of array files), each written to DIR under its own name (its "
+    "format, or --format's); outputs that exist are skipped; totals at the end. Under torchrun "
+    "the inputs are shared among the ranks.", rich_help_panel="Data sets", show_default=False)]
+FailFastOption = Annotated[bool, typer.Option(
+    "--fail-fast", help="With --out-dir: stop at the first input that fails (default: report "
+    "it and go on).", rich_help_panel="Data sets")]
+
+# The options of commands that run over data sets (one input, one output; commands/batch.py).
+_BATCH_PARAMS = [
+    inspect.Parameter("out_dir", inspect.Parameter.KEYWORD_ONLY, default=None,
+                      annotation=OutDirOption),
+    inspect.Parameter("fail_fast", inspect.Parameter.KEYWORD_ONLY, default=False,
+                      annotation=FailFastOption),
+    # typer passes its context here: the arguments beyond the two positional ones are in it
+    inspect.Parameter("parser_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
+]
+
 _GLOBAL_PARAMS = [
     inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
     for name, hint in (("device", DeviceOption), ("seed", SeedOption), ("quiet", QuietOption),
@@ -156,26 +175,129 @@ def command(name: str, summary: str, group: typer.Typer | None = None, inputs=()
         def wrapper(*args, **kwargs):
             apply_global_options(**{p.name: kwargs.pop(p.name) for p in _GLOBAL_PARAMS})
             settings.command_name = f"mrgen {prefix}{name}"
-            run_reporting_errors(_checked, checks, func, *args, **kwargs)
+            if batch is None:
+                run_reporting_errors(_checked, checks, func, *args, **kwargs)
+                return
+            extra = list(kwargs.pop("parser_context").args)
+            run_reporting_errors(_dispatch, checks, func, batch, kwargs.pop("out_dir"),
+                                 kwargs.pop("fail_fast"), extra, kwargs)
 
         signature = inspect.signature(func)
         unknown = checks.names() - set(signature.parameters)
         if unknown:
             raise TypeError(f"@command({name!r}): no parameter {', '.join(sorted(unknown))}")
-        params = list(signature.parameters.values()) + _GLOBAL_PARAMS
+        batch = _batch_arguments(signature, checks)
+        params = list(signature.parameters.values())
+        if batch is not None:   # the output may be left out: --out-dir names the outputs
+            params = [p.replace(default=None) if p.name == batch[1] else p for p in params]
+            params += _BATCH_PARAMS
+        params += _GLOBAL_PARAMS
         wrapper.__signature__ = signature.replace(parameters=params)
         wrapper.__annotations__ = {**func.__annotations__,
-                                   **{p.name: p.annotation for p in _GLOBAL_PARAMS}}
+                                   **{p.name: p.annotation for p in params}}
         del wrapper.__wrapped__  # typer must see the extended signature, not the original
         target = group or app
-        target.command(name=name, help=_reflow(func.__doc__ or summary),
-                       short_help=summary)(wrapper)
+        target.command(name=name, help=_reflow(func.__doc__ or summary), short_help=summary,
+                       context_settings={"allow_extra_args": batch is not None})(wrapper)
         checks.labels = labels(signature)
         checks.crop_default = _takes_crop(signature)
         func.checks = checks
         return func
 
     return register
+
+
+def _batch_arguments(signature, checks):
+    """(input, output) parameter names when the command's positional arguments are exactly
+    one declared input and one declared output: it can run over a data set."""
+    from typing import get_args
+
+    positional = [name for name, p in signature.parameters.items()
+                  if any(isinstance(m, typer.models.ArgumentInfo)
+                         for m in get_args(p.annotation)[1:])]
+    inputs = {p.name for p in checks.inputs if p.index is None}
+    outputs = {p.name for p in checks.outputs if p.index is None}
+    if len(positional) == 2 and positional[0] in inputs and positional[1] in outputs:
+        return tuple(positional)
+    return None
+
+
+def _dispatch(checks, func, batch, out_dir, fail_fast, extra, kwargs):
+    """One input and one output as usual, or with --out-dir the whole data set."""
+    from mrgen.errors import UsageError
+
+    source, target = batch
+    if out_dir is None:
+        if extra:
+            raise UsageError(f"unexpected extra argument {extra[0]} (several inputs need "
+                             "--out-dir DIR); flags such as --quiet take no value")
+        if kwargs[target] is None:
+            raise UsageError(f"missing argument {checks.label(target)} (or give --out-dir DIR)")
+        return _checked(checks, func, **kwargs)
+    names = [kwargs[source]] + [kwargs[target]] * (kwargs[target] is not None) + extra
+    _run_data_set(checks, func, batch, out_dir, fail_fast, names, kwargs)
+
+
+def _run_data_set(checks, func, batch, out_dir, fail_fast, names, kwargs):
+    """Every input of ``names`` through the command body (see commands/batch.py)."""
+    from pathlib import Path
+
+    from mrgen.errors import DataError, UsageError
+
+    from . import batch as data_set
+
+    source, target = batch
+    single = [checks.label(p.name) for p in checks.outputs + checks.files_out
+              if p.name != target and p.values(kwargs)]
+    if single:
+        raise UsageError(f"{single[0]}: one file for all inputs; not with --out-dir")
+    jobs = data_set.plan(data_set.expand(names), out_dir, settings.output_format)
+    folder = Path(out_dir)
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:   # the options once, before any work (a bad input is reported with its file)
+        checks.run({**kwargs, source: jobs[0].source, target: jobs[0].target}, settings.seed,
+                   settings.output_format)
+    except DataError:
+        pass
+    except BaseException:
+        if made and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+    context = _distributed_context()
+    share = data_set.my_share(jobs, context.rank, context.world_size)
+    label = f"rank {context.rank}: " if context.distributed else ""
+    totals = data_set.run_jobs(
+        share, lambda job: _checked(checks, func, **{**kwargs, source: job.source,
+                                                     target: job.target}),
+        fail_fast, settings.output_format, info, label)
+    every = context.gather(totals)
+    if context.is_main:
+        for part in every[1:]:
+            totals.add(part)
+        for line in data_set.summary(totals, len(jobs)):
+            info(f"{settings.command_name}: {line}" if not line.startswith(" ") else line)
+    failed = context.any(bool(totals.failed))
+    context.close()
+    if failed:
+        raise typer.Exit(1)
+
+
+def _distributed_context():
+    """This process's share of a data set: all of it, or under torchrun its rank's (with the
+    GPU of its local rank when --device asks for CUDA)."""
+    from . import batch as data_set
+
+    if not data_set.under_torchrun():
+        from types import SimpleNamespace
+
+        return SimpleNamespace(rank=0, world_size=1, distributed=False, is_main=True,
+                               gather=lambda obj: [obj], any=bool, close=lambda: None)
+    from mrgen.training.distributed import init_distributed
+
+    context = init_distributed(device())
+    settings.device = str(context.device)
+    return context
 
 
 def _checked(checks, func, *args, **kwargs):
@@ -277,7 +399,9 @@ def fail(message: str, code: int):
 def info(message: str) -> None:
     """A report for the user on stderr (stdout stays clean for pipes); silent with --quiet."""
     if not settings.quiet:
-        print(message, file=sys.stderr)
+        # One write per line: the ranks of a torchrun data set share stderr.
+        sys.stderr.write(f"{message}\n")
+        sys.stderr.flush()
 
 
 def show_progress() -> bool:

@@ -32,7 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("mrgen", "commands")
-INFRASTRUCTURE = {f"commands.{name}" for name in ("cli", "options", "checks", "interrupt")}
+INFRASTRUCTURE = {f"commands.{name}" for name in ("cli", "options", "checks", "interrupt",
+                                                  "batch")}
 REGISTRARS = {f"commands.{name}" for name in ("main", "manpages", "train", "__main__")}
 
 

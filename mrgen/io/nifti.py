@@ -15,12 +15,12 @@ from .images import UNKNOWN_SPACING, affine, magnitude_stack, need
 
 def write_nifti(ref, array: np.ndarray, spacing=None, role=None,
                 description: str = "mrgen") -> None:
-    """Write ``array`` (H, W) or (slices, H, W) as a NIfTI volume with slices as its third
-    axis; gzip-compressed when the name ends in .gz."""
+    """Write ``array`` (H, W) or (slices, H, W) as a NIfTI image (H, W) or volume with slices
+    as its third axis; gzip-compressed when the name ends in .gz."""
     nibabel = need("nibabel", "NIfTI")
 
-    # (H, W, slices)
-    volume = np.moveaxis(magnitude_stack(ref, array, role or roles.IMAGE), 0, -1)
+    stack = magnitude_stack(ref, array, role or roles.IMAGE)
+    volume = stack[0] if array.ndim == 2 else np.moveaxis(stack, 0, -1)   # (H, W[, slices])
     image = nibabel.Nifti1Image(volume, affine(spacing or UNKNOWN_SPACING))
     image.header.set_xyzt_units("mm")
     image.header["descrip"] = description[:79].encode("ascii", "replace")
