@@ -310,8 +310,8 @@ def _checked(checks, func, *args, **kwargs):
 def _default_crop(kwargs) -> None:
     """--crop defaults to the recon matrix in the k-space file's ISMRMRD header (fastMRI
     files, ``mrgen mrd`` outputs), as the scanner would crop the image."""
-    if kwargs.get("crop") is not None or not kwargs.get("kspace"):
-        return
+    if kwargs.get("crop") is not None or not kwargs.get("kspace") or kwargs.get("traj"):
+        return   # (non-Cartesian samples have no k-space grid to compare the matrix with)
     from mrgen.io.geometry import default_crop
 
     crop = default_crop(kwargs["kspace"])

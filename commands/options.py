@@ -9,8 +9,9 @@ SliceOption = Annotated[Optional[str], typer.Option(
     "(a range). Default: all.")]
 
 CropOption = Annotated[Optional[tuple[int, int]], typer.Option(
-    "--crop", help="Centre-crop the output image to H W (e.g. 320 320 as fastMRI).",
-    show_default=False)]
+    "--crop", help="Centre-crop the output image to H W (e.g. 320 320 as fastMRI). Default: "
+    "the recon matrix of the k-space file's ISMRMRD header (fastMRI files, mrgen mrd), if "
+    "smaller than the k-space.", show_default=False)]
 
 
 TrajOption = Annotated[Optional[str], typer.Option(

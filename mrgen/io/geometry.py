@@ -24,12 +24,12 @@ def read_geometry(text: str) -> Geometry | None:
     an .h5 without header or attributes, or one whose header cannot be read)."""
     import h5py
 
-    from ..errors import DataError
+    from ..errors import DataError, UsageError
     from .mrd.header import parse_header
 
     try:
         ref = parse_ref(str(text))
-    except Exception:
+    except UsageError:
         return None
     if ref.format != "h5" or ref.path is None or not ref.path.is_file():
         return None
