@@ -127,12 +127,42 @@ def test_slices_keep_their_positions_and_spacing(tmp_path):
     assert scan.spacing() == (10.0, 10.0, 6.0)
 
 
+def test_calibration_lines_fill_gaps_and_reversed_or_trimmed_readouts_are_undone(tmp_path):
+    """Separate calibration readouts (ACQ_IS_PARALLEL_CALIBRATION) fill lines the imaging did
+    not acquire and are left out where it did; ACQ_IS_REVERSE readouts are flipped back;
+    discard_pre/discard_post samples are dropped before placement."""
+    import ismrmrd
+
+    rng = np.random.default_rng(8)
+    full = _random(rng, C, NX, NY)
+    acqs = [readout(full[:, :, y], line=y) for y in range(0, NY, 2)]        # even lines
+    acqs += [readout(full[:, :, y] * 9, line=y, flags=[20]) for y in (4, 5, 6, 7)]
+    reversed_ = readout(full[:, ::-1, 9], line=9, center=NX // 2 - 1, flags=[22])
+    trimmed = readout(np.concatenate([np.zeros((C, 2)), full[:, :, 11], np.zeros((C, 1))], 1),
+                      line=11, center=NX // 2 + 2)
+    trimmed.discard_pre, trimmed.discard_post = 2, 1
+    acqs += [reversed_, trimmed]
+    write_mrd(tmp_path / "raw.h5", header_xml((NX, NY, 1)), acqs)
+    scan = read_mrd(tmp_path / "raw.h5")
+    kspace = scan.kspace[0]
+    for y in range(0, NY, 2):
+        np.testing.assert_array_equal(kspace[:, :, y], full[:, :, y])      # imaging wins
+    for y in (5, 7):
+        np.testing.assert_array_equal(kspace[:, :, y], full[:, :, y] * 9)  # calibration fills
+    np.testing.assert_array_equal(kspace[:, :, 9], full[:, :, 9])
+    np.testing.assert_array_equal(kspace[:, :, 11], full[:, :, 11])
+    assert not kspace[:, :, [1, 3, 13]].any()
+    assert scan.skipped == {"calibration (line also imaged)": 2}
+    assert ismrmrd.ACQ_IS_PARALLEL_CALIBRATION == 20 and ismrmrd.ACQ_IS_REVERSE == 22
+
+
 @pytest.mark.parametrize("xml, acq, word", [
     (None, True, "no ISMRMRD header"),
     (header_xml(trajectory="radial"), True, "non-Cartesian trajectory 'radial'"),
     (header_xml(trajectory="rosette"), True, "unknown trajectory 'rosette'"),
     ("<ismrmrdHeader><encoding>", True, "not valid XML"),
     (header_xml(), False, "no acquisitions"),
+    (header_xml((16, 16, 4)), True, "3D encoding"),
 ])
 def test_bad_files_are_refused_naming_the_file(tmp_path, xml, acq, word):
     acqs = [readout(np.ones((C, 16), np.complex64))] if acq else []
