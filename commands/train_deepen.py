@@ -6,10 +6,11 @@ import typer
 
 from .cli import command
 from .options import (AT_LEAST_0, AT_LEAST_1, POSITIVE, CheckpointEveryOption,
-                      CheckpointOption, PngEveryOption, ResumeOption, SamplesPngOption)
+                      CheckpointOption, PngEveryOption, Range, ResumeOption, SamplesPngOption)
 from .train import train_app
 
-SUMMARY = "Train DEEPEN's end-to-end posterior energy by maximum likelihood (Chand, Jacob 2025)."
+SUMMARY = ("Train DEEPEN's end-to-end posterior energy by maximum likelihood or score matching "
+           "(Chand, Jacob 2025).")
 
 
 @command("deepen", SUMMARY, group=train_app, inputs=("data",),
@@ -17,8 +18,10 @@ SUMMARY = "Train DEEPEN's end-to-end posterior energy by maximum likelihood (Cha
          ranges={"steps": AT_LEAST_0, "batch": AT_LEAST_1, "lr": POSITIVE,
                  "energy_penalty": AT_LEAST_0, "central_slices": AT_LEAST_0, "eps": POSITIVE,
                  "chain_steps": AT_LEAST_1, "init_std": POSITIVE, "width": AT_LEAST_1,
-                 "depth": AT_LEAST_1, "checkpoint_every": AT_LEAST_0, "png_every": AT_LEAST_0},
-         choices={"activation": ("relu", "softplus")})
+                 "depth": AT_LEAST_1, "checkpoint_every": AT_LEAST_0, "png_every": AT_LEAST_0,
+                 "sigma": AT_LEAST_0, "patch": Range(8), "patches": AT_LEAST_1},
+         choices={"activation": ("relu", "softplus"), "objective": ("ml", "dsm")},
+         models=("init",))
 def train_deepen(
     data: Annotated[list[str], typer.Argument(
         metavar="DATA...", help="Fully sampled k-space: mrgen phantom .h5 files (kspace, maps "
@@ -41,6 +44,22 @@ def train_deepen(
     lr: Annotated[float, typer.Option(
         "--lr", help="Adam learning rate (constant; the paper does not state one).",
         rich_help_panel="Training")] = 1e-4,
+    objective: Annotated[str, typer.Option(
+        "--objective", metavar="ml|dsm", help="ml: the paper's maximum likelihood with Langevin "
+        "fake samples; dsm: denoising score matching at --sigma on image patches (no chains; "
+        "a warm start for ml through --init).", rich_help_panel="Training")] = "ml",
+    sigma: Annotated[float, typer.Option(
+        "--sigma", help="dsm: the noise level, normalised scale (0: eps / sqrt(2), the noise "
+        "of the data term at the sampler's temperature).", rich_help_panel="Training")] = 0.0,
+    patch: Annotated[int, typer.Option(
+        "--patch", help="dsm: patch size.", rich_help_panel="Training")] = 64,
+    patches: Annotated[int, typer.Option(
+        "--patches", help="dsm: patches per update, cut from the --batch slices.",
+        rich_help_panel="Training")] = 16,
+    init: Annotated[str | None, typer.Option(
+        "--init", metavar="FILE.pt|NAME", help="Start from the weights of this DEEPEN model "
+        "(same architecture), e.g. a dsm run, instead of random ones.",
+        rich_help_panel="Training", show_default=False)] = None,
     energy_penalty: Annotated[float, typer.Option(
         "--energy-penalty", help="Add alpha * mean(E^2) to the loss (a stabiliser, not the "
         "paper's; 0 = the paper).", rich_help_panel="Training")] = 0.0,
@@ -87,6 +106,13 @@ def train_deepen(
     (A^H(Ax - b) + grad E(x)) + eps z started from Gaussian noise; the loss is E(x+) - E(x-)
     (no back-propagation through the chain) and Adam takes one step.
 
+    --objective dsm fits the same energy by denoising score matching instead (Vincent 2011):
+    on --patches random patches of the normalised truth images, y = x + sigma n, the loss
+    ||(sigma^2 / s^2) grad E(y) - sigma n||^2 / sigma^2 with s^2 = eps^2 / 2 (the data term's
+    noise at the sampler's temperature), so that E = s^2 (-log p_sigma) in the posterior's
+    own units. No Langevin chains: it trains on a CPU budget, and ml can start from it
+    (--init).
+
     The network: --depth 3x3 convolutions of --width channels with ReLU, a per-pixel linear
     layer, absolute values summed over the image (E >= 0). Progress: the loss (the energy gap,
     negative when the data have lower energy than the fake samples), both energies, the
@@ -107,5 +133,7 @@ def train_deepen(
                        samples_png, png_every)
     architecture = DeepenConfig(width=width, depth=depth, activation=activation)
     config = DeepenTrainConfig(mask=mask, batch=batch, lr=lr, eps=eps, chain_steps=chain_steps,
-                               init_std=init_std, energy_penalty=energy_penalty)
+                               init_std=init_std, energy_penalty=energy_penalty,
+                               objective=objective, sigma=sigma, patch=patch, patches=patches,
+                               init=init)
     train_deepen_app(data, architecture, config, central_slices, run, device())

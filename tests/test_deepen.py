@@ -12,6 +12,7 @@ from mrgen.deepen.model import KIND, DeepenConfig, DeepenEnergy, Posterior, data
 from mrgen.deepen.recon import deepen_map, deepen_sample, mm_step
 from mrgen.deepen.training import (DeepenTrainConfig, DeepenTraining, load_examples,
                                    train_deepen)
+from mrgen.errors import UsageError
 from mrgen.fft import fft2c
 from mrgen.masks import make_mask
 from mrgen.model_files import load_model
@@ -239,3 +240,56 @@ def test_langevin_command_samples_the_deepen_posterior(tmp_path, data, model_fil
         bad = invoke("langevin", *data_file, tmp_path / "x.npy", "--model", model_file, *args)
         assert bad.exit_code == 2, (args, bad.stderr)
         assert "DEEPEN" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_score_matching_loss_is_least_at_the_gaussian_priors_energy():
+    """For x ~ N(0, tau^2 I) the loss is minimal at E = s^2 ||y||^2 / (2 (tau^2 + sigma^2)), i.e.
+    s^2 (-log p_sigma) in the posterior's units (s^2 = eps^2 / 2): the sigma^2 / s^2 factor."""
+    from mrgen.deepen.score import deepen_dsm_loss
+
+    g = torch.Generator().manual_seed(0)
+    tau, sigma, eps = 0.3, 0.05, 0.02
+    s2 = eps ** 2 / 2
+    clean = tau * torch.randn((64, 16, 16, 2), generator=g)
+    noise = torch.randn(clean.shape, generator=g)
+
+    def loss(factor):
+        def energy(y):
+            return factor * s2 * y.square().flatten(1).sum(1) / (2 * (tau ** 2 + sigma ** 2))
+        return float(deepen_dsm_loss(energy, clean, sigma, s2, noise).detach())
+
+    best = loss(1.0)
+    assert best < loss(0.8) and best < loss(1.25)
+    assert best == pytest.approx(tau ** 2 / (tau ** 2 + sigma ** 2), rel=0.02)  # MMSE / sigma^2
+    assert loss(0.0) == pytest.approx(1.0, rel=0.02)
+
+
+def test_score_matching_training_denoises_resumes_and_warm_starts_ml(tmp_path, examples):
+    """--objective dsm lowers its loss below the identity denoiser's 1, resumes bit-identically,
+    and --init starts maximum likelihood from its weights."""
+    config = DeepenTrainConfig(mask="poisson:4", batch=2, lr=1e-3, objective="dsm", sigma=0.05,
+                               patch=32, patches=8)
+    wide = DeepenConfig(width=16, depth=5)
+
+    def run(name, steps, resume=False, cfg=config):
+        options = EngineOptions(steps=steps, seed=3, checkpoint=tmp_path / f"{name}.ckpt",
+                                checkpoint_every=2, resume=resume)
+        result, _ = train_deepen(examples, wide, cfg, tmp_path / f"{name}.pt", options)
+        return load_model(tmp_path / f"{name}.pt"), result
+
+    (whole, meta), result = run("whole", 60)
+    assert result.metrics["loss"] < 0.8
+    assert meta["training"]["objective"] == "dsm"
+    run("part", 30)
+    (resumed, _), _ = run("part", 60, resume=True)
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+    ml = DeepenTrainConfig(mask="poisson:4", batch=2, chain_steps=3,
+                           init=str(tmp_path / "whole.pt"))
+    method = DeepenTraining(examples, wide, ml, DistContext(), seed=9)
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, method.model.state_dict()[key]), key
+    other = DeepenTrainConfig(init=str(tmp_path / "whole.pt"))
+    with pytest.raises(UsageError, match="--init"):
+        DeepenTraining(examples, DeepenConfig(width=4, depth=3), other, DistContext())

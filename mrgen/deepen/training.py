@@ -39,9 +39,16 @@ import torch
 
 from ..errors import DataError, UsageError
 from ..model_files import load_model, model_description, resolve_model
-from ..training.distributed import DistContext, epoch_indices, init_generator
+from ..training.distributed import (DistContext, average_gradients, epoch_indices,
+                                    init_generator)
 from ..training.engine import EngineOptions, TrainingMethod, train_and_save
 from .model import KIND, NORMALISATION, DeepenConfig, DeepenEnergy, Posterior, data_scale
+
+
+OBJECTIVES = ("ml", "dsm")
+LOSSES = {"ml": "mean E(x+) - mean E(x-) (Eq. 13), fake samples by Eq. 16",
+          "dsm": "denoising score matching at sigma, E = (eps^2/2)(-log p_sigma) "
+                 "(mrgen.deepen.score)"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,11 @@ class DeepenTrainConfig:
     chain_steps: int = 100       # Langevin steps for the fake samples (paper: 100)
     init_std: float = 1.0        # std of the chains' Gaussian start (per real component)
     energy_penalty: float = 0.0  # alpha * mean(E^2) (not the paper's)
+    objective: str = "ml"        # ml: the paper's maximum likelihood; dsm: score matching
+    sigma: float = 0.0           # dsm noise level (0: eps / sqrt(2), see deepen.score)
+    patch: int = 64              # dsm patch size
+    patches: int = 16            # dsm patches per update
+    init: str | None = None      # warm start: a deepen model file (or name)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +85,10 @@ def check_train_config(config: DeepenTrainConfig, world: int = 1) -> None:
         raise UsageError(f"--chain-steps {config.chain_steps}: must be at least 1")
     if config.init_std < 0 or config.energy_penalty < 0:
         raise UsageError("--init-std and --energy-penalty must be at least 0")
+    if config.objective not in OBJECTIVES:
+        raise UsageError(f"--objective {config.objective}: expected {' or '.join(OBJECTIVES)}")
+    if config.sigma < 0 or config.patch < 8 or config.patches < 1:
+        raise UsageError("--sigma must be at least 0, --patch at least 8, --patches at least 1")
 
 
 @dataclass
@@ -184,6 +200,8 @@ class DeepenTraining(TrainingMethod):
         self.batch = config.batch // context.world_size
         model = DeepenEnergy(architecture)
         model.reset_parameters(init_generator(seed, 0, "cpu", 0))
+        if config.init:
+            warm_start(model, config.init)
         self.model = model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.scheduler = None
@@ -230,6 +248,8 @@ class DeepenTraining(TrainingMethod):
         return torch.view_as_complex(last.contiguous())
 
     def train_step(self, step: int, generator: torch.Generator) -> dict[str, float]:
+        if self.config.objective == "dsm":
+            return self.score_matching_step(step, generator)
         posterior, positive = self.problem(step, generator)
         negative = self.fake_samples(posterior, positive.shape, generator)
         self.last_samples = negative.abs()
@@ -247,6 +267,40 @@ class DeepenTraining(TrainingMethod):
                 "E_samples": float(e_neg.detach()), "lr": lr}
 
 
+    def score_matching_step(self, step: int, generator: torch.Generator) -> dict[str, float]:
+        """One update of ``deepen.score``'s loss on patches of the step's normalised images."""
+        from .score import complex_patches, deepen_dsm_loss, default_sigma
+
+        cfg = self.config
+        _, positive = self.problem(step, generator)
+        with torch.no_grad():
+            clean = complex_patches(positive, cfg.patches, cfg.patch, generator)
+            noise = torch.randn(clean.shape, generator=generator, device=self.device)
+        loss = deepen_dsm_loss(self.ddp_model, clean, cfg.sigma or default_sigma(cfg.eps),
+                               cfg.eps ** 2 / 2, noise)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        average_gradients(self.model, self.context)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.last_samples = positive.abs().detach()
+        return {"loss": float(loss.detach()), "lr": lr}
+
+    def bind(self, context: DistContext) -> None:
+        # DSM differentiates an input gradient, which DDP's hooks do not see: gradients are
+        # then averaged by hand (as for the prior's score matching).
+        self.ddp_model = self.model if self.config.objective == "dsm" else context.wrap(self.model)
+
+
+def warm_start(model: DeepenEnergy, source: str) -> None:
+    """Copy the weights of a DEEPEN model file (or shipped name) of the same architecture."""
+    other, _ = load_model(resolve_model(str(source)), "cpu", kind=KIND)
+    if other.config != model.config:
+        raise UsageError(f"--init {source}: its architecture {other.config.to_dict()} is not "
+                         f"the one trained ({model.config.to_dict()})")
+    model.load_state_dict(other.state_dict())
+
+
 def train_deepen(examples: DeepenExamples, architecture: DeepenConfig,
                  config: DeepenTrainConfig, output, options: EngineOptions,
                  context: DistContext | None = None, command: str | None = None,
@@ -260,7 +314,8 @@ def train_deepen(examples: DeepenExamples, architecture: DeepenConfig,
     training = {"command": command, "data": data, "hyperparameters": config.to_dict(),
                 "mask": config.mask,
                 "optimizer": "Adam (constant learning rate)",
-                "loss": "mean E(x+) - mean E(x-) (Eq. 13), fake samples by Eq. 16",
+                "objective": config.objective,
+                "loss": LOSSES[config.objective],
                 "sampler": {"step": 1.0, "noise": config.eps, "init_std": config.init_std,
                             "steps": config.chain_steps},
                 "seed": options.seed, "processes": context.world_size}

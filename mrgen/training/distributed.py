@@ -192,3 +192,17 @@ def epoch_indices(step: int, batch: int, count: int, seed: int,
         order = torch.randperm(count, generator=make_generator("cpu", seed, EPOCH_STREAM, epoch))
         out.append(int(order[offset]))
     return out
+
+
+def average_gradients(model: torch.nn.Module, context: DistContext) -> None:
+    """All-reduce and average the parameters' gradients over the processes: for losses that
+    differentiate an input gradient (score matching), whose double backward pass DDP's hooks
+    do not see."""
+    if not context.distributed:
+        return
+    import torch.distributed as dist
+
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= context.world_size

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..errors import UsageError
-from .distributed import DistContext, init_generator
+from .distributed import DistContext, average_gradients, init_generator
 from .engine import TrainingMethod
 
 INIT_MODEL = 0
@@ -76,10 +76,11 @@ def check_milestones(milestones) -> None:
 
 def random_patches(images: torch.Tensor, count: int, size: int,
                    generator: torch.Generator) -> torch.Tensor:
-    """``count`` random size x size patches of images (N, H, W), each turned and flipped at
-    random (the 8 symmetries of the square)."""
+    """``count`` random size x size patches of images (N, H, W, ...), each turned and flipped
+    at random (the 8 symmetries of the square; trailing axes, e.g. a real view's (real,
+    imaginary), are carried along)."""
     device = generator.device
-    n, height, width = images.shape
+    n, height, width = images.shape[:3]
     which = torch.randint(n, (count,), generator=generator, device=device).tolist()
     top = torch.randint(height - size + 1, (count,), generator=generator, device=device).tolist()
     left = torch.randint(width - size + 1, (count,), generator=generator, device=device).tolist()
@@ -88,7 +89,7 @@ def random_patches(images: torch.Tensor, count: int, size: int,
     out = []
     for i, t, l, k, f in zip(which, top, left, turns, flips):
         patch = torch.rot90(images[i, t:t + size, l:l + size], k, (0, 1))
-        out.append(patch.flip(-1) if f else patch)
+        out.append(patch.flip(1) if f else patch)
     return torch.stack(out)
 
 
@@ -145,22 +146,12 @@ class ScoreTraining(TrainingMethod):
         loss, denoised = dsm_loss(self.model, clean, sigma, noise)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self._average_gradients()
+        average_gradients(self.model, self.context)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
         self.last_samples = denoised   # for --samples-png
         return {"loss": float(loss.detach()), "lr": lr}
-
-    def _average_gradients(self) -> None:
-        if not self.context.distributed:
-            return
-        import torch.distributed as dist
-
-        for p in self.model.parameters():
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad /= self.context.world_size
 
     def _broadcast_parameters(self) -> None:
         if not self.context.distributed:
