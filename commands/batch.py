@@ -8,7 +8,8 @@ input's format, or --format's), an existing output is skipped (a killed run rest
 it stopped), a failing input is reported in one line and the others go on (unless
 --fail-fast), and the totals close the run. Under ``torchrun`` the inputs are dealt to the
 ranks in turn (one GPU each), so no two ranks write one file; rank 0 reports the totals of
-the whole set. The command body runs unchanged, once per input.
+the whole set. A line per input counts the files of the whole set ([3/40]) and the input's
+slices; the totals count slices too. The command body runs unchanged, once per input.
 """
 
 from __future__ import annotations
@@ -27,16 +28,19 @@ _FOLDER_SUFFIXES = (".npy", ".h5", ".hdf5", ".hdf", ".cfl")
 class Job:
     source: str
     target: str
+    number: int = 0    # its place in the whole set (1-based), also under torchrun
 
 
 @dataclass
 class Totals:
     done: int = 0
+    slices: int = 0       # slices of the inputs done
     skipped: int = 0
     failed: list = field(default_factory=list)   # (input, one-line reason)
 
     def add(self, other: "Totals") -> None:
         self.done += other.done
+        self.slices += other.slices
         self.skipped += other.skipped
         self.failed += other.failed
 
@@ -90,7 +94,7 @@ def plan(sources, out_dir: str, output_format: str | None) -> list[Job]:
                 {p.resolve() for p in ref.files}:
             raise UsageError(f"--out-dir {out_dir}: {target} would overwrite its input (give "
                              "another folder or --format)")
-        jobs.append(Job(source, target))
+        jobs.append(Job(source, target, len(jobs) + 1))
     return jobs
 
 
@@ -101,18 +105,34 @@ def exists(target: str, output_format: str | None) -> bool:
     return bool(files) and all(p.exists() for p in files)
 
 
-def run_jobs(jobs, run_one, fail_fast: bool, output_format, log, rank_label="") -> Totals:
-    """Run ``run_one(job)`` for each job not yet done; a failure is one line of Totals."""
+def slice_count(source: str) -> int:
+    """Slices of a k-space input (1 without a slice axis; 0 when its shape is not that of a
+    k-space array, as for MRD raw data)."""
+    from mrgen import io
+    from mrgen.errors import MrgenError
+
+    try:
+        shape = io.read_shape(source, io.roles.KSPACE)
+    except MrgenError:
+        return 0
+    return shape[0] if len(shape) == 4 else 1
+
+
+def run_jobs(jobs, total: int, run_one, fail_fast: bool, output_format, log,
+             rank_label="") -> Totals:
+    """Run ``run_one(job)`` for each job not yet done; a failure is one line of Totals.
+    ``total``: the jobs of the whole set (the lines count files of the whole set)."""
     from mrgen.errors import MrgenError
 
     totals = Totals()
-    for number, job in enumerate(jobs, 1):
-        where = f"{rank_label}[{number}/{len(jobs)}] {job.source}"
+    for job in jobs:
+        where = f"{rank_label}[{job.number}/{total}] {job.source}"
         if exists(job.target, output_format):
             totals.skipped += 1
             log(f"{where}: skipped ({job.target} exists)")
             continue
-        log(f"{where} -> {job.target}")
+        slices = slice_count(job.source)
+        log(f"{where} -> {job.target}" + (f" ({slices} slices)" if slices > 1 else ""))
         try:
             run_one(job)
         except MrgenError as err:
@@ -123,6 +143,7 @@ def run_jobs(jobs, run_one, fail_fast: bool, output_format, log, rank_label="") 
             reason = f"{err.__class__.__name__}: {err}"
         else:
             totals.done += 1
+            totals.slices += slices
             continue
         reason = " ".join(reason.split())
         totals.failed.append((job.source, reason))
@@ -133,8 +154,9 @@ def run_jobs(jobs, run_one, fail_fast: bool, output_format, log, rank_label="") 
 
 
 def summary(totals: Totals, count: int) -> list[str]:
-    lines = [f"{count} input(s): {totals.done} done, {totals.skipped} skipped (output exists), "
-             f"{len(totals.failed)} failed"]
+    slices = f" ({totals.slices} slices)" if totals.slices else ""
+    lines = [f"{count} input(s): {totals.done} done{slices}, {totals.skipped} skipped (output "
+             f"exists), {len(totals.failed)} failed"]
     lines += [f"  failed: {_naming(source, reason)}" for source, reason in totals.failed]
     return lines
 

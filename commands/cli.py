@@ -268,7 +268,7 @@ def _run_data_set(checks, func, batch, out_dir, fail_fast, names, kwargs):
     share = data_set.my_share(jobs, context.rank, context.world_size)
     label = f"rank {context.rank}: " if context.distributed else ""
     totals = data_set.run_jobs(
-        share, lambda job: _checked(checks, func, **{**kwargs, source: job.source,
+        share, len(jobs), lambda job: _checked(checks, func, **{**kwargs, source: job.source,
                                                      target: job.target}),
         fail_fast, settings.output_format, info, label)
     every = context.gather(totals)

@@ -51,7 +51,8 @@ def test_a_folder_one_output_per_input_failures_reported_and_totals(data_set):
     with h5py.File("out/b.h5") as f:
         np.testing.assert_array_equal(f["reconstruction"][()], data_set["b"])
     assert not Path("out/b_broken.npy").exists()
-    assert _lines(result, "4 input(s): 3 done, 0 skipped (output exists), 1 failed")
+    assert _lines(result, "[4/4] set/c.npy -> out/c.npy (2 slices)")
+    assert _lines(result, "4 input(s): 3 done (4 slices), 0 skipped (output exists), 1 failed")
     failed = _lines(result, "  failed: ")
     assert len(failed) == 1 and "set/b_broken.npy: the k-space needs" in failed[0]
     # A second run skips what exists and tries the failed one again.
@@ -108,4 +109,7 @@ def test_torchrun_two_ranks_share_the_inputs(data_set):
     assert sorted(line.split("] ")[1].split(" ->")[0] for line in started) == [
         "set/a.npy", "set/b.h5", "set/b_broken.npy", "set/c.npy"]
     totals = [line for line in run.stderr.splitlines() if "4 input(s)" in line]
-    assert len(totals) == 1 and "3 done, 0 skipped (output exists), 1 failed" in totals[0]
+    assert len(totals) == 1 and "3 done (4 slices), 0 skipped (output exists), 1 failed" in \
+        totals[0]
+    numbers = sorted(line.split("[")[1].split("]")[0] for line in started)
+    assert numbers == ["1/4", "2/4", "3/4", "4/4"]   # counted over the whole set
