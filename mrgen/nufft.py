@@ -58,12 +58,17 @@ class Nufft:
     def count(self) -> int:
         return self.points.shape[1]
 
+    @property
+    def coords(self) -> torch.Tensor:
+        """The coordinates (*sample_shape, 2) in cycles per FOV, as given."""
+        scale = torch.tensor(self.grid, dtype=torch.float32, device=self.device) / (2 * math.pi)
+        return (self.points.T * scale).reshape(*self.sample_shape, 2)
+
     def to(self, device) -> "Nufft":
         device = torch.device(device)
         if device == self.device:
             return self
-        k = self.points.T * torch.tensor([self.grid[0], self.grid[1]]) / (2 * math.pi)
-        return Nufft(k.to(device).reshape(*self.sample_shape, 2), self.grid, self.eps)
+        return Nufft(self.coords.to(device), self.grid, self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Samples (..., *sample_shape) of images (..., H, W)."""
