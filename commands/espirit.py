@@ -5,14 +5,15 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, info, progress_bar, save
-from .options import UNIT, Range, SliceOption
+from .options import UNIT, Range, SliceOption, TrajOption
 
 SUMMARY = "ESPIRiT coil sensitivity maps from the fully sampled k-space centre (BART ecalib)."
 
 
-@command("espirit", SUMMARY, inputs=("kspace", "mask"), outputs=("output", "eigenvalues"),
+@command("espirit", SUMMARY, inputs=("kspace", "mask", "traj"),
+         outputs=("output", "eigenvalues"),
          ranges={"threshold": UNIT, "crop": UNIT, "sets": Range(1, 2)},
-         choices={"phase_ref": ("virtual", "first")})
+         choices={"phase_ref": ("virtual", "first")}, precheck=lambda args: _precheck(args))
 def espirit(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Multi-coil k-space (coils, H, W) or (slices, coils, H, W) with "
@@ -55,20 +56,23 @@ def espirit(
         "--eigenvalues", metavar="FILE", help="Also write the eigenvalue maps (H, W), or "
         "(sets, H, W), float32 (BART ecalib's third output).", show_default=False)] = None,
     slice_: SliceOption = None,
+    traj: TrajOption = None,
 ):
     """ESPIRiT (Uecker et al. 2014): the calibration matrix of the fully sampled k-space centre
     gives a per-pixel operator whose eigenvectors with eigenvalue ~1 are the coil sensitivities.
     Defaults follow BART ecalib (kernel 6, threshold 0.001, crop 0.8, calibration up to 24x24)
-    with one set of maps (ecalib -m1). The maps agree with BART's to a per-pixel phase."""
+    with one set of maps (ecalib -m1). The maps agree with BART's to a per-pixel phase.
+    With --traj: the calibration block is the centre of the gridded k-space (the FFT of the
+    density-compensated adjoint NUFFT of all samples)."""
     from mrgen import io
     from mrgen.acquisition import read_acquisition
     from mrgen.apps.espirit import EspiritOptions, espirit_app
 
-    inputs = [kspace, mask]
+    inputs = [kspace, mask, traj]
     options = EspiritOptions(None if calib is None else _size(calib, "--calib"),
                              _size(kernel, "--kernel"), threshold, crop, soft_crop, sets,
                              phase_ref, exact)
-    acq = read_acquisition(kspace, mask, None, io.parse_slices(slice_))
+    acq = read_acquisition(kspace, mask, None, io.parse_slices(slice_), trajectory=traj)
     with progress_bar(acq.slice_count, "espirit", unit="slice") as bar:
         result = espirit_app(acq, options, device(), bar.update)
     _report(result, options, acq.coils)
@@ -79,6 +83,14 @@ def espirit(
     if eigenvalues is not None:
         save(eigenvalues, acq.squeeze(one_set(result.eigenvalues)), io.roles.EIGENVALUES,
              inputs=inputs, layout=values_layout)
+
+
+def _precheck(args):
+    from mrgen.errors import UsageError
+
+    if args["traj"] is not None and args["mask"] is not None:
+        raise UsageError("--mask and --traj exclude each other: a trajectory's samples are "
+                         "all sampled")
 
 
 def _report(result, options, coils):

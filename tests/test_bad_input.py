@@ -144,6 +144,7 @@ CASES = [
     ("langevin --traj traj.npy k.npy out.npy", 2, "--traj needs --maps"),
     ("zf --traj traj3.npy k.npy out.npy", 2, "do not fit the trajectory"),
     ("zf --traj missing.npy k.npy out.npy", 2, "no such file"),
+    ("espirit --traj traj.npy --mask mask.npy k.npy out.npy", 2, "--mask and --traj"),
     ("traj out.npy --samples 0", 2, "--samples"),
     ("traj out.npy --kind rosette", 2, "--kind"),
     ("metrics img.npy k.npy", 2, "slice"),

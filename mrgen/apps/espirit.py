@@ -33,8 +33,15 @@ class EspiritMaps:
 
 def espirit_app(acq: Acquisition, options: EspiritOptions, device="cpu",
                 progress=None) -> EspiritMaps:
-    """ESPIRiT of the masked k-space; one calibration block for all slices."""
-    kspace = acq.kspace * acq.mask.unsqueeze(1)
+    """ESPIRiT of the masked k-space; one calibration block for all slices. Non-Cartesian
+    (``acq.nufft``): of the gridded k-space (``density.gridded_kspace``), whose centre block is
+    as sampled as the trajectory's centre."""
+    if acq.nufft is not None:
+        from ..density import gridded_kspace
+
+        kspace = gridded_kspace(acq.kspace, acq.nufft)
+    else:
+        kspace = acq.kspace * acq.mask.unsqueeze(1)
     size = espirit.calibration_size(kspace, options.calib, options.kernel)
     unsampled = espirit.unsampled_count(kspace, size) if options.calib is not None else 0
     device = torch.device(device)
