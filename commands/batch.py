@@ -52,6 +52,8 @@ def expand(names) -> list[str]:
 
     files = []
     for name in names:
+        if name == "-":
+            raise UsageError("-: standard input cannot be part of a data set (--out-dir)")
         path = Path(name)
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_file()

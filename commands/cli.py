@@ -233,6 +233,8 @@ def _dispatch(checks, func, batch, out_dir, fail_fast, extra, kwargs):
                              "--out-dir DIR); flags such as --quiet take no value")
         if kwargs[target] is None:
             raise UsageError(f"missing argument {checks.label(target)} (or give --out-dir DIR)")
+        if _other_rank():
+            return None   # one input under torchrun: rank 0 alone writes it
         return _checked(checks, func, **kwargs)
     names = [kwargs[source]] + [kwargs[target]] * (kwargs[target] is not None) + extra
     _run_data_set(checks, func, batch, out_dir, fail_fast, names, kwargs)
@@ -281,6 +283,19 @@ def _run_data_set(checks, func, batch, out_dir, fail_fast, names, kwargs):
     context.close()
     if failed:
         raise typer.Exit(1)
+
+
+def _other_rank() -> bool:
+    """A rank other than 0 under torchrun (checked without starting a process group)."""
+    import os
+
+    from . import batch as data_set
+
+    if data_set.under_torchrun() and os.environ.get("RANK", "0") != "0":
+        info(f"rank {os.environ['RANK']}: one input runs on rank 0 (--out-dir shares a data "
+             "set among the ranks)")
+        return True
+    return False
 
 
 def _distributed_context():

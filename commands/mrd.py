@@ -56,4 +56,4 @@ def mrd(
     left_out = ", ".join(f"{n} {kind}" for kind, n in scan.skipped.items())
     info(f"{raw}: {slices} slice(s) x {coils} coils x {height} x {width}, {lines} of {width} "
          f"lines{', noise pre-whitened' if scan.prewhitened else ''}"
-         f"{f'; left out: {left_out}' if left_out else ''}")
+         f"{f'; readouts left out: {left_out}' if left_out else ''}")

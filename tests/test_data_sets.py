@@ -81,6 +81,7 @@ def test_globs_names_format_and_fail_fast(data_set):
       "dup/b.npy"], "two inputs of one name"),
     (["espirit", "--out-dir", "out", "--eigenvalues", "e.npy", "set"], "--eigenvalues"),
     (["zf", "--out-dir", "out", "--crop", "0", "0", "set"], "--crop"),
+    (["zf", "--out-dir", "out", "-"], "standard input"),
 ])
 def test_data_set_usage_errors(data_set, args, word):
     Path("dup").mkdir()
@@ -90,6 +91,17 @@ def test_data_set_usage_errors(data_set, args, word):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and word in lines[0], lines
     assert not Path("out").exists()
+
+
+def test_one_input_under_torchrun_runs_on_rank_0_only(data_set, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = expect("zf", "set/a.npy", "a.npy")
+    assert "rank 1: one input runs on rank 0" in result.stderr
+    assert not Path("a.npy").exists()
+    monkeypatch.setenv("RANK", "0")
+    expect("zf", "set/a.npy", "a.npy")
+    np.testing.assert_array_equal(np.load("a.npy"), data_set["a"])
 
 
 def test_torchrun_two_ranks_share_the_inputs(data_set):
