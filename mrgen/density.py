@@ -139,8 +139,11 @@ def weights_for(nufft: Nufft) -> torch.Tensor:
     return nufft.cache["density"]
 
 
-def gridding(samples: torch.Tensor, nufft: Nufft, weights: torch.Tensor) -> torch.Tensor:
-    """A^H (w y): coil images (..., C, H, W) from samples (..., C, *sample_shape)."""
+def gridding(samples: torch.Tensor, nufft: Nufft, weights: torch.Tensor | None = None) \
+        -> torch.Tensor:
+    """A^H (w y): coil images (..., C, H, W) from samples (..., C, *sample_shape); ``weights``
+    by default the trajectory's ``weights_for``."""
+    weights = weights_for(nufft) if weights is None else weights
     return nufft.adjoint(samples * weights.to(samples.device, samples.real.dtype))
 
 
@@ -152,4 +155,4 @@ def gridded_kspace(samples: torch.Tensor, nufft: Nufft) -> torch.Tensor:
     calibration block of a non-Cartesian scan."""
     from .fft import fft2c
 
-    return fft2c(gridding(samples, nufft, weights_for(nufft)))
+    return fft2c(gridding(samples, nufft))

@@ -30,12 +30,13 @@ import torch
 
 from .coils import rss
 from .dst import dst2d, idst2d, prox_in_dst_basis
-from .fft import fft2c, ifft2c
 from .errors import UsageError
-from .trajectory import NO_JOINT_MAPS
+from .fft import fft2c, ifft2c
 from .linops import NufftSenseOp, SenseMapsOp, SenseOp
 from .priors.energy import energy_and_grad
 from .resize import center_crop
+from .trajectory import NO_JOINT_MAPS
+from .zerofill import zero_filled_coils
 
 _TINY = 1e-12
 
@@ -174,12 +175,7 @@ def _inner_coils(a, b):
 def initialise(kspace, mask, scale_crop=None, nufft=None):
     """Eq. 15 on the scaled data: u0 = RSS of the zero-filled coil images, c0 = coils / u0
     (non-Cartesian: of the density-compensated gridding, ``mrgen.density``)."""
-    if nufft is not None:
-        from .density import gridding, weights_for
-
-        coil_images = gridding(kspace, nufft, weights_for(nufft))
-    else:
-        coil_images = ifft2c(kspace * mask.unsqueeze(-3))
+    coil_images = zero_filled_coils(kspace, mask, nufft)
     u0 = rss(coil_images)
     region = u0 if scale_crop is None else center_crop(u0, (min(scale_crop, u0.shape[-2]),
                                                              min(scale_crop, u0.shape[-1])))

@@ -72,11 +72,11 @@ class Nufft:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Samples (..., *sample_shape) of images (..., H, W)."""
-        return _Forward.apply(x, self)
+        return _Linear.apply(x, self._apply_forward, self._apply_adjoint)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """Images (..., H, W) from samples (..., *sample_shape)."""
-        return _Adjoint.apply(y, self)
+        return _Linear.apply(y, self._apply_adjoint, self._apply_forward)
 
     def toeplitz_kernel(self) -> torch.Tensor:
         """K (2H, 2W) with A^H A x = crop(ifft2c(K fft2c(pad(x)))) (``linops.nufft``).
@@ -150,28 +150,18 @@ def _make_plan(kind, batch, modes, points, eps, device):
     return plan
 
 
-class _Forward(torch.autograd.Function):
-    """y = A x; the gradient of a real loss goes back through A^H."""
+class _Linear(torch.autograd.Function):
+    """y = apply(x) for a linear map (A or A^H); the gradient of a real loss goes back through
+    its adjoint ``transpose``."""
 
     @staticmethod
-    def forward(ctx, x, nufft):
-        ctx.nufft = nufft
-        return nufft._apply_forward(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return ctx.nufft._apply_adjoint(grad), None
-
-
-class _Adjoint(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y, nufft):
-        ctx.nufft = nufft
-        return nufft._apply_adjoint(y)
+    def forward(ctx, x, apply, transpose):
+        ctx.transpose = transpose
+        return apply(x)
 
     @staticmethod
     def backward(ctx, grad):
-        return ctx.nufft._apply_forward(grad), None
+        return ctx.transpose(grad), None, None
 
 
 def direct_nudft(x: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,19 @@ def read_header(ref) -> list[int]:
     raise DataError(f"{hdr}: not a BART header (no valid '# Dimensions' line)")
 
 
+def read_values(ref, dims) -> np.ndarray:
+    """The prod(dims) complex64 values of the .cfl file, flat, in the file's (column-major)
+    order; DataError when the file is missing or shorter."""
+    count = int(np.prod(dims))
+    cfl = ref.path.with_suffix(".cfl")
+    if not cfl.exists():
+        raise DataError(f"{ref}: no such BART file ({cfl} is missing)")
+    data = np.fromfile(cfl, dtype=np.complex64, count=count)
+    if data.size != count:
+        raise DataError(f"{cfl}: truncated: header says {count} values, file holds {data.size}")
+    return data
+
+
 def read_cfl(ref, keep_layout) -> tuple[np.ndarray, tuple[int, ...]]:
     """Read a BART array; return it in mrgen axis order and the layout it has.
 
@@ -40,14 +53,7 @@ def read_cfl(ref, keep_layout) -> tuple[np.ndarray, tuple[int, ...]]:
             name = BART_DIM_NAMES[d] if d < BART_DIMS else str(d)
             raise DataError(f"{ref}: BART dimension {d} ({name}) has size {size}; mrgen reads "
                             "only READ, PHS1, COIL, MAPS and SLICE")
-    count = int(np.prod(dims))
-    cfl = ref.path.with_suffix(".cfl")
-    if not cfl.exists():
-        raise DataError(f"{ref}: no such BART file ({cfl} is missing)")
-    data = np.fromfile(cfl, dtype=np.complex64, count=count)
-    if data.size != count:
-        raise DataError(f"{cfl}: truncated: header says {count} values, file holds {data.size}")
-    data = data.reshape(dims, order="F")
+    data = read_values(ref, dims).reshape(dims, order="F")
     layout = layout_from_bart_dims(dims, keep_layout)
     dropped = tuple(d for d in range(len(dims)) if d not in layout)
     array = np.squeeze(data, axis=dropped) if dropped else data

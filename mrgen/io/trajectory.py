@@ -91,14 +91,8 @@ def samples_for_file(text: str, samples: np.ndarray):
 
 
 def _read_raw_cfl(ref) -> tuple[np.ndarray, list[int]]:
-    from .cfl import read_header
+    """The flat values of a BART file and its dims (any dims: the callers check them)."""
+    from .cfl import read_header, read_values
 
     dims = read_header(ref)
-    count = int(np.prod(dims))
-    cfl = ref.path.with_suffix(".cfl")
-    if not cfl.exists():
-        raise DataError(f"{ref}: no such BART file ({cfl} is missing)")
-    data = np.fromfile(cfl, dtype=np.complex64, count=count)
-    if data.size != count:
-        raise DataError(f"{cfl}: truncated: header says {count} values, file holds {data.size}")
-    return data, dims
+    return read_values(ref, dims), dims

@@ -18,6 +18,7 @@ from ..fft import fft2c, ifft2c
 from ..nufft import Nufft
 from ..resize import center_crop, center_pad
 from .base import LinearOperator, complex_randn
+from .sense import SenseOp
 
 
 def toeplitz_normal(nufft: Nufft, x: torch.Tensor) -> torch.Tensor:
@@ -78,14 +79,8 @@ class NufftSenseOp(LinearOperator):
         nufft = _example_nufft(generator)
         return cls(complex_randn((2, 3, *nufft.grid), generator), nufft)
 
-    def expand(self, x):
-        """S x: coil images (..., C, H, W)."""
-        return self.maps * x.to(self.maps.dtype).unsqueeze(-3)
-
-    def reduce(self, coil_images):
-        """S^H: sum_c conj(s_c) x_c (its real part for a real image)."""
-        image = torch.sum(self.maps.conj() * coil_images, dim=-3)
-        return image.real if self.real_input else image
+    expand = SenseOp.expand       # S x: coil images (..., C, H, W)
+    reduce = SenseOp.reduce       # S^H, its real part for a real image
 
     def _forward(self, x):
         return self.nufft.forward(self.expand(x))
