@@ -5,8 +5,8 @@
 Two slices of the Shepp-Logan phantom seen by 8 coils, written the way scanners' converters
 write Cartesian data: a noise scan first (coil noise correlated by a fixed mixing matrix),
 readouts twice oversampled (encoded FOV 440 mm, recon FOV 220 mm), every second line plus 24
-calibration lines, partial Fourier (the last quarter of the lines not acquired), slices 5 mm
-apart. Needs the ismrmrd package (pip install ismrmrd; in mrgen's test extra).
+calibration lines, partial Fourier (the last quarter of the lines not acquired), axial slices
+5 mm apart. Needs the ismrmrd package (pip install ismrmrd; in mrgen's test extra).
 """
 
 import argparse
@@ -72,7 +72,8 @@ def main():
             acq = ismrmrd.Acquisition.from_array(kspace[s, :, :, y] + noise(2 * N))
             acq.idx.kspace_encode_step_1, acq.idx.slice = y, s
             acq.center_sample, acq.sample_time_us = N, 5.0
-            acq.position = (0.0, 0.0, THICKNESS * s)
+            acq.position = (0.0, 0.0, THICKNESS * s)   # axial slices: read along x, phase y
+            acq.read_dir, acq.phase_dir, acq.slice_dir = (1.0, 0, 0), (0, 1.0, 0), (0, 0, 1.0)
             dataset.append_acquisition(acq)
     dataset.close()
 

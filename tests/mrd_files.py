@@ -28,7 +28,7 @@ def header_xml(encoded=(16, 16, 1), encoded_fov=(160.0, 160.0, 5.0), recon=None,
 
 
 def readout(data, line=0, center=None, slice_=0, average=0, contrast=0, repetition=0,
-            flags=(), dwell=5.0, position=(0.0, 0.0, 0.0)):
+            flags=(), dwell=5.0, position=(0.0, 0.0, 0.0), directions=None):
     """One acquisition of ``data`` (channels, samples)."""
     import ismrmrd
 
@@ -39,6 +39,8 @@ def readout(data, line=0, center=None, slice_=0, average=0, contrast=0, repetiti
     acq.idx.contrast, acq.idx.repetition = contrast, repetition
     acq.sample_time_us = dwell
     acq.position = tuple(float(p) for p in position)
+    if directions is not None:   # read, phase, slice
+        acq.read_dir, acq.phase_dir, acq.slice_dir = (tuple(map(float, d)) for d in directions)
     for flag in flags:
         acq.set_flag(flag)
     return acq

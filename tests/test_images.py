@@ -20,7 +20,7 @@ HEADER = """<?xml version="1.0"?>
 <reconSpace><matrixSize><x>16</x><y>12</y><z>1</z></matrixSize>
 <fieldOfView_mm><x>200</x><y>120</y><z>4</z></fieldOfView_mm></reconSpace>
 <trajectory>cartesian</trajectory></encoding></ismrmrdHeader>"""
-SPACING = (12.5, 10.0, 4.0)   # mm along H, W, slices: FOV / matrix
+SPACING = (12.5, 10.0, 4.0)   # mm along H, W, slices: FOV / matrix (200 / 16, 120 / 12)
 
 
 @pytest.fixture
@@ -109,3 +109,39 @@ def test_nifti_reads_back_as_an_image_and_maps_are_refused(scan, tmp_path):
     assert "inf" in result.stdout.lower()   # identical images: infinite PSNR
     with pytest.raises(DataError, match="images"):
         io.write_array("maps.nii", np.ones((S, C, H, W), np.complex64), io.roles.MAPS)
+
+
+def test_the_scanners_slice_positions_and_directions_place_the_pixels(tmp_path, monkeypatch):
+    """An MRD scan in a coronal orientation: every pixel of the NIfTI (RAS) and DICOM (LPS)
+    outputs sits where the readout and phase directions put it from the slice centre."""
+    pytest.importorskip("ismrmrd")
+    monkeypatch.chdir(tmp_path)
+    from .mrd_files import header_xml, readout, write_mrd
+
+    rng = np.random.default_rng(1)
+    read, phase, normal = (1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0)
+    centres = [(10.0, 5.0 + 4.0 * s, -3.0) for s in range(S)]
+    data = rng.standard_normal((S, C, H, W)) + 1j * rng.standard_normal((S, C, H, W))
+    acqs = [readout(data[s, :, :, y], line=y, slice_=s, position=centres[s],
+                    directions=(read, phase, normal)) for s in range(S) for y in range(W)]
+    write_mrd("raw.h5", header_xml((H, W, 1), (200.0, 120.0, 3.0)), acqs)
+    expect("mrd", "raw.h5", "k.h5")
+    expect("zf", "k.h5", "img.nii")
+    expect("zf", "k.h5", "img.dcm")
+
+    def lps(k, r, c):   # the pixel's centre in the patient
+        return (np.array(centres[k]) + (r - H // 2) * SPACING[0] * np.array(read)
+                + (c - W // 2) * SPACING[1] * np.array(phase))
+
+    affine = nibabel.load("img.nii").affine
+    files = sorted(Path("img.dcm").glob("*.dcm"))
+    for k, r, c in [(0, 0, 0), (1, 5, 7), (2, H - 1, W - 1)]:
+        ras = affine @ [r, c, k, 1]
+        np.testing.assert_allclose(ras[:3], lps(k, r, c) * [-1, -1, 1], atol=1e-4)
+        ds = pydicom.dcmread(files[k])
+        cosines = np.array([float(v) for v in ds.ImageOrientationPatient])
+        spacing = [float(v) for v in ds.PixelSpacing]
+        where = (np.array([float(v) for v in ds.ImagePositionPatient])
+                 + r * spacing[0] * cosines[3:] + c * spacing[1] * cosines[:3])
+        np.testing.assert_allclose(where, lps(k, r, c), atol=1e-4)
+    np.testing.assert_allclose(float(pydicom.dcmread(files[1]).SpacingBetweenSlices), 4.0)

@@ -120,15 +120,14 @@ def write_array(text: str, array, role: roles.Role = roles.ANY, layout=None,
 
     ``layout`` lists the BART dim of each axis; by default it follows ``role`` with an extra
     leading axis taken as slices. ``command`` is recorded as provenance where the format can.
-    ``geometry`` (``mrgen.io.geometry.Geometry``) gives NIfTI and DICOM their voxel size.
+    ``geometry`` (``mrgen.io.geometry.Geometry``) places NIfTI and DICOM images.
     """
     ref = parse_ref(text, format)
     array = _to_numpy(array)
-    spacing = None if geometry is None else geometry.spacing
     if ref.format == "nifti":
-        write_nifti(ref, array, spacing, role, command or f"mrgen {__version__}")
+        write_nifti(ref, array, geometry, role, command or f"mrgen {__version__}")
     elif ref.format == "dicom":
-        write_dicom(ref, array, spacing, role, command or f"mrgen {__version__}")
+        write_dicom(ref, array, geometry, role, command or f"mrgen {__version__}")
     elif ref.format == "h5":
         write_bundle(text, {ref.dataset or role.output_dataset: array}, command=command)
     elif ref.format == "cfl":

@@ -2,8 +2,8 @@
 
 Pixels are the magnitude scaled to unsigned 16 bits with RescaleSlope (value = stored x
 slope), so the full dynamic range survives; each file carries the pixel spacing, slice
-thickness and position of ``mrgen.io.images``'s frame, and a window (centre, width) over
-0 to the 99.5th percentile. The files are written into a temporary folder that replaces
+thickness, orientation and position of ``mrgen.io.images.frame`` (the patient's when the
+inputs know it), and a window (centre, width) over 0 to the 99.5th percentile. The files are written into a temporary folder that replaces
 the target at the end, so a failed run leaves no partial series.
 """
 
@@ -13,18 +13,18 @@ import numpy as np
 
 from .atomic import atomic_folder
 from . import roles
-from .images import UNKNOWN_SPACING, magnitude_stack, need
+from .images import frame, magnitude_stack, need
 
 LEVELS = 65535
 
 
-def write_dicom(ref, array: np.ndarray, spacing=None, role=None,
+def write_dicom(ref, array: np.ndarray, geometry=None, role=None,
                 description: str = "mrgen") -> None:
     """Write ``array`` (H, W) or (slices, H, W) as a series of MR images in folder
     ``ref.path`` (slice_000.dcm, ...)."""
     need("pydicom", "DICOM")
     stack = magnitude_stack(ref, array, role or roles.IMAGE)
-    spacing = tuple(map(float, spacing or UNKNOWN_SPACING))
+    where = frame(geometry, *stack.shape)
     peak = float(stack.max())
     slope = peak / LEVELS if peak > 0 else 1.0
     stored = np.round(stack / slope).astype(np.uint16)
@@ -32,8 +32,13 @@ def write_dicom(ref, array: np.ndarray, spacing=None, role=None,
     series = _series(description)
     with atomic_folder(ref.path) as folder:
         for index, pixels in enumerate(stored):
-            dataset = _slice(series, index, pixels, spacing, slope, high)
+            dataset = _slice(series, index, pixels, where, slope, high)
             _save(dataset, folder / f"slice_{index:03d}.dcm")
+
+
+def _number(value) -> str:
+    """A DICOM decimal string (at most 16 characters)."""
+    return f"{float(value):.8g}"
 
 
 def _save(dataset, path) -> None:
@@ -51,7 +56,7 @@ def _series(description: str) -> dict:
             "description": description[:64]}
 
 
-def _slice(series, index, pixels, spacing, slope, high):
+def _slice(series, index, pixels, where, slope, high):
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
@@ -69,13 +74,17 @@ def _slice(series, index, pixels, spacing, slope, high):
     ds.PatientName, ds.PatientID = "mrgen", "mrgen"
     ds.Rows, ds.Columns = pixels.shape
     # PixelSpacing is (between rows, between columns): H then W.
-    ds.PixelSpacing = [f"{spacing[0]:.6g}", f"{spacing[1]:.6g}"]
-    ds.SliceThickness = ds.SpacingBetweenSlices = f"{spacing[2]:.6g}"
-    # Along a row the column index (W) grows: the world's second axis; down a column, H: the
-    # first (the NIfTI writer's frame).
-    ds.ImageOrientationPatient = [0, 1, 0, 1, 0, 0]
-    ds.ImagePositionPatient = [0, 0, f"{index * spacing[2]:.6g}"]
-    ds.SliceLocation = f"{index * spacing[2]:.6g}"
+    spacing = [np.linalg.norm(where.down), np.linalg.norm(where.across),
+               np.linalg.norm(where.step)]
+    ds.PixelSpacing = [_number(spacing[0]), _number(spacing[1])]
+    ds.SliceThickness = ds.SpacingBetweenSlices = _number(spacing[2])
+    # The first triplet is the direction along a row (the W index grows), the second down a
+    # column (H).
+    ds.ImageOrientationPatient = [_number(v) for v in np.concatenate(
+        [where.across / spacing[1], where.down / spacing[0]])]
+    ds.ImagePositionPatient = [_number(v) for v in where.origins[index]]
+    normal = np.cross(where.across, where.down)
+    ds.SliceLocation = _number(where.origins[index] @ normal / np.linalg.norm(normal))
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = f"{slope:.10g}", 0, "US"

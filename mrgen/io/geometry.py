@@ -1,4 +1,5 @@
-"""What a k-space file says about its images: voxel size and the scanner's recon matrix.
+"""What a k-space file says about its images: voxel size, the scanner's recon matrix, and
+(from ``mrgen mrd``) where the slices are in the patient.
 
 fastMRI files carry the ISMRMRD XML header as the ``ismrmrd_header`` dataset (their k-space
 is the encoded matrix, e.g. 640 x 368, their images the recon matrix, 320 x 320); files of
@@ -8,7 +9,9 @@ DICOM) take the voxel size from here, and the reconstruction commands their defa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from .refs import parse_ref
 
@@ -17,6 +20,10 @@ from .refs import parse_ref
 class Geometry:
     spacing: tuple[float, float, float]       # mm along H, W and slices
     recon_shape: tuple[int, int] | None = None  # the scanner's image matrix (H, W)
+    # In the patient (DICOM's LPS, mm), from ``mrgen mrd``: the read (H), phase (W) and slice
+    # directions (3, 3), and each slice's centre (S, 3).
+    directions: np.ndarray | None = field(default=None, compare=False)
+    positions: np.ndarray | None = field(default=None, compare=False)
 
 
 def read_geometry(text: str) -> Geometry | None:
@@ -41,8 +48,12 @@ def read_geometry(text: str) -> Geometry | None:
         return None
     if "spacing_mm" in attrs:
         recon = attrs.get("recon_matrix")
+        directions = attrs.get("patient_directions")
         return Geometry(tuple(float(v) for v in attrs["spacing_mm"]),
-                        None if recon is None else (int(recon[0]), int(recon[1])))
+                        None if recon is None else (int(recon[0]), int(recon[1])),
+                        None if directions is None else np.asarray(directions, np.float64),
+                        None if directions is None else
+                        np.asarray(attrs.get("slice_positions_mm"), np.float64))
     if xml is None:
         return None
     try:

@@ -1,12 +1,15 @@
 """Images for viewers: what NIfTI and DICOM outputs share.
 
-Both hold the magnitude of an image (H, W) or a stack (slices, H, W) as float32, with the
-voxel size of ``mrgen.io.geometry`` (1 mm, and a warning from the command, when the inputs
-carry none). The world frame is the image's own: H along the first axis, W the second,
-slices the third, each scaled by its voxel size; the patient orientation is not carried.
+Both hold the magnitude of an image (H, W) or a stack (slices, H, W) as float32, placed by
+the ``mrgen.io.geometry`` of the inputs (``frame``): in the patient when ``mrgen mrd`` kept
+the scanner's slice positions and directions (DICOM's LPS; NIfTI's RAS), else in the image's
+own axes (H along the first, W the second, slices the third) scaled by the voxel size, 1 mm
+when unknown (the command then warns).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,6 +41,42 @@ def need(module: str, what: str):
         raise UsageError(f"{what} output needs {module}: pip install 'mrgen[images]'") from None
 
 
-def affine(spacing) -> np.ndarray:
-    """Voxel (H index, W index, slice index) -> world position in mm."""
-    return np.diag([*map(float, spacing), 1.0])
+@dataclass
+class Frame:
+    """Where the pixels of a stack (S, H, W) are, in mm: pixel (r, c) of slice k sits at
+    origins[k] + r * down + c * across. In the patient's coordinates (DICOM's LPS) when the
+    scanner's orientation is known, else in the image's own (H, W, slices) axes."""
+
+    origins: np.ndarray   # (S, 3)
+    down: np.ndarray      # (3,): one row further (H index + 1)
+    across: np.ndarray    # (3,): one column further (W index + 1)
+    step: np.ndarray      # (3,): one slice further
+    patient: bool
+
+
+def frame(geometry, count: int, height: int, width: int) -> Frame:
+    """The frame of ``count`` slices of H x W pixels with ``geometry`` (or None)."""
+    spacing = np.array(geometry.spacing if geometry is not None else UNKNOWN_SPACING, float)
+    positions = None if geometry is None else geometry.positions
+    if geometry is not None and geometry.directions is not None and positions is not None \
+            and len(positions) == count:
+        read, phase, normal = np.asarray(geometry.directions, float)
+        steps = np.diff(positions, axis=0)
+        if count == 1 or np.all(np.linalg.norm(steps, axis=1) > 1e-3):
+            down, across = read * spacing[0], phase * spacing[1]
+            # the MRD position is the slice centre: pixel (H // 2, W // 2) (mrgen's centre)
+            origins = positions - (height // 2) * down - (width // 2) * across
+            step = steps[0] if count > 1 else normal * spacing[2]
+            return Frame(origins, down, across, step, True)
+    eye = np.eye(3) * spacing
+    origins = np.arange(count)[:, None] * eye[2]
+    return Frame(origins, eye[0], eye[1], eye[2], False)
+
+
+def nifti_affine(frame: Frame) -> np.ndarray:
+    """Voxel (H index, W index, slice index) -> NIfTI world (RAS, mm): the patient frame
+    with LPS turned to RAS, else the image's own axes (identity for 1 mm voxels)."""
+    affine = np.eye(4)
+    affine[:3, 0], affine[:3, 1], affine[:3, 2] = frame.down, frame.across, frame.step
+    affine[:3, 3] = frame.origins[0]
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine if frame.patient else affine

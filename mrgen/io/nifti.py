@@ -1,5 +1,5 @@
-"""NIfTI-1 images (.nii, .nii.gz): magnitude float32, (H, W, slices), affine from the voxel
-size (``mrgen.io.images``)."""
+"""NIfTI-1 images (.nii, .nii.gz): magnitude float32, (H, W, slices), the affine from the
+inputs' geometry (``mrgen.io.images``)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 from ..errors import DataError
 from .atomic import atomic_path
 from . import roles
-from .images import UNKNOWN_SPACING, affine, magnitude_stack, need
+from .images import frame, magnitude_stack, need, nifti_affine
 
 
-def write_nifti(ref, array: np.ndarray, spacing=None, role=None,
+def write_nifti(ref, array: np.ndarray, geometry=None, role=None,
                 description: str = "mrgen") -> None:
     """Write ``array`` (H, W) or (slices, H, W) as a NIfTI image (H, W) or volume with slices
     as its third axis; gzip-compressed when the name ends in .gz."""
@@ -21,7 +21,7 @@ def write_nifti(ref, array: np.ndarray, spacing=None, role=None,
 
     stack = magnitude_stack(ref, array, role or roles.IMAGE)
     volume = stack[0] if array.ndim == 2 else np.moveaxis(stack, 0, -1)   # (H, W[, slices])
-    image = nibabel.Nifti1Image(volume, affine(spacing or UNKNOWN_SPACING))
+    image = nibabel.Nifti1Image(volume, nifti_affine(frame(geometry, *stack.shape)))
     image.header.set_xyzt_units("mm")
     image.header["descrip"] = description[:79].encode("ascii", "replace")
     data = image.to_bytes()

@@ -37,6 +37,7 @@ class MrdScan:
     xml: str                      # the header as the file holds it
     counters: np.ndarray          # (S, 5): repetition, contrast, phase, set, slice per slice
     positions: np.ndarray         # (S, 3) slice centres in mm
+    directions: np.ndarray | None = None  # (3, 3) read, phase, slice direction (patient, LPS)
     noise_covariance: np.ndarray | None = None   # (C, C), before whitening
     prewhitened: bool = False
     skipped: dict = field(default_factory=dict)  # kind of readout -> how many were left out
@@ -60,6 +61,8 @@ class MrdScan:
         attrs.update(spacing_mm=list(self.spacing()), slice_counters=list(SLICE_COUNTERS),
                      slice_counter_values=self.counters.astype(np.int64),
                      slice_positions_mm=self.positions, prewhitened=self.prewhitened)
+        if self.directions is not None:
+            attrs["patient_directions"] = self.directions
         return attrs
 
 
@@ -86,7 +89,8 @@ def read_mrd(path, average="mean", prewhiten: bool | None = None) -> MrdScan:
     if keep < kspace.shape[2]:
         kspace = remove_oversampling(kspace, keep)
     return MrdScan(kspace, _mask(placed.lines, kspace.shape[2]), header, xml, placed.counters,
-                   placed.positions, covariance, bool(prewhiten), skipped)
+                   placed.positions, _directions(acq, chosen), covariance, bool(prewhiten),
+                   skipped)
 
 
 def _check_supported(header, acq, source) -> None:
@@ -146,6 +150,15 @@ def _whitening(acq, noise, chosen, coils, source):
     data_dwell = float(np.median(acq.dwell_us[chosen]))
     ratio = data_dwell / noise_dwell if noise_dwell > 0 and data_dwell > 0 else 1.0
     return covariance, whitening_matrix(covariance, source, ratio)
+
+
+def _directions(acq, chosen) -> np.ndarray | None:
+    """The read, phase and slice directions of the first imaging readout, when the file sets
+    them (unit vectors; converters that do not fill them leave zeros)."""
+    directions = acq.directions[chosen[0]]
+    if np.allclose(np.linalg.norm(directions, axis=1), 1, atol=1e-3):
+        return directions
+    return None
 
 
 def _readout_keep(header) -> int:

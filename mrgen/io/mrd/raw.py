@@ -47,6 +47,7 @@ class Acquisitions:
     encoding: np.ndarray         # encoding_space_ref
     dwell_us: np.ndarray         # sample_time_us
     position: np.ndarray         # (N, 3) mm, the centre of the slice
+    directions: np.ndarray       # (N, 3, 3) read, phase and slice direction (unit vectors)
     data: np.ndarray             # object array of float32 vectors
 
     def __len__(self) -> int:
@@ -98,4 +99,7 @@ def read_raw(path, group: str = "dataset") -> tuple[str, Acquisitions]:
         discard_post=column("discard_post"), channels=column("active_channels"),
         samples=column("number_of_samples"), encoding=column("encoding_space_ref"),
         dwell_us=head["sample_time_us"].astype(np.float64),
-        position=head["position"].astype(np.float64), data=table["data"])
+        position=head["position"].astype(np.float64),
+        directions=np.stack([head[name] for name in ("read_dir", "phase_dir", "slice_dir")],
+                            axis=1).astype(np.float64),
+        data=table["data"])
