@@ -175,3 +175,27 @@ def my_share(jobs, rank: int, world: int):
 
 def under_torchrun() -> bool:
     return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def other_rank(log) -> bool:
+    """A rank other than 0 under torchrun (known without starting a process group): a single
+    input is rank 0's alone."""
+    if under_torchrun() and os.environ.get("RANK", "0") != "0":
+        log(f"rank {os.environ['RANK']}: one input runs on rank 0 (--out-dir shares a data set "
+            "among the ranks)")
+        return True
+    return False
+
+
+def distributed_context(device):
+    """This process's share of a data set: all of it, or under torchrun its rank's (joining
+    the process group; on CUDA the GPU of its local rank)."""
+    if not under_torchrun():
+        from types import SimpleNamespace
+
+        return SimpleNamespace(rank=0, world_size=1, distributed=False, is_main=True,
+                               device=device, gather=lambda obj: [obj], any=bool,
+                               close=lambda: None)
+    from mrgen.training.distributed import init_distributed
+
+    return init_distributed(device)

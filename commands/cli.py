@@ -233,7 +233,9 @@ def _dispatch(checks, func, batch, out_dir, fail_fast, extra, kwargs):
                              "--out-dir DIR); flags such as --quiet take no value")
         if kwargs[target] is None:
             raise UsageError(f"missing argument {checks.label(target)} (or give --out-dir DIR)")
-        if _other_rank():
+        from . import batch as data_set
+
+        if data_set.other_rank(info):
             return None   # one input under torchrun: rank 0 alone writes it
         return _checked(checks, func, **kwargs)
     names = [kwargs[source]] + [kwargs[target]] * (kwargs[target] is not None) + extra
@@ -266,13 +268,16 @@ def _run_data_set(checks, func, batch, out_dir, fail_fast, names, kwargs):
         if made and not any(folder.iterdir()):
             folder.rmdir()
         raise
-    context = _distributed_context()
+    context = data_set.distributed_context(device())
+    settings.device = str(context.device)   # under torchrun: this rank's GPU
+
+    def run_one(job):
+        _checked(checks, func, **{**kwargs, source: job.source, target: job.target})
+
     share = data_set.my_share(jobs, context.rank, context.world_size)
     label = f"rank {context.rank}: " if context.distributed else ""
-    totals = data_set.run_jobs(
-        share, len(jobs), lambda job: _checked(checks, func, **{**kwargs, source: job.source,
-                                                     target: job.target}),
-        fail_fast, settings.output_format, info, label)
+    totals = data_set.run_jobs(share, len(jobs), run_one, fail_fast, settings.output_format,
+                               info, label)
     every = context.gather(totals)
     if context.is_main:
         for part in every[1:]:
@@ -283,36 +288,6 @@ def _run_data_set(checks, func, batch, out_dir, fail_fast, names, kwargs):
     context.close()
     if failed:
         raise typer.Exit(1)
-
-
-def _other_rank() -> bool:
-    """A rank other than 0 under torchrun (checked without starting a process group)."""
-    import os
-
-    from . import batch as data_set
-
-    if data_set.under_torchrun() and os.environ.get("RANK", "0") != "0":
-        info(f"rank {os.environ['RANK']}: one input runs on rank 0 (--out-dir shares a data "
-             "set among the ranks)")
-        return True
-    return False
-
-
-def _distributed_context():
-    """This process's share of a data set: all of it, or under torchrun its rank's (with the
-    GPU of its local rank when --device asks for CUDA)."""
-    from . import batch as data_set
-
-    if not data_set.under_torchrun():
-        from types import SimpleNamespace
-
-        return SimpleNamespace(rank=0, world_size=1, distributed=False, is_main=True,
-                               gather=lambda obj: [obj], any=bool, close=lambda: None)
-    from mrgen.training.distributed import init_distributed
-
-    context = init_distributed(device())
-    settings.device = str(context.device)
-    return context
 
 
 def _checked(checks, func, *args, **kwargs):
