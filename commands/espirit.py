@@ -57,13 +57,19 @@ def espirit(
         "(sets, H, W), float32 (BART ecalib's third output).", show_default=False)] = None,
     slice_: SliceOption = None,
     traj: TrajOption = None,
+    size: Annotated[Optional[tuple[int, int]], typer.Option(
+        "--size", metavar="H W", help="Maps on an H x W image grid: KSPACE, a smaller fully "
+        "sampled Cartesian calibration scan of the same field of view (e.g. 24 x 24 for a "
+        "radial scan), is zero-padded to it.", show_default=False)] = None,
 ):
     """ESPIRiT (Uecker et al. 2014): the calibration matrix of the fully sampled k-space centre
     gives a per-pixel operator whose eigenvectors with eigenvalue ~1 are the coil sensitivities.
     Defaults follow BART ecalib (kernel 6, threshold 0.001, crop 0.8, calibration up to 24x24)
     with one set of maps (ecalib -m1). The maps agree with BART's to a per-pixel phase.
-    With --traj: the calibration block is the centre of the gridded k-space (the FFT of the
-    density-compensated adjoint NUFFT of all samples)."""
+    With --traj: the calibration block is the centre of the k-space of each coil's
+    least-squares image (20 CG iterations of the inverse NUFFT, as bart nufft -i). Or from a separate Cartesian
+    calibration scan of the same field of view: its small fully sampled k-space with --size
+    H W, the image grid of the scan to reconstruct."""
     from mrgen import io
     from mrgen.acquisition import read_acquisition
     from mrgen.apps.espirit import EspiritOptions, espirit_app
@@ -71,7 +77,7 @@ def espirit(
     inputs = [kspace, mask, traj]
     options = EspiritOptions(None if calib is None else _size(calib, "--calib"),
                              _size(kernel, "--kernel"), threshold, crop, soft_crop, sets,
-                             phase_ref, exact)
+                             phase_ref, exact, size)
     acq = read_acquisition(kspace, mask, None, io.parse_slices(slice_), trajectory=traj)
     with progress_bar(acq.slice_count, "espirit", unit="slice") as bar:
         result = espirit_app(acq, options, device(), bar.update)
@@ -91,6 +97,10 @@ def _precheck(args):
     if args["traj"] is not None and args["mask"] is not None:
         raise UsageError("--mask and --traj exclude each other: a trajectory's samples are "
                          "all sampled")
+    if args["traj"] is not None and args["size"] is not None:
+        raise UsageError("--size and --traj exclude each other: the trajectory sets the grid")
+    if args["size"] is not None and min(args["size"]) < 1:
+        raise UsageError(f"--size {args['size'][0]} {args['size'][1]}: must be positive")
 
 
 def _report(result, options, coils):

@@ -146,13 +146,3 @@ def gridding(samples: torch.Tensor, nufft: Nufft, weights: torch.Tensor | None =
     weights = weights_for(nufft) if weights is None else weights
     return nufft.adjoint(samples * weights.to(samples.device, samples.real.dtype))
 
-
-def gridded_kspace(samples: torch.Tensor, nufft: Nufft) -> torch.Tensor:
-    """Cartesian k-space (..., C, H, W) of non-Cartesian samples: ``fft2c`` of the gridding,
-    i.e. at each grid point the density-weighted sum of the samples times the Dirichlet
-    kernel of the image grid (the sinc interpolation of the sampled k-space). Where the
-    trajectory samples densely (a radial centre) this is the k-space itself: ESPIRiT's
-    calibration block of a non-Cartesian scan."""
-    from .fft import fft2c
-
-    return fft2c(gridding(samples, nufft))

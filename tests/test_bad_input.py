@@ -145,6 +145,8 @@ CASES = [
     ("zf --traj traj3.npy k.npy out.npy", 2, "do not fit the trajectory"),
     ("zf --traj missing.npy k.npy out.npy", 2, "no such file"),
     ("espirit --traj traj.npy --mask mask.npy k.npy out.npy", 2, "--mask and --traj"),
+    ("espirit --traj traj.npy --size 8 8 k.npy out.npy", 2, "--size and --traj"),
+    ("espirit --size 2 2 k.npy out.npy", 2, "--size 2 2: smaller than the k-space"),
     ("traj out.npy --samples 0", 2, "--samples"),
     ("traj out.npy --kind rosette", 2, "--kind"),
     ("metrics img.npy k.npy", 2, "slice"),

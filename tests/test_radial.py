@@ -53,9 +53,10 @@ def test_reconstructions(radial_scan, one_thread):
 
 
 def test_espirit_from_the_gridded_centre(radial_scan, one_thread):
-    """Maps of `espirit --traj` (calibration: the centre of the gridded k-space) serve
-    CG-SENSE as well as the true maps (measured 29.0 dB against 28.9) and are the true maps up
-    to a phase per pixel in the object (|correlation| median 0.9997, 5th percentile 0.9986)."""
+    """Maps of `espirit --traj` (calibration: the k-space centre of the coils' least-squares
+    images) serve CG-SENSE within 1 dB of the true maps (measured 28.4 dB against 28.9) and
+    are the true maps up to a phase per pixel in the object (|correlation| median 1.0000,
+    5th percentile 0.9998)."""
     folder, truth = radial_scan
     result = run(folder, "espirit", "k.cfl", "em.npy", "--traj", "t.cfl")
     assert "calibration region: 24x24" in result.stderr
@@ -68,7 +69,22 @@ def test_espirit_from_the_gridded_centre(radial_scan, one_thread):
     correlation = np.abs((maps.conj() * true_maps).sum(0)) / (
         np.linalg.norm(maps, axis=0) * np.linalg.norm(true_maps, axis=0) + 1e-12)
     inside = correlation[truth > 0.1 * truth.max()]
-    assert np.median(inside) > 0.999 and np.percentile(inside, 5) > 0.995, inside
+    assert np.median(inside) > 0.9995 and np.percentile(inside, 5) > 0.999, inside
+
+
+def test_espirit_from_a_cartesian_calibration_scan(radial_scan, one_thread):
+    """A separate 24 x 24 Cartesian scan of the same object and coils, padded to the radial
+    scan's grid by --size: CG-SENSE of the radial data with its maps at least as good as with
+    the true maps (measured 30.1 dB against 28.9: the eigenvalue crop zeroes the background)."""
+    folder, truth = radial_scan
+    run(folder, "phantom", "cart.npy", "--size", "48", "48", "--coils", "4", "--noise",
+        "0.002")
+    np.save(folder / "calib.npy", np.load(folder / "cart.npy")[:, 12:36, 12:36])
+    run(folder, "espirit", "calib.npy", "cm.npy", "--size", "48", "48")
+    assert np.load(folder / "cm.npy").shape == (4, 48, 48)
+    run(folder, "sense", "k.cfl", "cm.npy", "sc.npy", "--traj", "t.cfl")
+    run(folder, "sense", "k.cfl", "maps.npy", "st.npy", "--traj", "t.cfl")
+    assert psnr(folder / "sc.npy", truth) > psnr(folder / "st.npy", truth) - 0.5
 
 
 def test_langevin_with_fixed_maps(radial_scan, one_thread):

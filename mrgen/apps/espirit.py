@@ -20,6 +20,7 @@ class EspiritOptions:
     sets: int = 1
     phase_ref: str = "virtual"
     exact: bool = False                       # eigen-decompose at every pixel, as BART
+    size: tuple[int, int] | None = None       # zero-pad the k-space to this grid first
 
 
 @dataclass
@@ -34,14 +35,14 @@ class EspiritMaps:
 def espirit_app(acq: Acquisition, options: EspiritOptions, device="cpu",
                 progress=None) -> EspiritMaps:
     """ESPIRiT of the masked k-space; one calibration block for all slices. Non-Cartesian
-    (``acq.nufft``): of the gridded k-space (``density.gridded_kspace``), whose centre block is
-    as sampled as the trajectory's centre."""
+    (``acq.nufft``): of the k-space of the samples' least-squares images
+    (``espirit.noncartesian_kspace``)."""
     if acq.nufft is not None:
-        from ..density import gridded_kspace
-
-        kspace = gridded_kspace(acq.kspace, acq.nufft)
+        kspace = espirit.noncartesian_kspace(acq.kspace, acq.nufft)
     else:
         kspace = acq.kspace * acq.mask.unsqueeze(1)
+    if options.size is not None:
+        kspace = _padded(kspace, options.size)
     size = espirit.calibration_size(kspace, options.calib, options.kernel)
     unsampled = espirit.unsampled_count(kspace, size) if options.calib is not None else 0
     device = torch.device(device)
@@ -59,3 +60,15 @@ def espirit_app(acq: Acquisition, options: EspiritOptions, device="cpu",
         if progress is not None:
             progress(stop - start)
     return EspiritMaps(torch.cat(maps), torch.cat(values), size, unsampled, kernels)
+
+
+def _padded(kspace: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A calibration scan (S, C, h, w) centred in zeros of the image grid (S, C, H, W): the
+    same k-space points, cycles per FOV, when both share the field of view."""
+    from ..errors import UsageError
+    from ..resize import center_pad
+
+    if kspace.shape[-2] > size[0] or kspace.shape[-1] > size[1]:
+        raise UsageError(f"--size {size[0]} {size[1]}: smaller than the k-space "
+                         f"{kspace.shape[-2]} x {kspace.shape[-1]}")
+    return center_pad(kspace, size)
