@@ -77,6 +77,9 @@ def read_mrd(path, average="mean", prewhiten: bool | None = None) -> MrdScan:
     chosen, skipped = _imaging_readouts(acq, noise, source)
     placed = place(acq, chosen, header, average, source)
     kspace, covariance = placed.kspace, None
+    keep = _readout_keep(header)
+    if keep < kspace.shape[2]:   # first: whitening (over coils, which commutes) has less to do
+        kspace = remove_oversampling(kspace, keep)
     if prewhiten is None:
         prewhiten = bool(noise.any())
     if prewhiten:
@@ -85,9 +88,6 @@ def read_mrd(path, average="mean", prewhiten: bool | None = None) -> MrdScan:
                              "ACQ_IS_NOISE_MEASUREMENT)")
         covariance, matrix = _whitening(acq, noise, chosen, kspace.shape[1], source)
         kspace = whiten(kspace, matrix)
-    keep = _readout_keep(header)
-    if keep < kspace.shape[2]:
-        kspace = remove_oversampling(kspace, keep)
     return MrdScan(kspace, _mask(placed.lines, kspace.shape[2]), header, xml, placed.counters,
                    placed.positions, _directions(acq, chosen), covariance, bool(prewhiten),
                    skipped)

@@ -39,5 +39,7 @@ def whitening_matrix(covariance: np.ndarray, source: str, dwell_ratio: float = 1
 def whiten(kspace: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply the whitening matrix over the coil axis of k-space (S, C, H, W); zeros (samples
     not acquired) stay exactly zero."""
-    white = np.einsum("ij,sj...->si...", matrix, kspace.astype(np.complex128), optimize=True)
-    return white.astype(np.complex64)
+    slices, coils = kspace.shape[:2]
+    # (C, C) @ (S, C, H*W): one BLAS product per slice, in the data's single precision
+    white = np.matmul(matrix.astype(np.complex64), kspace.reshape(slices, coils, -1))
+    return white.reshape(kspace.shape)
