@@ -121,7 +121,7 @@ def read_acquisition(kspace: str, mask: str | None = None, maps: str | None = No
     mask_t = default_mask(batched) if mask is None else _read_mask(mask, data.shape, batched)
     maps_t = torch.ones_like(batched) if single_coil else None
     if maps is not None:
-        maps_t = _read_maps(maps, data.shape, slices, batched)
+        maps_t = _read_maps(maps, data.shape, slices, batched.shape)
     return Acquisition(batched, mask_t, maps_t, has_slices, single_coil, kspace)
 
 
@@ -148,7 +148,7 @@ def read_noncartesian(kspace: str, trajectory: str, maps: str | None = None,
     maps_t = None
     if maps is not None:
         maps_t = _read_maps(maps, (*data.shape[:-2], *grid), slices,
-                            torch.empty(*batched.shape[:-2], *grid))
+                            (*batched.shape[:-2], *grid))
     return Acquisition(batched, mask_t, maps_t, has_slices, False, kspace,
                        Nufft(torch.from_numpy(coords), grid))
 
@@ -186,10 +186,12 @@ def _read_mask(path: str, file_shape, batched: torch.Tensor) -> torch.Tensor:
     return fitted.to(torch.float32).expand(count, height, width)
 
 
-def _read_maps(path: str, file_shape, slices, batched: torch.Tensor) -> torch.Tensor:
+def _read_maps(path: str, file_shape, slices, shape) -> torch.Tensor:
+    """The maps file fitted to the k-space (``file_shape``, as the file has it), broadcast to
+    ``shape`` (S, C, H, W)."""
     from . import io
     from .shapes import fit_maps
 
     fitted = torch.from_numpy(fit_maps(io.read_array(path, io.roles.MAPS, slices), file_shape,
                                        path))
-    return fitted.expand(batched.shape)
+    return fitted.expand(shape)
