@@ -12,10 +12,11 @@ support test below misjudges the inside of a convex corner, ~0.5), and the weigh
 grid cells (the ramp pi |k| dr / spokes of a radial trajectory), so the gridding reconstruction
 A^H (w y) has the intensity of ``ifft2c`` of full Cartesian data.
 
-C is applied as the NUFFT's own spread and interpolation: a type-1 transform of w onto a 2x
-finer image grid, a product with the image-domain Gaussian g(r) = exp(-2 pi^2 s^2 |r / G|^2)
-(its transform is c; on the 2x grid g has decayed to exp(-2 pi^2 s^2) at the edge, so c is a
-Gaussian to 1e-5, positive, and the iteration converges), and a type-2 transform back. Three
+C is applied as the NUFFT's own spread and interpolation: a type-1 transform of w onto a 1.5x
+larger image grid, a product with the image-domain Gaussian g(r) = exp(-2 pi^2 s^2 |r / G|^2)
+(its transform is c; at the edge of the larger grid g has decayed to exp(-2 pi^2 s^2 0.75^2)
+= 2e-3, so c is a Gaussian to that, positive, and the iteration converges; a 2x grid, 1e-5,
+gives the same weights in twice the time), and a type-2 transform back. Three
 choices make the weights the areas to a few per cent per sample:
 
 - the band is padded: the transforms use a grid G wider than the image's by the kernel's
@@ -31,14 +32,15 @@ choices make the weights the areas to a few per cent per sample:
   density of the centre (the innermost rings ~+60% at s = 1).
 
 Measured on 120 spokes of 128 samples at 64 x 64 (``tests/test_nufft.py``): each weight within
-1.2% of the ramp from |k| = 3 to 4 short of the edge (0.6% beyond |k| = 4; the old Gaussian
+1.2% of the ramp from |k| = 3 to 4 short of the edge (0.8% beyond |k| = 4; the old Gaussian
 window on the image grid: ~15% swings, 2-4% in the median). Where samples lie closer than the
 kernel's width (the readout of a 2x oversampled spoke, 0.5 apart), C w = 1 hardly constrains a
 weight pattern alternating from sample to sample: the few samples nearest the centre are right
 in sum (0.2%), each within 15%, and the last two of a spoke alternate by up to +-100% about the
 ramp (the rim's sum within 6%). Golden-angle spokes get the local density of their
 neighbourhood, smoother than the angular Voronoi areas of the unequal gaps between them.
-Cost: 3.5 s for 64 spokes of 512 samples at 256 x 256 on one CPU thread, once per trajectory.
+Cost: ~2 s for 64 spokes of 512 samples at 256 x 256 on one CPU thread (the old weights:
+0.7 s), once per trajectory.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from .nufft import Nufft
 ITERATIONS = 30        # of the second pass; the first (the support) takes a third of them
 KERNEL_WIDTH = 0.75    # std s of the k-space kernel c, in grid units (module doc)
 REACH = 4.0            # the kernel's reach in std: c(4 s) / c(0) = 3e-4
-IMAGE_PADDING = 2.0    # the finer image grid of the spread: g(edge) = exp(-2 pi^2 s^2) = 1.5e-5
+IMAGE_PADDING = 1.5    # the finer image grid of the spread: g(edge) = 2e-3 (module doc)
 EPS = 1e-4             # the transforms' tolerance: the weights need no more
 GUARD_SPACING = 0.25   # of the lattice of guard points outside the samples' support
 SUPPORT_ROUNDS = 3     # the support from weights without guards, then with them

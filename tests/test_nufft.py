@@ -117,7 +117,7 @@ def test_gradient_through_the_forward_is_the_adjoint():
 
 def test_density_compensation():
     """Radial weights are the areas pi |k| dr / spokes of the samples: each to 2% from |k| = 3
-    grid units to 4 short of the edge (measured 1.2%, 0.6% beyond |k| = 4), the centre's in sum
+    grid units to 4 short of the edge (measured 1.2%, 0.8% beyond |k| = 4), the centre's in sum
     (0.2%; each within 15%: one kernel width holds them all), the rim's in sum (6%); gridding a
     smooth blob is as accurate as with those areas; a Cartesian grid's weights are 1 away
     from its edges (its corners lie inside the support's threshold, ~0.5)."""
