@@ -7,9 +7,10 @@ into one line on stderr with exit code 2 or 1, and shows a traceback only with `
 
 import functools
 import inspect
+import os
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Optional
 
 import typer
@@ -69,6 +70,9 @@ class Settings:
     debug: bool = False
     output_format: Optional[str] = None
     command_name: str = "mrgen"
+    # output name -> commands.batch.Part: under torchrun this rank writes a share of the
+    # output's slices to a part, which rank 0 joins (commands/batch.py)
+    parts: dict = field(default_factory=dict)
 
 
 settings = Settings()
@@ -91,10 +95,14 @@ FormatOption = Annotated[Optional[str], typer.Option(
     rich_help_panel="Global options", show_default=False)]
 
 OutDirOption = Annotated[Optional[str], typer.Option(
-    "--out-dir", metavar="DIR", help="A whole data set: every positional argument is an input "
+    "--out-dir", metavar="DIR", help="A whole data set: the positional arguments are the inputs "
     "(files, globs, folders of array files), each written to DIR under its own name (its "
-    "format, or --format's); outputs that exist are skipped; totals at the end. Under torchrun "
-    "the inputs are shared among the ranks.", rich_help_panel="Data sets", show_default=False)]
+    "format, or --format's); outputs that exist are skipped; totals at the end. A further "
+    "input (a positional one such as sense's MAPS, given last, or an option such as --mask) is "
+    "one file for all the inputs, or a folder or glob whose file of each input's name is "
+    "that input's (maps/a.npy for kspace/a.npy). Under torchrun the inputs are dealt to the "
+    "ranks; with fewer inputs than ranks each input's slices are split among them.",
+    rich_help_panel="Data sets", show_default=False)]
 FailFastOption = Annotated[bool, typer.Option(
     "--fail-fast", help="With --out-dir: stop at the first input that fails (default: report "
     "it and go on).", rich_help_panel="Data sets")]
@@ -189,7 +197,8 @@ def command(name: str, summary: str, group: typer.Typer | None = None, inputs=()
         batch = _batch_arguments(signature, checks)
         params = list(signature.parameters.values())
         if batch is not None:   # the output may be left out: --out-dir names the outputs
-            params = [p.replace(default=None) if p.name == batch[1] else p for p in params]
+            params = [p.replace(default=None) if p.name == batch.target and not batch.listed
+                      else p for p in params]
             params += _BATCH_PARAMS
         params += _GLOBAL_PARAMS
         wrapper.__signature__ = signature.replace(parameters=params)
@@ -208,41 +217,128 @@ def command(name: str, summary: str, group: typer.Typer | None = None, inputs=()
 
 
 def _batch_arguments(signature, checks):
-    """(input, output) parameter names when the command's positional arguments are exactly
-    one declared input and one declared output: it can run over a data set."""
+    """The command's data-set shape (``commands.batch.Shape``) when its positional arguments
+    are declared inputs then one declared output (zf's KSPACE OUT, sense's KSPACE MAPS OUT),
+    or one list of inputs then the output (langevin's "inputs[:-1]" and "inputs[-1]"): it can
+    run over a data set. None otherwise."""
     from typing import get_args
+
+    from .batch import Shape
 
     positional = [name for name, p in signature.parameters.items()
                   if any(isinstance(m, typer.models.ArgumentInfo)
                          for m in get_args(p.annotation)[1:])]
     inputs = {p.name for p in checks.inputs if p.index is None}
     outputs = {p.name for p in checks.outputs if p.index is None}
-    if len(positional) == 2 and positional[0] in inputs and positional[1] in outputs:
-        return tuple(positional)
+    sliced = "slice_" in signature.parameters
+    if len(positional) >= 2 and positional[-1] in outputs and \
+            all(name in inputs for name in positional[:-1]):
+        return Shape(positional[0], positional[-1], tuple(positional[1:-1]), sliced=sliced)
+    listed_in = {p.name for p in checks.inputs if p.index == slice(None, -1)}
+    listed_out = {p.name for p in checks.outputs if p.index == -1}
+    if len(positional) == 1 and positional[0] in listed_in & listed_out:
+        return Shape(positional[0], positional[0], listed=True, sliced=sliced)
     return None
 
 
-def _dispatch(checks, func, batch, out_dir, fail_fast, extra, kwargs):
+def _dispatch(checks, func, shape, out_dir, fail_fast, extra, kwargs):
     """One input and one output as usual, or with --out-dir the whole data set."""
     from mrgen.errors import UsageError
 
-    source, target = batch
     if out_dir is None:
         if extra:
             raise UsageError(f"unexpected extra argument {extra[0]} (several inputs need "
                              "--out-dir DIR); flags such as --quiet take no value")
-        if kwargs[target] is None:
-            raise UsageError(f"missing argument {checks.label(target)} (or give --out-dir DIR)")
+        if not shape.listed and kwargs[shape.target] is None:
+            raise UsageError(f"missing argument {checks.label(shape.target)} (or give "
+                             "--out-dir DIR)")
         from . import batch as data_set
 
-        if data_set.other_rank(info):
-            return None   # one input under torchrun: rank 0 alone writes it
+        if data_set.under_torchrun():
+            return _run_single_split(checks, func, shape, kwargs)
         return _checked(checks, func, **kwargs)
-    names = [kwargs[source]] + [kwargs[target]] * (kwargs[target] is not None) + extra
-    _run_data_set(checks, func, batch, out_dir, fail_fast, names, kwargs)
+    if shape.listed:
+        names = list(kwargs[shape.source]) + extra
+    else:
+        names = [kwargs[shape.source]] + [kwargs[name] for name in shape.companions] + \
+            [kwargs[shape.target]] * (kwargs[shape.target] is not None) + extra
+    further = len(shape.companions)   # the last positional arguments are the further inputs
+    if len(names) <= further:
+        raise UsageError(f"--out-dir: give the inputs, then {checks.label(shape.companions[0])}")
+    kwargs.update(zip(shape.companions, names[len(names) - further:]))
+    _run_data_set(checks, func, shape, out_dir, fail_fast, names[:len(names) - further], kwargs)
 
 
-def _run_data_set(checks, func, batch, out_dir, fail_fast, names, kwargs):
+def _split_outputs(checks, shape, kwargs):
+    """The outputs given besides the data-set output (--var, --maps-out, ...)."""
+    return [checks.label(p.name) for p in checks.outputs + checks.files_out
+            if p.name != shape.target and p.values(kwargs)]
+
+
+def _splits(checks, shape, kwargs, world):
+    """``job -> its ranks' --slice ranges`` (batch.slice_ranges), None where it is not split:
+    the command takes no --slice, or writes further outputs (not joined from parts)."""
+    from . import batch as data_set
+
+    if not shape.sliced or _split_outputs(checks, shape, kwargs):
+        return lambda job: None
+    return lambda job: data_set.slice_ranges(job.slices, kwargs.get("slice_"), world)
+
+
+def _part_runner(checks, func, shape, kwargs):
+    """``run_part(job, slice range)``: the body on the job with --slice set to the range
+    (None: the user's --slice), its output going to this rank's part."""
+    def run_part(job, slices):
+        arguments = shape.arguments(kwargs, job)
+        if slices is not None:
+            arguments["slice_"] = slices
+        _checked(checks, func, **arguments)
+    return run_part
+
+
+def _assemble(job, array, record):
+    """The output of the joined parts, saved as the body saved its part."""
+    role, inputs, layout = record
+    save(job.target, array, role, inputs=inputs, layout=layout)
+
+
+def _run_single_split(checks, func, shape, kwargs):
+    """One input under torchrun: its slices split among the ranks, rank 0 writing the
+    output; an input that is not split is rank 0's alone (the others leave at once)."""
+    from mrgen.errors import DataError, RuntimeFailure
+
+    from . import batch as data_set
+
+    values = kwargs[shape.source] if shape.listed else [kwargs[shape.source],
+                                                        kwargs[shape.target]]
+    job = data_set.Job(str(values[0]), str(values[-1]), 1) if len(values) == 2 else None
+    if job is not None:
+        job.slices = data_set.slice_count(job.source)
+    context = None
+    if job is not None and shape.sliced and not _split_outputs(checks, shape, kwargs):
+        checks.run(kwargs, settings.seed, settings.output_format)   # before any process starts
+        world = int(os.environ["WORLD_SIZE"])
+        ranges = data_set.slice_ranges(job.slices, kwargs.get("slice_"), world)
+        if ranges is not None:
+            context = data_set.distributed_context(device())
+    if context is None:
+        if data_set.other_rank(info):
+            return None   # rank 0 alone writes it
+        return _checked(checks, func, **kwargs)
+    settings.device = str(context.device)   # this rank's GPU
+    if ranges[context.rank] is not None:
+        info(f"rank {context.rank}: {job.source} slices {ranges[context.rank]}")
+    failure = data_set.split_job(job, ranges, context, _part_runner(checks, func, shape, kwargs),
+                                 _assemble, settings.parts)
+    context.close()
+    if failure is None:
+        return None
+    if not context.is_main:
+        raise typer.Exit(1)   # rank 0 reports it
+    raise (DataError if failure[1] == 2 else RuntimeFailure)(failure[0])
+
+
+def _run_data_set(checks, func, shape, out_dir, fail_fast, names, kwargs):
     """Every input of ``names`` through the command body (see commands/batch.py)."""
     from pathlib import Path
 
@@ -250,18 +346,21 @@ def _run_data_set(checks, func, batch, out_dir, fail_fast, names, kwargs):
 
     from . import batch as data_set
 
-    source, target = batch
-    single = [checks.label(p.name) for p in checks.outputs + checks.files_out
-              if p.name != target and p.values(kwargs)]
+    single = _split_outputs(checks, shape, kwargs)
     if single:
         raise UsageError(f"{single[0]}: one file for all inputs; not with --out-dir")
     jobs = data_set.plan(data_set.expand(names), out_dir, settings.output_format)
+    further = {p.name: kwargs[p.name] for p in checks.inputs
+               if p.index is None and p.name != shape.source and kwargs.get(p.name) not in p.words
+               and data_set.per_input(kwargs.get(p.name))}
+    data_set.companions(jobs, further, checks.labels)
+    data_set.count_slices(jobs)
+    set_slices = sum(job.slices for job in jobs)   # (0 for a file not read as k-space)
     folder = Path(out_dir)
     made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     try:   # the options once, before any work (a bad input is reported with its file)
-        checks.run({**kwargs, source: jobs[0].source, target: jobs[0].target}, settings.seed,
-                   settings.output_format)
+        checks.run(shape.arguments(kwargs, jobs[0]), settings.seed, settings.output_format)
     except DataError:
         pass
     except BaseException:
@@ -271,13 +370,20 @@ def _run_data_set(checks, func, batch, out_dir, fail_fast, names, kwargs):
     context = data_set.distributed_context(device())
     settings.device = str(context.device)   # under torchrun: this rank's GPU
 
-    def run_one(job):
-        _checked(checks, func, **{**kwargs, source: job.source, target: job.target})
+    if len(jobs) < context.world_size:   # fewer inputs than ranks: split their slices
+        totals = data_set.run_split_jobs(
+            jobs, len(jobs), context, _part_runner(checks, func, shape, kwargs),
+            _assemble, settings.parts,
+            _splits(checks, shape, kwargs, context.world_size), fail_fast,
+            settings.output_format, info, set_slices)
+    else:
+        def run_one(job):
+            _checked(checks, func, **shape.arguments(kwargs, job))
 
-    share = data_set.my_share(jobs, context.rank, context.world_size)
-    label = f"rank {context.rank}: " if context.distributed else ""
-    totals = data_set.run_jobs(share, len(jobs), run_one, fail_fast, settings.output_format,
-                               info, label)
+        share = data_set.my_share(jobs, context.rank, context.world_size)
+        label = f"rank {context.rank}: " if context.distributed else ""
+        totals = data_set.run_jobs(share, len(jobs), run_one, fail_fast, settings.output_format,
+                                   info, label, set_slices)
     every = context.gather(totals)
     if context.is_main:
         for part in every[1:]:
@@ -433,6 +539,8 @@ def save(text, array, role, inputs=(), layout=None):
 
     text, fmt = str(text), settings.output_format
     inputs = [str(i) for i in inputs if i is not None]
+    if text in settings.parts:   # this rank's share of the slices (commands/batch.py)
+        return settings.parts[text].write(array, role, inputs, layout)
     io.ensure_distinct(text, inputs, fmt)
     geometry = None
     if io.parse_ref(text, fmt).format in io.IMAGE_FORMATS:

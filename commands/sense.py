@@ -19,7 +19,9 @@ def sense(
         "H, W); unsampled points zero.", show_default=False)],
     maps: Annotated[str, typer.Argument(
         metavar="MAPS", help="Sensitivity maps (coils, H, W), per slice (slices, coils, H, W); "
-        "of a (sets, ...) stack the first set is used.", show_default=False)],
+        "of a (sets, ...) stack the first set is used. With --out-dir, after the k-spaces: one "
+        "file for all, or a folder or glob whose file of each k-space's name is its maps.",
+        show_default=False)],
     output: Annotated[str, typer.Argument(
         metavar="OUT", help="Complex image (H, W) or (slices, H, W).", show_default=False)],
     lam: Annotated[float, typer.Option(
