@@ -209,3 +209,25 @@ def test_cli_bad_input_exits_2_with_one_line(args, phantom_h5, tmp_path):
     assert res.exit_code == 2, res.output
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, res.stderr
+
+
+def test_reference_is_the_noise_free_rss_when_the_file_has_the_truth(tmp_path):
+    """With image and maps (mrgen phantom / dataset) the target is |image| x RSS(maps), not the
+    noisy reconstruction_rss (whose noise floor the network would learn); fastMRI-like files
+    keep reconstruction_rss."""
+    from mrgen import io
+    from mrgen.coils import rss
+    from mrgen.djsense.training import load_examples
+    from mrgen.phantom import make_phantom
+
+    noisy = make_phantom(size=(32, 32), slices=2, coils=4, noise=0.05, seed=1)
+    full, fastmri = tmp_path / "full.h5", tmp_path / "fastmri.h5"
+    io.write_bundle(str(full), {"kspace": noisy.kspace, "reconstruction_rss": noisy.rss,
+                                "image": noisy.image, "maps": noisy.maps})
+    io.write_bundle(str(fastmri), {"kspace": noisy.kspace, "reconstruction_rss": noisy.rss})
+    clean = np.abs(noisy.image) * rss(torch.from_numpy(noisy.maps)).numpy()
+    with_truth = load_examples([str(full)], 0)
+    assert np.allclose(with_truth.reference[0], clean[0], atol=1e-5)
+    assert np.abs(noisy.rss[0] - clean[0]).max() > 0.05        # the noise the target avoids
+    assert with_truth.description["files"][0]["reference"].startswith("noise-free")
+    assert np.array_equal(load_examples([str(fastmri)], 0).reference[0], noisy.rss[0])

@@ -14,7 +14,8 @@ Each step (batch 1 by default, as the authors):
    learning rate x0.5 every ``decay_every`` steps.
 
 Examples: (kspace (C, H, W) complex64 fully sampled, reference (h, w) float32 RSS) pairs:
-fastMRI multi-coil .h5 (kspace + reconstruction_rss) or ``mrgen phantom`` output; without a
+fastMRI multi-coil .h5 (kspace + reconstruction_rss) or ``mrgen phantom`` / ``mrgen dataset``
+output (the noise-free RSS |image| x RSS(maps) is the reference when the truth is there); without a
 reference dataset the RSS of the full k-space is used.
 """
 
@@ -91,12 +92,7 @@ def load_examples(paths, central: int | None = 5) -> Examples:
             data = data[None]
         reference, source = None, "RSS of the full k-space"
         if io.parse_ref(text).format == "h5" and io.parse_ref(text).dataset is None:
-            try:
-                reference = io.read_array(text + ":reconstruction_rss", io.roles.REFERENCE,
-                                          index)
-                source = "reconstruction_rss"
-            except DataError:
-                reference = None
+            reference, source = h5_reference(text, index)
         if reference is None:
             reference = rss(ifft2c(torch.from_numpy(np.ascontiguousarray(data)))).numpy()
         if reference.ndim == 2:
@@ -115,6 +111,28 @@ def load_examples(paths, central: int | None = 5) -> Examples:
     description = {"files": files, "slices": len(kspaces), "central_slices": central or "all",
                    "normalisation": NORMALISATION}
     return Examples(kspaces, refs, description)
+
+
+def h5_reference(text: str, index):
+    """(reference (S, h, w), its source) of a whole .h5 file: the noise-free RSS |image| x
+    RSS(maps) when the file has the truth (mrgen phantom, mrgen dataset), else fastMRI's
+    reconstruction_rss (the RSS of the noisy coil images: its noise floor and upward bias
+    would be learned too), else (None, ...)."""
+    from .. import io
+    from ..coils import rss
+
+    try:
+        image = io.read_array(text + ":image", io.roles.IMAGE, index)
+        maps = io.read_array(text + ":maps", io.roles.MAPS, index)
+        truth = np.abs(image) * rss(torch.from_numpy(np.ascontiguousarray(maps))).numpy()
+        return truth, "noise-free RSS: |image| x RSS(maps)"
+    except DataError:
+        pass
+    try:
+        return (io.read_array(text + ":reconstruction_rss", io.roles.REFERENCE, index),
+                "reconstruction_rss")
+    except DataError:
+        return None, "RSS of the full k-space"
 
 
 def prepare(kspace: torch.Tensor, mask: torch.Tensor):
