@@ -73,6 +73,8 @@ class Settings:
     # output name -> commands.batch.Part: under torchrun this rank writes a share of the
     # output's slices to a part, which rank 0 joins (commands/batch.py)
     parts: dict = field(default_factory=dict)
+    # the --slice of the running body: which slices of the inputs' geometry an output holds
+    slices: Optional[str] = None
 
 
 settings = Settings()
@@ -296,10 +298,14 @@ def _part_runner(checks, func, shape, kwargs):
     return run_part
 
 
-def _assemble(job, array, record):
-    """The output of the joined parts, saved as the body saved its part."""
-    role, inputs, layout = record
-    save(job.target, array, role, inputs=inputs, layout=layout)
+def _assembler(kwargs):
+    """``assemble(job, array, record)``: the output of the joined parts, saved as the body
+    saved its part; it holds the slices of the user's --slice (not of rank 0's part)."""
+    def assemble(job, array, record):
+        role, inputs, layout = record
+        settings.slices = kwargs.get("slice_")
+        save(job.target, array, role, inputs=inputs, layout=layout)
+    return assemble
 
 
 def _run_single_split(checks, func, shape, kwargs):
@@ -329,7 +335,7 @@ def _run_single_split(checks, func, shape, kwargs):
     if ranges[context.rank] is not None:
         info(f"rank {context.rank}: {job.source} slices {ranges[context.rank]}")
     failure = data_set.split_job(job, ranges, context, _part_runner(checks, func, shape, kwargs),
-                                 _assemble, settings.parts)
+                                 _assembler(kwargs), settings.parts)
     context.close()
     if failure is None:
         return None
@@ -373,7 +379,7 @@ def _run_data_set(checks, func, shape, out_dir, fail_fast, names, kwargs):
     if len(jobs) < context.world_size:   # fewer inputs than ranks: split their slices
         totals = data_set.run_split_jobs(
             jobs, len(jobs), context, _part_runner(checks, func, shape, kwargs),
-            _assemble, settings.parts,
+            _assembler(kwargs), settings.parts,
             _splits(checks, shape, kwargs, context.world_size), fail_fast,
             settings.output_format, info, set_slices)
     else:
@@ -398,6 +404,7 @@ def _run_data_set(checks, func, shape, out_dir, fail_fast, names, kwargs):
 
 def _checked(checks, func, *args, **kwargs):
     checks.run(kwargs, settings.seed, settings.output_format)
+    settings.slices = kwargs.get("slice_")
     if checks.crop_default:
         _default_crop(kwargs)
     return func(*args, **kwargs)
@@ -545,6 +552,8 @@ def save(text, array, role, inputs=(), layout=None):
     geometry = None
     if io.parse_ref(text, fmt).format in io.IMAGE_FORMATS:
         geometry = io.find_geometry(inputs)
+        if geometry is not None and settings.slices:
+            geometry = geometry.select(io.parse_slices(settings.slices))
         if geometry is None:
             info(f"warning: {text}: the inputs give no voxel size (no ISMRMRD header); written "
                  "with 1 mm voxels (an identity affine)")

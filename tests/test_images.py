@@ -145,3 +145,13 @@ def test_the_scanners_slice_positions_and_directions_place_the_pixels(tmp_path, 
                  + r * spacing[0] * cosines[3:] + c * spacing[1] * cosines[:3])
         np.testing.assert_allclose(where, lps(k, r, c), atol=1e-4)
     np.testing.assert_allclose(float(pydicom.dcmread(files[1]).SpacingBetweenSlices), 4.0)
+    # --slice: the output holds those slices, placed where they were scanned
+    expect("zf", "--slice", "1:3", "k.h5", "part.nii")
+    expect("zf", "--slice", "2", "k.h5", "one.dcm")
+    affine = nibabel.load("part.nii").affine
+    for k, r, c in [(0, 0, 0), (1, 5, 7)]:
+        np.testing.assert_allclose((affine @ [r, c, k, 1])[:3],
+                                   lps(k + 1, r, c) * [-1, -1, 1], atol=1e-4)
+    ds = pydicom.dcmread(next(Path("one.dcm").glob("*.dcm")))
+    np.testing.assert_allclose([float(v) for v in ds.ImagePositionPatient], lps(2, 0, 0),
+                               atol=1e-4)

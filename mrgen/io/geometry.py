@@ -25,6 +25,16 @@ class Geometry:
     directions: np.ndarray | None = field(default=None, compare=False)
     positions: np.ndarray | None = field(default=None, compare=False)
 
+    def select(self, slices) -> "Geometry":
+        """The geometry of the slices an output holds: ``slices`` as ``io.parse_slices``
+        gives them (an index, a slice or None for all) picks their positions."""
+        if self.positions is None or slices is None:
+            return self
+        from dataclasses import replace
+
+        picked = np.asarray(self.positions)[slices]
+        return replace(self, positions=picked.reshape(-1, 3))
+
 
 def read_geometry(text: str) -> Geometry | None:
     """The geometry of array file ``text``, or None when it carries none (a .npy, BART file,
