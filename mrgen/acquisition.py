@@ -29,7 +29,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import DataError, UsageError
 
 
 @dataclass
@@ -114,6 +114,9 @@ def read_acquisition(kspace: str, mask: str | None = None, maps: str | None = No
     Raises DataError naming the file when the arrays do not fit together.
     """
     if trajectory is not None:
+        if mask is not None:
+            raise UsageError("--mask and --traj exclude each other: a trajectory's samples are "
+                             "all sampled")
         return read_noncartesian(kspace, trajectory, maps, slices)
     data = _read_kspace(kspace, slices, single_coil)
     has_slices = data.ndim == 4

@@ -146,6 +146,8 @@ CASES = [
     ("zf --traj missing.npy k.npy out.npy", 2, "no such file"),
     ("espirit --traj traj.npy --mask mask.npy k.npy out.npy", 2, "--mask and --traj"),
     ("espirit --traj traj.npy --size 8 8 k.npy out.npy", 2, "--size and --traj"),
+    ("zf --traj traj.npy --mask mask.npy k.npy out.npy", 2, "--mask and --traj"),
+    ("sense --traj traj.npy --mask mask.npy k.npy maps.npy out.npy", 2, "--mask and --traj"),
     ("espirit --size 2 2 k.npy out.npy", 2, "--size 2 2: smaller than the k-space"),
     ("traj out.npy --samples 0", 2, "--samples"),
     ("traj out.npy --kind rosette", 2, "--kind"),
