@@ -48,6 +48,17 @@ def test_line_placement_follows_the_encoding_limit_centre(tmp_path):
     assert not kspace[:, :, :2].any()
 
 
+def test_an_unset_encoding_limit_centre_places_the_lines_by_their_steps(tmp_path):
+    """A header centre of 0 that would push steps 0..11 off the 12-line grid is unset (as
+    converters leave it): line y at column y."""
+    rng = np.random.default_rng(9)
+    data = _random(rng, NY, C, NX)
+    write_mrd(tmp_path / "raw.h5", header_xml((NX, NY, 1), center=0),
+              [readout(data[y], line=y) for y in range(NY)])
+    kspace = read_mrd(tmp_path / "raw.h5").kspace[0]
+    np.testing.assert_array_equal(kspace, np.moveaxis(data, 0, -1))
+
+
 def test_readout_oversampling_is_removed_as_a_centre_crop_of_the_image(tmp_path):
     """Encoded FOV x twice the recon FOV: the image of the result is the central half of the
     oversampled image (numpy's FFT as the reference)."""

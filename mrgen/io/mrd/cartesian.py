@@ -73,9 +73,13 @@ def _channels(acq, chosen, source) -> int:
 
 
 def _line_positions(steps, header, ny, source) -> np.ndarray:
-    """Grid column of each phase-encoding step: the limits' centre goes to ny // 2."""
+    """Grid column of each phase-encoding step: the limits' centre goes to ny // 2. A centre
+    the writer left at 0 (steps 0..ny-1 that it would push off the grid) is taken as unset:
+    the steps are then the columns, as a full readout's unset centre_sample (``_readout``)."""
     limit = header.limit("kspace_encoding_step_1")
     center = limit.center if limit is not None else ny // 2
+    if center == 0 and steps.min() >= 0 and steps.max() >= ny - ny // 2 and steps.max() < ny:
+        center = ny // 2
     columns = steps - center + ny // 2
     if columns.min() < 0 or columns.max() >= ny:
         raise DataError(f"{source}: kspace_encode_step_1 {int(steps.min())}..{int(steps.max())}"
