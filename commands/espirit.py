@@ -5,14 +5,15 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, info, progress_bar, save
-from .options import UNIT, Range, SliceOption, TrajOption
+from .options import AT_LEAST_1, UNIT, GridOption, Range, SliceOption, TrajOption
 
 SUMMARY = "ESPIRiT coil sensitivity maps from the fully sampled k-space centre (BART ecalib)."
 
 
 @command("espirit", SUMMARY, inputs=("kspace", "mask", "traj"),
          outputs=("output", "eigenvalues"),
-         ranges={"threshold": UNIT, "crop": UNIT, "sets": Range(1, 2)},
+         ranges={"threshold": UNIT, "crop": UNIT, "sets": Range(1, 2),
+                 "grid": AT_LEAST_1},
          choices={"phase_ref": ("virtual", "first")}, precheck=lambda args: _precheck(args))
 def espirit(
     kspace: Annotated[str, typer.Argument(
@@ -57,6 +58,7 @@ def espirit(
         "(sets, H, W), float32 (BART ecalib's third output).", show_default=False)] = None,
     slice_: SliceOption = None,
     traj: TrajOption = None,
+    grid: GridOption = None,
     size: Annotated[Optional[tuple[int, int]], typer.Option(
         "--size", metavar="H W", help="Maps on an H x W image grid: KSPACE, a smaller fully "
         "sampled Cartesian calibration scan of the same field of view (e.g. 24 x 24 for a "
@@ -78,7 +80,8 @@ def espirit(
     options = EspiritOptions(None if calib is None else _size(calib, "--calib"),
                              _size(kernel, "--kernel"), threshold, crop, soft_crop, sets,
                              phase_ref, exact, size)
-    acq = read_acquisition(kspace, mask, None, io.parse_slices(slice_), trajectory=traj)
+    acq = read_acquisition(kspace, mask, None, io.parse_slices(slice_), trajectory=traj,
+                           grid=grid)
     with progress_bar(acq.slice_count, "espirit", unit="slice") as bar:
         result = espirit_app(acq, options, device(), bar.update)
     _report(result, options, acq.coils)
@@ -98,7 +101,7 @@ def _precheck(args):
         raise UsageError("--mask and --traj exclude each other: a trajectory's samples are "
                          "all sampled")
     if args["traj"] is not None and args["size"] is not None:
-        raise UsageError("--size and --traj exclude each other: the trajectory sets the grid")
+        raise UsageError("--size and --traj exclude each other: give the grid by --grid")
     if args["size"] is not None and min(args["size"]) < 1:
         raise UsageError(f"--size {args['size'][0]} {args['size'][1]}: must be positive")
 

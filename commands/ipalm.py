@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, info, progress_bar, save
-from .options import AT_LEAST_1, POSITIVE, Range, SliceOption, TrajOption
+from .options import AT_LEAST_1, POSITIVE, GridOption, Range, SliceOption, TrajOption
 
 SUMMARY = "Joint image + coil-map reconstruction by iPALM with a learned or TV prior (Zach, Knoll, Pock 2023, preprint)."
 
@@ -13,7 +13,8 @@ SUMMARY = "Joint image + coil-map reconstruction by iPALM with a learned or TV p
 @command("ipalm", SUMMARY, inputs=("kspace", "mask", "maps", "traj"), models=("model",),
          outputs=("output", "maps_out"), files_out=("energy_log",),
          ranges={"lam": Range(0, low_open=True, words=("", "auto")), "mu": POSITIVE,
-                 "iters": AT_LEAST_1, "tv_eps": POSITIVE, "max_backtracks": AT_LEAST_1},
+                 "iters": AT_LEAST_1, "tv_eps": POSITIVE, "max_backtracks": AT_LEAST_1,
+                 "grid": AT_LEAST_1},
          choices={"reg": ("", "learned", "tv")}, precheck=lambda args: _exclusive(args))
 def ipalm(
     kspace: Annotated[str, typer.Argument(
@@ -67,6 +68,7 @@ def ipalm(
         "the code's 1.01 slack.")] = False,
     slice_: SliceOption = None,
     traj: TrajOption = None,
+    grid: GridOption = None,
 ):
     """Reconstruct an image u >= 0 and coil maps jointly by iPALM (Zach, Knoll, Pock 2023,
     Algorithms 1 and 2): minimise lam/2 sum_c ||M F(u c / |c|) - z_c||^2 + R(u) + mu F(c),
@@ -83,7 +85,8 @@ def ipalm(
     from mrgen.apps.ipalm import IpalmSettings, PriorChoice, ipalm_app
 
     inputs = [kspace, mask, maps, traj]
-    acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_), single_coil, traj)
+    acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_), single_coil, traj,
+                           grid)
     acq = acq.to(device())
     settings = IpalmSettings(PriorChoice(model, reg, tv_eps), lam, mu, iters, equalise,
                              max_backtracks, strict)

@@ -5,7 +5,8 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, info, progress_bar, save, settings
-from .options import AT_LEAST_0, AT_LEAST_1, POSITIVE, SliceOption, TrajOption
+from .options import (AT_LEAST_0, AT_LEAST_1, POSITIVE, GridOption, SliceOption,
+                      TrajOption)
 
 SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples (Zach, Knoll, Pock 2023, preprint)."
 
@@ -16,7 +17,7 @@ SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples 
          ranges={"lam": POSITIVE, "ipalm_iters": AT_LEAST_1, "burn_in": AT_LEAST_0,
                  "samples": AT_LEAST_1, "thin": AT_LEAST_1, "step": POSITIVE,
                  "noise_std": AT_LEAST_0, "shape": AT_LEAST_1, "chains": AT_LEAST_1,
-                 "tv_eps": POSITIVE},
+                 "tv_eps": POSITIVE, "grid": AT_LEAST_1},
          choices={"reg": ("", "learned", "tv"), "sampler": ("auto", "ula", "mala")},
          precheck=lambda args: _precheck(args))
 def langevin(
@@ -97,6 +98,7 @@ def langevin(
     tv_eps: Annotated[float, typer.Option("--tv-eps", help="Charbonnier TV smoothing.")] = 1e-3,
     slice_: SliceOption = None,
     traj: TrajOption = None,
+    grid: GridOption = None,
 ):
     """Sample the posterior p(u | z, maps) ~ exp(-H(u)) with H(u) = lam/2 ||M F(u c/|c|) -
     z||^2 + R(u) by the unadjusted Langevin algorithm, u <- u - step grad H(u) + noise_std n
@@ -125,7 +127,7 @@ def langevin(
             SampleStream(samples_out, samples) as stream:
         if prior_only:
             return _prior_only(choice, shape, chains, chain, gen, dev, stream, bar, output, var)
-        acq = read_acquisition(kspace, mask, maps, slices, single_coil, traj).to(dev)
+        acq = read_acquisition(kspace, mask, maps, slices, single_coil, traj, grid).to(dev)
         start = init or ("map" if deepen else "ipalm")
         if start not in (("map", "sense", "noise") if deepen else ("ipalm", "noise", "zf")):
             start = read_matching_image(start, acq, slices).to(dev)

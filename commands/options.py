@@ -17,8 +17,14 @@ CropOption = Annotated[Optional[tuple[int, int]], typer.Option(
 TrajOption = Annotated[Optional[str], typer.Option(
     "--traj", metavar="FILE", help="Non-Cartesian: KSPACE holds samples (coils, shots, samples) "
     "(or BART's (1, samples, spokes, coils) .cfl) at the points of this trajectory (mrgen traj, "
-    "bart traj); the image grid is the smallest even N per axis that holds it.",
+    "bart traj), on the image grid of --grid, else of the maps, else N x N with N = 2 "
+    "ceil(max |k|) (a trajectory file records no matrix size).",
     show_default=False)]
+
+GridOption = Annotated[Optional[tuple[int, int]], typer.Option(
+    "--grid", metavar="H W", help="With --traj: the image grid (e.g. the --size of mrgen "
+    "traj). Default: the maps' H W, else square N = 2 ceil(max |k|) from the trajectory "
+    "(radial and spiral reach the same |k| in every direction).", show_default=False)]
 
 
 # The training commands' checkpoint options (train prior, djsense, deepen).

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import check_output, command, info, load, save
-from .options import AT_LEAST_0, AT_LEAST_1
+from .options import AT_LEAST_0, AT_LEAST_1, GridOption
 
 SUMMARY = "Simulate multi-coil k-space with ground truth (Shepp-Logan, brain, or your image)."
 
@@ -13,8 +13,8 @@ SUMMARY = "Simulate multi-coil k-space with ground truth (Shepp-Logan, brain, or
 @command("phantom", SUMMARY, inputs=("from_", "traj"),
          outputs=("output", "image_out", "maps_out", "rss_out"),
          ranges={"coils": AT_LEAST_1, "slices": AT_LEAST_1, "phase": AT_LEAST_0,
-                 "noise": AT_LEAST_0, "oversample": AT_LEAST_1},
-         choices={"kind": ("shepp-logan", "brain")})
+                 "noise": AT_LEAST_0, "oversample": AT_LEAST_1, "grid": AT_LEAST_1},
+         choices={"kind": ("shepp-logan", "brain")}, precheck=lambda args: _precheck(args))
 def phantom(
     output: Annotated[str, typer.Argument(
         metavar="OUTPUT", help="Output: an .h5 file gets kspace, reconstruction_rss, maps and "
@@ -62,6 +62,7 @@ def phantom(
         "--traj", metavar="FILE", help="Non-Cartesian: write the samples (coils, shots, "
         "samples) at this trajectory's points (mrgen traj, bart traj), by the NUFFT on the "
         "--oversample grid (at least 2: no inverse crime).", show_default=False)] = None,
+    grid: GridOption = None,
 ):
     """Simulate a fully sampled multi-coil acquisition with its ground truth, for tests and
     demonstrations that need no download.
@@ -84,7 +85,9 @@ def phantom(
 
     --traj FILE samples the fine coil images at the trajectory's points instead (NUFFT on the
     F-times finer grid, F at least 2); a .cfl OUTPUT is then BART's (1, samples, spokes,
-    coils), and --rss-out and the .h5's reconstruction_rss stay the Cartesian reference.
+    coils), and --rss-out and the .h5's reconstruction_rss stay the Cartesian reference. The
+    image grid is --size (or --grid, its synonym with --traj), else the --from image's, else
+    the one zf --traj infers from the trajectory: N x N with N = 2 ceil(max |k|).
 
     Examples: mrgen phantom sl.h5; mrgen phantom --kind brain --slices 8 --slice-index 50:100
     --noise 0.01 --oversample 2 train.h5; mrgen phantom ksp.npy --coils 4 --size 128 128
@@ -104,7 +107,7 @@ def phantom(
     check_request(kind, size, from_ is not None)
     selection = parse_slice_index(slice_index)
     images = None if from_ is None else load(from_, io.roles.IMAGE)
-    coords = None if traj is None else _trajectory(traj, size, images)
+    coords, size = (None, size) if traj is None else _trajectory(traj, size or grid, images)
     result = make_phantom(kind, size, coils, slices, selection, phase, noise,
                           oversample if coords is None else max(oversample, 2),
                           settings.seed, images, coords)
@@ -130,13 +133,25 @@ def phantom(
     info(result.summary(label, arrays["kspace"].shape))
 
 
+def _precheck(args):
+    from mrgen.errors import UsageError
+
+    if args["grid"] is not None and args["traj"] is None:
+        raise UsageError("--grid needs --traj (without it, --size sets the matrix)")
+    if args["grid"] is not None and args["size"] is not None:
+        raise UsageError("--grid and --size exclude each other: with --traj they are the same "
+                         "image grid")
+
+
 def _trajectory(path, size, images):
-    """The trajectory file's coordinates, checked against the phantom's grid."""
+    """The trajectory file's coordinates and the phantom's grid (``size``, else the --from
+    image's, else ``grid_for``'s as zf --traj infers it), checked against each other."""
     from mrgen.io.trajectory import read_trajectory
-    from mrgen.phantom import DEFAULT_SIZE
-    from mrgen.trajectory import check_trajectory
+    from mrgen.trajectory import check_trajectory, grid_for
 
     coords = read_trajectory(path)
-    grid = size or (images.shape[-2:] if images is not None else DEFAULT_SIZE)
+    if size is None and images is None:
+        size = grid_for(coords)
+    grid = size or images.shape[-2:]
     check_trajectory(coords, tuple(grid), path)
-    return coords
+    return coords, size

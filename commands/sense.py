@@ -5,14 +5,16 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, info, progress_bar, save
-from .options import AT_LEAST_0, AT_LEAST_1, CropOption, SliceOption, TrajOption
+from .options import (AT_LEAST_0, AT_LEAST_1, CropOption, GridOption, SliceOption,
+                      TrajOption)
 
 SUMMARY = "CG-SENSE: l2-regularised parallel-imaging reconstruction (BART pics -l2)."
 
 
 @command("sense", SUMMARY, inputs=("kspace", "maps", "mask", "init", "traj"),
          outputs=("output",),
-         ranges={"lam": AT_LEAST_0, "iters": AT_LEAST_1, "tol": AT_LEAST_0, "crop": AT_LEAST_1})
+         ranges={"lam": AT_LEAST_0, "iters": AT_LEAST_1, "tol": AT_LEAST_0, "crop": AT_LEAST_1,
+                 "grid": AT_LEAST_1})
 def sense(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Undersampled multi-coil k-space (coils, H, W) or (slices, coils, "
@@ -45,6 +47,7 @@ def sense(
     crop: CropOption = None,
     slice_: SliceOption = None,
     traj: TrajOption = None,
+    grid: GridOption = None,
 ):
     """CG-SENSE: solve (A^H A + lam I) x = A^H y with A = M F S (mask, orthonormal centred
     FFT, maps) by conjugate gradient, each slice independently. The same solution as
@@ -56,7 +59,7 @@ def sense(
 
     inputs = [kspace, maps, mask, init, traj]
     slices = io.parse_slices(slice_)
-    acq = read_acquisition(kspace, mask, maps, slices, trajectory=traj)
+    acq = read_acquisition(kspace, mask, maps, slices, trajectory=traj, grid=grid)
     start = None if init is None else read_matching_image(init, acq, slices)
     options = SenseOptions(lam, iters, tol, magnitude, crop)
     with progress_bar(acq.slice_count, "sense", unit="slice") as bar:

@@ -5,13 +5,13 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, save
-from .options import AT_LEAST_1, CropOption, SliceOption, TrajOption
+from .options import AT_LEAST_1, CropOption, GridOption, SliceOption, TrajOption
 
 SUMMARY = "Zero-filled reconstruction: RSS (or map-combined) inverse FFT of k-space."
 
 
 @command("zf", SUMMARY, inputs=("kspace", "mask", "maps", "traj"), outputs=("output",),
-         ranges={"crop": AT_LEAST_1})
+         ranges={"crop": AT_LEAST_1, "grid": AT_LEAST_1})
 def zf(
     kspace: Annotated[str, typer.Argument(help="Multi-coil k-space (coils, H, W) or "
                                           "(slices, coils, H, W).", show_default=False)],
@@ -27,6 +27,7 @@ def zf(
         "--complex", help="Keep the complex image (needs --maps; RSS has no phase).")] = False,
     slice_: SliceOption = None,
     traj: TrajOption = None,
+    grid: GridOption = None,
 ):
     """Zero-filled reconstruction: the inverse centred FFT of the (masked) k-space, combined
     over coils by root-sum-of-squares or, with --maps, by the maps. Magnitude by default.
@@ -37,7 +38,7 @@ def zf(
     from mrgen.apps.zf import zero_filled_app
 
     acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_),
-                           trajectory=traj).to(device())
+                           trajectory=traj, grid=grid).to(device())
     image = zero_filled_app(acq, crop, magnitude=not complex_output)
     save(output, acq.squeeze(image), io.roles.IMAGE, inputs=[kspace, mask, maps, traj])
 

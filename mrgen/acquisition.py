@@ -106,18 +106,21 @@ def default_mask(kspace: torch.Tensor) -> torch.Tensor:
 
 def read_acquisition(kspace: str, mask: str | None = None, maps: str | None = None,
                      slices=None, single_coil: bool = False,
-                     trajectory: str | None = None) -> Acquisition:
+                     trajectory: str | None = None, grid=None) -> Acquisition:
     """An Acquisition (CPU tensors) from file arguments; ``slices`` from ``io.parse_slices``.
 
     ``single_coil``: the k-space may be (H, W), (S, H, W) or (S, 1, H, W); maps are ones.
-    ``trajectory``: a non-Cartesian scan (``read_noncartesian``).
+    ``trajectory``: a non-Cartesian scan (``read_noncartesian``) on the image grid ``grid``
+    (H, W) if given (``--grid``; only with a trajectory).
     Raises DataError naming the file when the arrays do not fit together.
     """
     if trajectory is not None:
         if mask is not None:
             raise UsageError("--mask and --traj exclude each other: a trajectory's samples are "
                              "all sampled")
-        return read_noncartesian(kspace, trajectory, maps, slices)
+        return read_noncartesian(kspace, trajectory, maps, slices, grid)
+    if grid is not None:
+        raise UsageError("--grid needs --traj: a Cartesian scan's grid is its k-space's shape")
     data = _read_kspace(kspace, slices, single_coil)
     has_slices = data.ndim == 4
     batched = torch.from_numpy(data if has_slices else data[None])
@@ -129,12 +132,16 @@ def read_acquisition(kspace: str, mask: str | None = None, maps: str | None = No
 
 
 def read_noncartesian(kspace: str, trajectory: str, maps: str | None = None,
-                      slices=None) -> Acquisition:
+                      slices=None, grid=None) -> Acquisition:
     """A non-Cartesian Acquisition: samples (coils, shots, samples) or (S, coils, shots,
     samples) (.npy/.h5, or BART's (1, samples, spokes, coils) .cfl) at the points of a
-    trajectory file (``mrgen.io.trajectory``); the grid is ``trajectory.grid_for``'s."""
+    trajectory file (``mrgen.io.trajectory``). The image grid (H, W): ``grid`` (--grid) if
+    given, else that of the maps if given, else ``trajectory.grid_for``'s (a trajectory file
+    does not record the matrix it was made for)."""
+    from . import io
     from .io.trajectory import read_samples, read_trajectory
     from .nufft import Nufft
+    from .shapes import fit_maps
     from .trajectory import check_trajectory, grid_for
 
     data = read_samples(kspace, slices)
@@ -143,15 +150,24 @@ def read_noncartesian(kspace: str, trajectory: str, maps: str | None = None,
         raise DataError(f"{kspace}: samples of shape {data.shape} do not fit the trajectory "
                         f"{trajectory} of {coords.shape[0]} shots x {coords.shape[1]} samples "
                         "(expected (coils, shots, samples))")
-    grid = grid_for(coords)
+    maps_array = None if maps is None else io.read_array(maps, io.roles.MAPS, slices)
+    if grid is not None:
+        grid = tuple(int(n) for n in grid)
+        if maps_array is not None and tuple(maps_array.shape[-2:]) != grid:
+            raise UsageError(f"--grid {grid[0]} {grid[1]} does not match the maps {maps} "
+                             f"({maps_array.shape[-2]} x {maps_array.shape[-1]})")
+    elif maps_array is not None and maps_array.ndim >= 3:
+        grid = tuple(int(n) for n in maps_array.shape[-2:])
+    else:
+        grid = grid_for(coords)
     check_trajectory(coords, grid, trajectory)
     has_slices = data.ndim == 4
     batched = torch.from_numpy(data if has_slices else data[None])
     mask_t = torch.ones(batched.shape[0], *batched.shape[-2:])
     maps_t = None
-    if maps is not None:
-        maps_t = _read_maps(maps, (*data.shape[:-2], *grid), slices,
-                            (*batched.shape[:-2], *grid))
+    if maps_array is not None:
+        fitted = fit_maps(maps_array, (*data.shape[:-2], *grid), maps)
+        maps_t = torch.from_numpy(fitted).expand(*batched.shape[:-2], *grid)
     return Acquisition(batched, mask_t, maps_t, has_slices, False, kspace,
                        Nufft(torch.from_numpy(coords), grid))
 

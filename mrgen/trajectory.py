@@ -73,11 +73,17 @@ def make_trajectory(kind: str, samples: int, shots: int, size: int, turns: float
 
 
 def grid_for(trajectory) -> tuple[int, int]:
-    """The image grid (H, W) a trajectory covers when none is given: per axis the smallest
-    even N with all |k| <= N/2 (BART's ``traj -x 512`` spokes reach 255.5 -> 512; a 2x
-    oversampled 256 readout reaches 127.75 -> 256)."""
-    extent = np.abs(np.asarray(trajectory, dtype=np.float64)).reshape(-1, 2).max(axis=0)
-    return tuple(max(2, 2 * math.ceil(e - 1e-3)) for e in extent)
+    """The image grid (H, W) when neither ``--grid`` nor maps give one: square, N = 2 ceil(max
+    |k|) over all samples (|k| the distance from the centre; always even), so that the grid
+    does not depend on the directions the spokes happen to take (3 spokes of a 64 matrix reach
+    only 27.3 along H but 31.5 from the centre -> 64 x 64). A BART-style trajectory file holds
+    coordinates only, not the matrix it was made for: BART's ``traj -x 512`` spokes reach
+    255.5 -> 512; a 2x oversampled 256 readout reaches 127.75 -> 256; a spiral of
+    ``mrgen traj --size N`` reaches N/2 - 1/2 -> N."""
+    coords = np.asarray(trajectory, dtype=np.float64).reshape(-1, 2)
+    reach = float(np.sqrt((coords ** 2).sum(axis=-1)).max()) if coords.size else 0.0
+    side = max(2, 2 * math.ceil(reach - 1e-3))
+    return side, side
 
 
 def check_trajectory(trajectory, grid: tuple[int, int], name: str = "trajectory") -> None:

@@ -146,6 +146,9 @@ def test_density_compensation():
 def test_grid_for():
     assert grid_for(radial(512, 4, 512)) == (512, 512)
     assert grid_for(radial(512, 4, 256)) == (256, 256)
+    assert grid_for(radial(64, 3, 64)) == (64, 64)         # reaches only 27.3 along H
+    assert grid_for(radial(256, 5, 256)) == (256, 256)     # 243.5 along H
+    assert grid_for(spiral(300, 3, 96)) == (96, 96)
 
 
 @requires_cuda
