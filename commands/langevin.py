@@ -54,8 +54,9 @@ def langevin(
     thin: Annotated[int, typer.Option("--thin", help="Keep every k-th state (paper: 15).")] = 15,
     step: Annotated[Optional[float], typer.Option(
         "--step", help="Gradient step of ULA. Default: the prior's own (1 for a learned prior, "
-        "eps/10 for TV), lowered to 1/lam when the data term needs it for stability; 1 for "
-        "DEEPEN (Eq. 16).",
+        "eps/10 for TV), lowered to 1/lam (with --traj 1/(lam ||A^H A||)) when the data term "
+        "needs it for stability; 1 for DEEPEN (Eq. 16). ULA refuses a step of 2/(lam ||A^H "
+        "A||) or more.",
         show_default=False)] = None,
     noise_std: Annotated[Optional[float], typer.Option(
         "--noise-std", help="Std of the ULA noise. Default: sqrt(2 step T) at the prior's "

@@ -33,7 +33,8 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
     """ULA on the posterior; ``init`` is "noise" (uniform [0, 1]), "zf", or an image tensor in
     the data's scale. Returns the moments in the data's scale and the scale used.
     ``nufft``: non-Cartesian samples (``ipalm``); the data term's Lipschitz constant is then
-    lam ||A^H A||, not lam, and ``step`` must be chosen for it."""
+    lam ||A^H A||, not lam, and ``step`` must be chosen for it (``apps.langevin`` checks a
+    user's step against it, knowing the norm)."""
     if step * lam >= 2 and not metropolis and nufft is None:
         from .errors import UsageError
 

@@ -119,6 +119,18 @@ def test_few_spokes_keep_the_trajectory_grid(tmp_path, one_thread):
         assert not (tmp_path / "o.npy").exists()
 
 
+def test_langevin_step_is_checked_against_the_nufft_norm(radial_scan):
+    """--step 0.005 with --lam 300 passes the Cartesian bound (step x lam = 1.5 < 2) but not
+    the NUFFT's: ||A^H A|| is 32 here, so ULA would diverge; refused before any iPALM run."""
+    folder, _ = radial_scan
+    result = invoke("langevin", folder / "k.cfl", folder / "o.npy", "--traj", folder / "t.cfl",
+                    "--maps", folder / "maps.npy", "--lam", "300", "--step", "0.005")
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--step 0.005" in lines[0] and "||A^H A||" in lines[0], lines
+    assert not (folder / "o.npy").exists()
+
+
 def test_joint_maps_are_refused(radial_scan):
     folder, _ = radial_scan
     for command in ("ipalm", "langevin"):

@@ -68,10 +68,13 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     if lam is None:
         lam = prior.lambda_for(acq.kspace, acq.mask) if prior.lambda_fit and \
             acq.nufft is None else prior.default_lambda
-    maps, start = _maps_and_start(acq, start, regulariser, prior, ipalm_iters, lam, log)
+    fixed = _fixed_maps(acq)
     # ULA's step bound is 1 / Lipschitz: lam for a Cartesian (orthonormal) model, lam ||A^H A||
-    # for a NUFFT, whose dense centre makes ||A^H A|| several times 1
-    norm = 1.0 if acq.nufft is None else _nufft_norm(acq, maps)
+    # for a NUFFT, whose dense centre makes ||A^H A|| several times 1 (known before any
+    # iPALM run: the maps are given with a trajectory)
+    norm = 1.0 if acq.nufft is None else _nufft_norm(acq, fixed)
+    _check_step(settings, lam, norm)
+    maps, start = _maps_and_start(acq, fixed, start, regulariser, prior, ipalm_iters, lam, log)
     step, noise_std = step_and_noise(settings, prior, lam * norm)
     if log is not None:
         log(f"langevin: {prior.description}, lam {lam:.4g}, step {step:.3g}, noise "
@@ -84,14 +87,34 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     return result
 
 
-def _maps_and_start(acq, start, regulariser, prior, iters, lam, log):
-    """The fixed maps (the acquisition's, phase-aligned: u is real, so the maps carry its
-    phase; ones for one coil; else a joint iPALM run's) and the chain's start."""
-    from ..ipalm import IpalmOptions, align_map_phase, ipalm
+def _fixed_maps(acq):
+    """The acquisition's maps, phase-aligned (u is real, so the maps carry its phase; ones for
+    one coil), or None (a joint iPALM run estimates them)."""
+    from ..ipalm import align_map_phase
 
     fixed = acq.maps
     if fixed is not None and not acq.single_coil:
         fixed = align_map_phase(acq.kspace, acq.mask, fixed, nufft=acq.nufft)
+    return fixed
+
+
+def _check_step(settings: ChainSettings, lam: float, norm: float) -> None:
+    """Refuse a user's --step for which ULA diverges: step lam ||A^H A|| >= 2 (MALA's
+    Metropolis test rejects such steps instead)."""
+    if settings.step is None or settings.metropolis or settings.step * lam * norm < 2:
+        return
+    from ..errors import UsageError
+
+    bound = 2.0 / (lam * norm)
+    model = "" if norm == 1.0 else f" x ||A^H A|| ({norm:.3g} for this trajectory and maps)"
+    raise UsageError(f"--step {settings.step:g} with --lam {lam:g}: ULA diverges when step x "
+                     f"lam{model} >= 2; use a --step below {bound:.3g} (or lower --lam)")
+
+
+def _maps_and_start(acq, fixed, start, regulariser, prior, iters, lam, log):
+    """The fixed maps (``_fixed_maps``'s; else a joint iPALM run's) and the chain's start."""
+    from ..ipalm import IpalmOptions, ipalm
+
     from_ipalm = isinstance(start, str) and start == "ipalm"
     if fixed is None or from_ipalm:
         if log is not None:
