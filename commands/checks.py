@@ -17,7 +17,7 @@ class ArgumentChecks:
     no data read), so that a wrong argument is answered at once and nothing is written."""
 
     def __init__(self, inputs, outputs, files_out, models, ranges, one_of=(), precheck=None,
-                 choices=None):
+                 choices=None, not_images=()):
         self.inputs = [_Pick(spec) for spec in inputs]
         self.outputs = [_Pick(spec) for spec in outputs]
         self.files_out = [_Pick(spec) for spec in files_out]
@@ -26,6 +26,7 @@ class ArgumentChecks:
         self.one_of = [tuple(group) for group in one_of]
         self.precheck = precheck
         self.choices = dict(choices or {})
+        self.not_images = [_Pick(spec) for spec in not_images]   # among the outputs
         self.labels = {}
         self.crop_default = False   # --crop defaults to the k-space file's recon matrix
 
@@ -33,7 +34,7 @@ class ArgumentChecks:
         return self.labels.get(name) or "--" + name.strip("_").replace("_", "-")
 
     def names(self) -> set:
-        picks = self.inputs + self.outputs + self.files_out + self.models
+        picks = self.inputs + self.outputs + self.files_out + self.models + self.not_images
         return {p.name for p in picks} | set(self.ranges) | set(self.choices) | \
             {name for group in self.one_of for name in group}
 
@@ -77,6 +78,9 @@ class ArgumentChecks:
                     written += check_target(value, is_array, input_texts, model_files,
                                             output_format if is_array else None)
                     piped += [self.label(pick.name)] if value == "-" else []
+        for pick in self.not_images:
+            for value in pick.values(kwargs):
+                _check_not_image(value, self.label(pick.name), output_format)
         if len(piped) > 1:
             raise UsageError(f"{' and '.join(piped)}: only one output can go to standard output "
                              "(-)")
@@ -244,6 +248,21 @@ def check_target(text, is_array, inputs, models, output_format=None) -> list:
         if not os.access(folder, os.W_OK | os.X_OK):
             raise UsageError(f"{text}: cannot write in folder {folder} (permission denied)")
     return [p.resolve() for p in files]
+
+
+def _check_not_image(text, label, output_format) -> None:
+    """An output that holds maps or k-space cannot be NIfTI or DICOM (images only)."""
+    from mrgen.errors import UsageError
+    from mrgen.io.refs import IMAGE_FORMATS, parse_ref
+
+    if text == "-" and output_format in (None, "npy"):
+        return
+    fmt = parse_ref(text, output_format).format
+    if fmt in IMAGE_FORMATS:
+        what = f"{label} holds" if label.startswith("--") else "it holds"
+        how = f"--format {output_format}" if output_format else "its suffix"
+        raise UsageError(f"{text}: NIfTI and DICOM outputs hold images (H, W) or (slices, H, "
+                         f"W); {what} maps or k-space ({how}: write it as .npy, .h5 or .cfl)")
 
 
 def _holds_only_dicom(folder) -> bool:

@@ -160,15 +160,17 @@ app = typer.Typer(
 
 
 def command(name: str, summary: str, group: typer.Typer | None = None, inputs=(), outputs=(),
-            files_out=(), models=(), ranges=None, choices=None, one_of=(), precheck=None):
+            files_out=(), models=(), ranges=None, choices=None, one_of=(), precheck=None,
+            not_images=()):
     """Register ``func`` as subcommand ``name`` (of ``group``, default the top-level app) with
     the global options and error handling.
 
     The other arguments declare what the parameters are, so that every command's arguments are
     checked the same way before its body runs (and before torch is imported): ``inputs`` name
     array files that must exist, ``outputs`` array files to be written (known suffix, a
-    writable folder, not an input), ``files_out`` other written files (model, checkpoint, PNG,
-    text), ``models`` a model file or shipped model name, ``ranges`` the accepted values of
+    writable folder, not an input; ``not_images`` those of them that hold maps, k-space or
+    other arrays than images, refused as NIfTI or DICOM), ``files_out`` other written files
+    (model, checkpoint, PNG, text), ``models`` a model file or shipped model name, ``ranges`` the accepted values of
     numeric options (``commands.options.Range``). A name may pick from a list argument:
     ``"files[1:-1]"``, ``"inputs[-1]"``; ``"init|ipalm|noise"`` lists words that are not files.
     ``choices`` the words a text option accepts; ``one_of`` lists groups of options of which
@@ -178,7 +180,7 @@ def command(name: str, summary: str, group: typer.Typer | None = None, inputs=()
 
     prefix = f"{group.info.name} " if group is not None else ""
     checks = ArgumentChecks(inputs, outputs, files_out, models, ranges or {}, one_of, precheck,
-                            choices or {})
+                            choices or {}, not_images)
 
     def register(func):
         @functools.wraps(func)
@@ -551,6 +553,9 @@ def save(text, array, role, inputs=(), layout=None):
     io.ensure_distinct(text, inputs, fmt)
     geometry = None
     if io.parse_ref(text, fmt).format in io.IMAGE_FORMATS:
+        from mrgen.io.images import check_image
+
+        check_image(text, array, role)   # before any warning about the voxel size
         geometry = io.find_geometry(inputs)
         if geometry is not None and settings.slices:
             geometry = geometry.select(io.parse_slices(settings.slices))

@@ -14,7 +14,7 @@ SUMMARY = "Deep J-Sense: joint image and coil-map reconstruction (trained model 
 
 
 @command("djsense", SUMMARY, inputs=("kspace", "mask"), models=("model",),
-         outputs=("output", "maps_out", "image_out"),
+         outputs=("output", "maps_out", "image_out"), not_images=("maps_out",),
          ranges={"unrolls": AT_LEAST_1, "map_cg": AT_LEAST_1, "image_cg": AT_LEAST_1,
                  "map_kernel": AT_LEAST_1, "lam": AT_LEAST_0}, choices={"mode": ("l2",)},
          precheck=lambda args: _precheck(args))

@@ -11,7 +11,7 @@ SUMMARY = "ESPIRiT coil sensitivity maps from the fully sampled k-space centre (
 
 
 @command("espirit", SUMMARY, inputs=("kspace", "mask", "traj"),
-         outputs=("output", "eigenvalues"),
+         outputs=("output", "eigenvalues"), not_images=("output",),
          ranges={"threshold": UNIT, "crop": UNIT, "sets": Range(1, 2),
                  "grid": AT_LEAST_1},
          choices={"phase_ref": ("virtual", "first")}, precheck=lambda args: _precheck(args))

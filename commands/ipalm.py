@@ -11,7 +11,7 @@ SUMMARY = "Joint image + coil-map reconstruction by iPALM with a learned or TV p
 
 
 @command("ipalm", SUMMARY, inputs=("kspace", "mask", "maps", "traj"), models=("model",),
-         outputs=("output", "maps_out"), files_out=("energy_log",),
+         outputs=("output", "maps_out"), not_images=("maps_out",), files_out=("energy_log",),
          ranges={"lam": Range(0, low_open=True, words=("", "auto")), "mu": POSITIVE,
                  "iters": AT_LEAST_1, "tv_eps": POSITIVE, "max_backtracks": AT_LEAST_1,
                  "grid": AT_LEAST_1},

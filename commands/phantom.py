@@ -12,6 +12,7 @@ SUMMARY = "Simulate multi-coil k-space with ground truth (Shepp-Logan, brain, or
 
 @command("phantom", SUMMARY, inputs=("from_", "traj"),
          outputs=("output", "image_out", "maps_out", "rss_out"),
+         not_images=("output", "maps_out"),
          ranges={"coils": AT_LEAST_1, "slices": AT_LEAST_1, "phase": AT_LEAST_0,
                  "noise": AT_LEAST_0, "oversample": AT_LEAST_1, "grid": AT_LEAST_1},
          choices={"kind": ("shepp-logan", "brain")}, precheck=lambda args: _precheck(args))

@@ -10,7 +10,7 @@ from .options import AT_LEAST_1, POSITIVE
 SUMMARY = "Non-Cartesian trajectories: radial, golden-angle radial, variable-density spiral."
 
 
-@command("traj", SUMMARY, outputs=("output",),
+@command("traj", SUMMARY, outputs=("output",), not_images=("output",),
          ranges={"samples": AT_LEAST_1, "shots": AT_LEAST_1, "size": AT_LEAST_1,
                  "turns": POSITIVE, "alpha": POSITIVE},
          choices={"kind": ("radial", "golden", "spiral")})

@@ -237,7 +237,11 @@ CASES = [
     ("zf --format xyz k.npy out.npy", 2, "--format xyz: expected"),
     ("zf --format nifti k.npy -", 2, "standard output (-) takes a .npy stream"),
     ("zf --format dicom k.npy ro/series", 2, "permission denied"),
-    ("espirit --quiet k.npy maps.nii", 2, "NIfTI and DICOM outputs hold images"),
+    ("espirit k.npy maps.nii", 2, "maps.nii: NIfTI and DICOM outputs hold images"),
+    ("espirit --format dicom k.npy maps.npy", 2, "it holds maps or k-space (--format dicom"),
+    ("ipalm --reg tv --maps-out m.nii.gz k.npy out.nii", 2, "--maps-out holds maps"),
+    ("phantom k.dcm", 2, "k.dcm: NIfTI and DICOM outputs hold images"),
+    ("traj t.nii", 2, "t.nii: NIfTI and DICOM"),
 ]
 
 

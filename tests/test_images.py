@@ -111,6 +111,19 @@ def test_nifti_reads_back_as_an_image_and_maps_are_refused(scan, tmp_path):
         io.write_array("maps.nii", np.ones((S, C, H, W), np.complex64), io.roles.MAPS)
 
 
+def test_save_refuses_maps_before_any_voxel_size_warning(scan, capsys):
+    """A command whose maps output was not declared ``not_images`` still gets one line: the
+    role is checked before the warning that the inputs give no voxel size."""
+    from commands.cli import save
+    from mrgen import io
+    from mrgen.errors import DataError
+
+    with pytest.raises(DataError, match="maps.nii: NIfTI and DICOM outputs hold images"):
+        save("maps.nii", np.ones((S, C, H, W), np.complex64), io.roles.MAPS, inputs=["k.npy"])
+    assert "voxel size" not in capsys.readouterr().err
+    assert not Path("maps.nii").exists()
+
+
 def test_the_scanners_slice_positions_and_directions_place_the_pixels(tmp_path, monkeypatch):
     """An MRD scan in a coronal orientation: every pixel of the NIfTI (RAS) and DICOM (LPS)
     outputs sits where the readout and phase directions put it from the slice centre."""

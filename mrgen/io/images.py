@@ -18,13 +18,19 @@ from ..errors import DataError
 UNKNOWN_SPACING = (1.0, 1.0, 1.0)
 
 
-def magnitude_stack(ref, array: np.ndarray, role) -> np.ndarray:
-    """(slices, H, W) float32 magnitude of an image or image stack (``role`` an image role of
-    ``mrgen.io.roles``); DataError for coil images, maps and arrays of other ranks."""
+def check_image(ref, array: np.ndarray, role) -> None:
+    """DataError unless ``array`` is an image (H, W) or stack (slices, H, W) of an image role
+    of ``mrgen.io.roles`` (not coil images, maps, k-space or arrays of other ranks)."""
     if len(role.base) != 2 or array.ndim not in (2, 3):
         raise DataError(f"{ref}: NIfTI and DICOM outputs hold images (H, W) or (slices, H, W);"
                         f" the {role.name} has shape {tuple(array.shape)} (write it as .npy or "
                         ".h5)")
+
+
+def magnitude_stack(ref, array: np.ndarray, role) -> np.ndarray:
+    """(slices, H, W) float32 magnitude of an image or image stack (``role`` an image role of
+    ``mrgen.io.roles``); DataError for coil images, maps and arrays of other ranks."""
+    check_image(ref, array, role)
     stack = np.abs(array).astype(np.float32)
     return stack[None] if stack.ndim == 2 else stack
 
