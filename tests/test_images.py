@@ -168,3 +168,29 @@ def test_the_scanners_slice_positions_and_directions_place_the_pixels(tmp_path, 
     ds = pydicom.dcmread(next(Path("one.dcm").glob("*.dcm")))
     np.testing.assert_allclose([float(v) for v in ds.ImagePositionPatient], lps(2, 0, 0),
                                atol=1e-4)
+
+
+def test_a_failed_series_replace_keeps_the_earlier_series(tmp_path, monkeypatch):
+    """The earlier DICOM folder is moved aside before the new one takes its name; when that
+    rename fails, it is moved back (it used to be deleted with the aside folder)."""
+    import os
+
+    from mrgen.io import atomic
+
+    series = tmp_path / "img.dcm"
+    series.mkdir()
+    (series / "slice_000.dcm").write_bytes(b"earlier")
+    real_replace = os.replace
+
+    def failing(src, dst):
+        if str(src).endswith(".tmp"):
+            raise OSError("device busy")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", failing)
+    with pytest.raises(OSError, match="device busy"):
+        with atomic.atomic_folder(series) as folder:
+            (folder / "slice_000.dcm").write_bytes(b"new")
+    monkeypatch.undo()
+    assert (series / "slice_000.dcm").read_bytes() == b"earlier"
+    assert [p.name for p in tmp_path.iterdir()] == ["img.dcm"]   # no temporary left

@@ -39,7 +39,8 @@ def atomic_path(target: Path):
 @contextlib.contextmanager
 def atomic_folder(target: Path):
     """Yield a temporary folder beside ``target``; it replaces ``target`` on success (an
-    earlier output folder of the same name is removed only then), and is removed on error."""
+    earlier output folder of the same name is removed only then: moved aside first, and moved
+    back if the new folder cannot take its place), and is removed on error."""
     import shutil
 
     target = Path(target)
@@ -53,7 +54,11 @@ def atomic_folder(target: Path):
         if target.exists():
             old = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent)
             os.replace(target, Path(old) / target.name)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            old = _restore(old, target)
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -61,6 +66,22 @@ def atomic_folder(target: Path):
         LIVE_TEMPORARIES.discard(tmp)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _restore(old, target: Path):
+    """Move the earlier folder set aside in ``old`` back to ``target``; returns the folder
+    that may now be removed (None when the earlier folder could not be moved back: it stays
+    in ``old``, the only copy)."""
+    if old is None:
+        return None
+    aside = Path(old) / target.name
+    if not aside.exists():
+        return old
+    try:
+        os.replace(aside, target)
+    except OSError:
+        return None
+    return old
 
 
 def _umask() -> int:
