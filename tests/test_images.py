@@ -158,6 +158,7 @@ def test_the_scanners_slice_positions_and_directions_place_the_pixels(tmp_path, 
                  + r * spacing[0] * cosines[3:] + c * spacing[1] * cosines[:3])
         np.testing.assert_allclose(where, lps(k, r, c), atol=1e-4)
     np.testing.assert_allclose(float(pydicom.dcmread(files[1]).SpacingBetweenSlices), 4.0)
+    np.testing.assert_allclose(float(pydicom.dcmread(files[1]).SliceThickness), 3.0)  # header
     # --slice: the output holds those slices, placed where they were scanned
     expect("zf", "--slice", "1:3", "k.h5", "part.nii")
     expect("zf", "--slice", "2", "k.h5", "one.dcm")

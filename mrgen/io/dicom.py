@@ -1,10 +1,12 @@
 """DICOM output: a folder with one MR image file per slice, for PACS and viewers.
 
 Pixels are the magnitude scaled to unsigned 16 bits with RescaleSlope (value = stored x
-slope), so the full dynamic range survives; each file carries the pixel spacing, slice
-thickness, orientation and position of ``mrgen.io.images.frame`` (the patient's when the
-inputs know it), and a window (centre, width) over 0 to the 99.5th percentile. The files are written into a temporary folder that replaces
-the target at the end, so a failed run leaves no partial series.
+slope), so the full dynamic range survives; each file carries the pixel spacing, the
+slice thickness (the header's when the inputs have one), the spacing between slices (the
+distance of their positions), orientation and position of ``mrgen.io.images.frame`` (the
+patient's when the inputs know it), and a window (centre, width) over 0 to the 99.5th
+percentile. The files are written into a temporary folder that replaces the target at the
+end, so a failed run leaves no partial series.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ def write_dicom(ref, array: np.ndarray, geometry=None, role=None,
     stored = np.round(stack / slope).astype(np.uint16)
     high = float(np.percentile(stack, 99.5)) or peak or 1.0
     series = _series(description)
+    thickness = None if geometry is None else geometry.thickness
     with atomic_folder(ref.path) as folder:
         for index, pixels in enumerate(stored):
-            dataset = _slice(series, index, pixels, where, slope, high)
+            dataset = _slice(series, index, pixels, where, slope, high, thickness)
             _save(dataset, folder / f"slice_{index:03d}.dcm")
 
 
@@ -56,7 +59,7 @@ def _series(description: str) -> dict:
             "description": description[:64]}
 
 
-def _slice(series, index, pixels, where, slope, high):
+def _slice(series, index, pixels, where, slope, high, thickness=None):
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
@@ -77,7 +80,9 @@ def _slice(series, index, pixels, where, slope, high):
     spacing = [np.linalg.norm(where.down), np.linalg.norm(where.across),
                np.linalg.norm(where.step)]
     ds.PixelSpacing = [_number(spacing[0]), _number(spacing[1])]
-    ds.SliceThickness = ds.SpacingBetweenSlices = _number(spacing[2])
+    # the header's slice thickness (slices may have gaps or overlap), else the step
+    ds.SliceThickness = _number(thickness if thickness else spacing[2])
+    ds.SpacingBetweenSlices = _number(spacing[2])
     # The first triplet is the direction along a row (the W index grows), the second down a
     # column (H).
     ds.ImageOrientationPatient = [_number(v) for v in np.concatenate(

@@ -24,6 +24,9 @@ class Geometry:
     # directions (3, 3), and each slice's centre (S, 3).
     directions: np.ndarray | None = field(default=None, compare=False)
     positions: np.ndarray | None = field(default=None, compare=False)
+    # The header's slice thickness (mm): its encoded field of view over the encoded matrix
+    # along the slice axis; spacing[2] is the distance between the slices' positions.
+    thickness: float | None = None
 
     def select(self, slices) -> "Geometry":
         """The geometry of the slices an output holds: ``slices`` as ``io.parse_slices``
@@ -63,14 +66,25 @@ def read_geometry(text: str) -> Geometry | None:
                         None if recon is None else (int(recon[0]), int(recon[1])),
                         None if directions is None else np.asarray(directions, np.float64),
                         None if directions is None else
-                        np.asarray(attrs.get("slice_positions_mm"), np.float64))
+                        np.asarray(attrs.get("slice_positions_mm"), np.float64),
+                        _thickness(attrs.get("encoded_fov_mm"), attrs.get("encoded_matrix")))
     if xml is None:
         return None
     try:
         header = parse_header(xml, str(ref.path))
     except DataError:
         return None
-    return Geometry(header.spacing, header.recon_matrix[:2])
+    return Geometry(header.spacing, header.recon_matrix[:2], thickness=header.spacing[2])
+
+
+def _thickness(fov, matrix) -> float | None:
+    """The slice thickness of an encoded field of view and matrix (x, y, z), if both hold a
+    positive z."""
+    if fov is None or matrix is None or len(fov) < 3 or len(matrix) < 3:
+        return None
+    if not (float(fov[2]) > 0 and int(matrix[2]) > 0):
+        return None
+    return float(fov[2]) / int(matrix[2])
 
 
 def find_geometry(texts) -> Geometry | None:
