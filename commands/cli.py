@@ -562,6 +562,12 @@ def save(text, array, role, inputs=(), layout=None):
         if geometry is None:
             info(f"warning: {text}: the inputs give no voxel size (no ISMRMRD header); written "
                  "with 1 mm voxels (an identity affine)")
+        elif io.parse_ref(text, fmt).format == "nifti":
+            from mrgen.io.images import uneven_slices
+
+            uneven = uneven_slices(geometry, array.shape[0] if array.ndim == 3 else 1)
+            if uneven:
+                info(f"warning: {text}: {uneven}")
     io.write_array(text, array, role, layout=layout, command=command_line(), format=fmt,
                    geometry=geometry)
 

@@ -159,6 +159,20 @@ def test_the_scanners_slice_positions_and_directions_place_the_pixels(tmp_path, 
         np.testing.assert_allclose(where, lps(k, r, c), atol=1e-4)
     np.testing.assert_allclose(float(pydicom.dcmread(files[1]).SpacingBetweenSlices), 4.0)
     np.testing.assert_allclose(float(pydicom.dcmread(files[1]).SliceThickness), 3.0)  # header
+    header = nibabel.load("img.nii").header
+    assert (int(header["qform_code"]), int(header["sform_code"])) == (1, 1)   # scanner
+    np.testing.assert_allclose(nibabel.load("img.nii").get_qform(), affine, atol=1e-4)
+    # an odd --crop of the even grid keeps each pixel where it was: mrgen.resize's offset
+    # (16 - 15) // 2 = 0, so the scanner's centre (pixel 8) is pixel 8 = 15 // 2 + 1 of the crop
+    expect("zf", "--crop", "15", "11", "k.h5", "crop.nii")
+    expect("zf", "--crop", "15", "11", "k.h5", "crop.dcm")
+    cropped = nibabel.load("crop.nii").affine
+    ds = pydicom.dcmread(sorted(Path("crop.dcm").glob("*.dcm"))[1])
+    np.testing.assert_allclose([float(v) for v in ds.ImagePositionPatient], lps(1, 0, 0),
+                               atol=1e-4)
+    for k, r, c in [(0, 0, 0), (2, 14, 10), (1, 8, 6)]:
+        np.testing.assert_allclose((cropped @ [r, c, k, 1])[:3], lps(k, r, c) * [-1, -1, 1],
+                                   atol=1e-4)
     # --slice: the output holds those slices, placed where they were scanned
     expect("zf", "--slice", "1:3", "k.h5", "part.nii")
     expect("zf", "--slice", "2", "k.h5", "one.dcm")
@@ -195,3 +209,26 @@ def test_a_failed_series_replace_keeps_the_earlier_series(tmp_path, monkeypatch)
     monkeypatch.undo()
     assert (series / "slice_000.dcm").read_bytes() == b"earlier"
     assert [p.name for p in tmp_path.iterdir()] == ["img.dcm"]   # no temporary left
+
+
+def test_unevenly_spaced_slices_warn_once_for_nifti(tmp_path, monkeypatch):
+    """Slices 4 mm then 6 mm apart: the NIfTI affine has one step, so the output says in one
+    line that the third slice is misplaced (by 2 mm); DICOM keeps every position, no word."""
+    pytest.importorskip("ismrmrd")
+    monkeypatch.chdir(tmp_path)
+    from .mrd_files import header_xml, readout, write_mrd
+
+    rng = np.random.default_rng(2)
+    directions = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    centres = [(0.0, 0.0, z) for z in (0.0, 4.0, 10.0)]
+    data = rng.standard_normal((S, C, H, W)) + 1j * rng.standard_normal((S, C, H, W))
+    acqs = [readout(data[s, :, :, y], line=y, slice_=s, position=centres[s],
+                    directions=directions) for s in range(S) for y in range(W)]
+    write_mrd("raw.h5", header_xml((H, W, 1), (200.0, 120.0, 3.0)), acqs)
+    expect("mrd", "raw.h5", "k.h5")
+    result = expect("zf", "k.h5", "img.nii")
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "unevenly spaced (4 to 6 mm apart)" in warnings[0], warnings
+    assert "misplaced by up to 2 mm" in warnings[0]
+    assert "warning" not in expect("zf", "k.h5", "img.dcm").stderr
+    assert "warning" not in expect("zf", "--slice", "0:2", "k.h5", "two.nii").stderr

@@ -27,6 +27,10 @@ class Geometry:
     # The header's slice thickness (mm): its encoded field of view over the encoded matrix
     # along the slice axis; spacing[2] is the distance between the slices' positions.
     thickness: float | None = None
+    # The image grid (H, W) of the file's k-space, whose pixel (H // 2, W // 2) the positions
+    # give: an output centre-cropped or padded from it keeps that pixel where mrgen.resize puts
+    # it (``images.frame``).
+    grid: tuple[int, int] | None = None
 
     def select(self, slices) -> "Geometry":
         """The geometry of the slices an output holds: ``slices`` as ``io.parse_slices``
@@ -62,19 +66,35 @@ def read_geometry(text: str) -> Geometry | None:
     if "spacing_mm" in attrs:
         recon = attrs.get("recon_matrix")
         directions = attrs.get("patient_directions")
-        return Geometry(tuple(float(v) for v in attrs["spacing_mm"]),
+        return _with_grid(str(text), Geometry(tuple(float(v) for v in attrs["spacing_mm"]),
                         None if recon is None else (int(recon[0]), int(recon[1])),
                         None if directions is None else np.asarray(directions, np.float64),
                         None if directions is None else
                         np.asarray(attrs.get("slice_positions_mm"), np.float64),
-                        _thickness(attrs.get("encoded_fov_mm"), attrs.get("encoded_matrix")))
+                        _thickness(attrs.get("encoded_fov_mm"), attrs.get("encoded_matrix"))))
     if xml is None:
         return None
     try:
         header = parse_header(xml, str(ref.path))
     except DataError:
         return None
-    return Geometry(header.spacing, header.recon_matrix[:2], thickness=header.spacing[2])
+    return _with_grid(str(text), Geometry(header.spacing, header.recon_matrix[:2],
+                                          thickness=header.spacing[2]))
+
+
+def _with_grid(text: str, geometry: Geometry) -> Geometry:
+    """``geometry`` with the grid (H, W) of the file's k-space, when it holds one."""
+    from dataclasses import replace
+
+    from ..errors import DataError, UsageError
+    from . import roles
+    from .arrays import read_shape
+
+    try:
+        shape = read_shape(text, roles.KSPACE)
+    except (DataError, UsageError, OSError, KeyError):
+        return geometry
+    return replace(geometry, grid=(int(shape[-2]), int(shape[-1])))
 
 
 def _thickness(fov, matrix) -> float | None:

@@ -70,13 +70,44 @@ def frame(geometry, count: int, height: int, width: int) -> Frame:
         steps = np.diff(positions, axis=0)
         if count == 1 or np.all(np.linalg.norm(steps, axis=1) > 1e-3):
             down, across = read * spacing[0], phase * spacing[1]
-            # the MRD position is the slice centre: pixel (H // 2, W // 2) (mrgen's centre)
-            origins = positions - (height // 2) * down - (width // 2) * across
+            # the MRD position is the slice centre: pixel (H // 2, W // 2) of the k-space's
+            # grid (mrgen's centre), wherever a centre crop or pad of the output moved it
+            grid = geometry.grid or (height, width)
+            origins = positions - _centre(grid[0], height) * down \
+                - _centre(grid[1], width) * across
             step = steps[0] if count > 1 else normal * spacing[2]
             return Frame(origins, down, across, step, True)
     eye = np.eye(3) * spacing
     origins = np.arange(count)[:, None] * eye[2]
     return Frame(origins, eye[0], eye[1], eye[2], False)
+
+
+def _centre(grid: int, size: int) -> int:
+    """The index, in an output of ``size`` pixels centre-cropped or zero-padded from ``grid``
+    by mrgen.resize (offset (old - new) // 2, fastMRI's), of the grid's pixel grid // 2: an
+    odd crop of an even grid puts it at size // 2 + 1."""
+    if size <= grid:
+        return grid // 2 - (grid - size) // 2
+    return grid // 2 + (size - grid) // 2
+
+
+def uneven_slices(geometry, count: int) -> str | None:
+    """What a NIfTI affine (one step for all slices) gets wrong about ``count`` slices placed
+    by ``geometry``, or None when their positions are evenly spaced along a line."""
+    positions = None if geometry is None else geometry.positions
+    if geometry is None or geometry.directions is None or positions is None or count < 3 \
+            or len(positions) != count:
+        return None
+    positions = np.asarray(positions, float)
+    steps = np.diff(positions, axis=0)
+    placed = positions[0] + np.arange(count)[:, None] * steps[0]
+    error = float(np.linalg.norm(placed - positions, axis=1).max())
+    if error <= 1e-3 * max(1.0, float(np.linalg.norm(steps[0]))):
+        return None
+    lengths = np.linalg.norm(steps, axis=1)
+    return (f"the slices are unevenly spaced ({lengths.min():.4g} to {lengths.max():.4g} mm "
+            f"apart), but a NIfTI affine has one step ({lengths[0]:.4g} mm, the first): slices "
+            f"are misplaced by up to {error:.3g} mm (DICOM keeps each slice's position)")
 
 
 def nifti_affine(frame: Frame) -> np.ndarray:

@@ -21,7 +21,11 @@ def write_nifti(ref, array: np.ndarray, geometry=None, role=None,
 
     stack = magnitude_stack(ref, array, role or roles.IMAGE)
     volume = stack[0] if array.ndim == 2 else np.moveaxis(stack, 0, -1)   # (H, W[, slices])
-    image = nibabel.Nifti1Image(volume, nifti_affine(frame(geometry, *stack.shape)))
+    where = frame(geometry, *stack.shape)
+    image = nibabel.Nifti1Image(volume, nifti_affine(where))
+    if where.patient:   # placed in the scanner's coordinates: NIFTI_XFORM_SCANNER_ANAT
+        image.set_qform(image.affine, code=1)
+        image.set_sform(image.affine, code=1)
     image.header.set_xyzt_units("mm")
     image.header["descrip"] = description[:79].encode("ascii", "replace")
     data = image.to_bytes()
