@@ -1,7 +1,8 @@
 """Learned priors against the classical baselines on the corpus's held-out test split (#13).
 
-    python benchmarks/bench_priors.py [--sections single,multi] [--model prior-brain-small]
-                                      [--slices 6] [--iters 100] [--size 256]
+    python benchmarks/bench_priors.py [--sections single,multi,djsense,deepen]
+        [--model prior-brain-small] [--djsense djsense-brain-small[,modl.pt]]
+        [--deepen deepen-brain-small] [--slices 6] [--iters 100] [--deepen-iters 100]
 
 The test split of `mrgen dataset` (ITK's BrainWeb-derived slices: one subject that no model
 trained or was calibrated on; 256 x 256) is built in a temporary folder with --seed 0, and
@@ -16,6 +17,11 @@ single   single coil, real-valued, 3x 2D uniform random sampling without a dense
          Targets: learned >= TV + 3 dB and SSIM higher; the MMSE >= the MAP.
 multi    8 coils of random geometry, noise at 30 dB SNR, 4x 1D Cartesian with 8% ACS, joint
          maps: ipalm-TV against ipalm with the learned prior. Target: learned >= TV + 1 dB.
+djsense  8 coils, 4x 1D Cartesian with 20 and with 6 ACS lines: ESPIRiT + CG-SENSE against
+         Deep J-Sense (and MoDL models given in --djsense). Targets: Deep J-Sense >= ESPIRiT +
+         SENSE + 1 dB at both, and >= MoDL trained on the same budget.
+deepen   8 coils, 2D 4x Poisson and 1D 2x, ESPIRiT maps: DEEPEN's MAP against its SENSE start.
+         Targets: + 1.5 dB at 2D 4x, + 1 dB at 1D 2x.
 """
 
 from __future__ import annotations
@@ -120,14 +126,76 @@ def section_multi(data: dict, model: str, count: int, iters: int):
           f"test slices {tuple(truth.shape[-2:])}", rows + tv_rows + learned_rows)
 
 
+def espirit_sense(acq):
+    """ESPIRiT maps from the ACS lines, then CG-SENSE at its defaults: RSS-like magnitude."""
+    from mrgen.acquisition import Acquisition
+    from mrgen.apps.espirit import EspiritOptions, espirit_app
+    from mrgen.apps.sense import SenseOptions, sense_app
+
+    maps = espirit_app(acq, EspiritOptions()).maps[:, 0]
+    with_maps = Acquisition(acq.kspace, acq.mask, maps)
+    return sense_app(with_maps, SenseOptions(magnitude=True)).image
+
+
+def section_djsense(data: dict, models: list[str], count: int):
+    """Deep J-Sense (and MoDL) against ESPIRiT + SENSE at 4x with 20 and with 6 ACS lines."""
+    from mrgen.acquisition import Acquisition
+    from mrgen.apps.djsense import djsense_app, djsense_network
+
+    truth = data["image"][:count].abs()
+    kspace = data["kspace"][:count]
+    width = truth.shape[-1]
+    for lines in (20, 6):
+        masks = masks_for(f"random-exact:4:{lines / width:.6g}", count, truth.shape[-2:])
+        acq = Acquisition(kspace * masks[:, None], masks, None)
+        rows = [("ESPIRiT + SENSE", *scores(truth, espirit_sense(acq)))]
+        for model in models:
+            start = time.perf_counter()
+            network = djsense_network(model, None, "cpu")
+            result = djsense_app(acq, network, "cpu")
+            rows.append((f"{result.method}, {model} ({time.perf_counter() - start:.0f} s)",
+                         *scores(truth, result.rss)))
+        table(f"{kspace.shape[1]} coils, 30 dB SNR, 4x 1D Cartesian, {lines} ACS lines, "
+              f"{count} test slices {tuple(truth.shape[-2:])}", rows)
+
+
+def section_deepen(data: dict, models: list[str], count: int, iters: int):
+    """DEEPEN's MAP against its SENSE start (ESPIRiT maps of the calibration region, as the
+    paper and mrgen deepen's default) at 2D 4x Poisson and at 1D 2x."""
+    from mrgen.acquisition import Acquisition
+    from mrgen.apps.deepen import MapSettings, deepen_map_app, load_deepen_model, with_deepen_maps
+    from mrgen.deepen.model import data_scale
+
+    truth = data["image"][:count].abs()
+    kspace = data["kspace"][:count]
+    for spec, what in (("poisson:4", "2D 4x Poisson"), ("random-exact:2", "1D 2x")):
+        masks = masks_for(spec, count, truth.shape[-2:])
+        acq = with_deepen_maps(Acquisition(kspace * masks[:, None], masks, None))
+        _, start = data_scale(acq.kspace, acq.maps, acq.mask)
+        rows = [("SENSE (lam 0.01; DEEPEN's start)", *scores(truth, start))]
+        for model in models:
+            began = time.perf_counter()
+            image = deepen_map_app(acq, load_deepen_model(model, "cpu"),
+                                   MapSettings(iters=iters), torch.Generator().manual_seed(0))
+            rows.append((f"DEEPEN MAP, {model} ({iters} MM its, "
+                         f"{time.perf_counter() - began:.0f} s)", *scores(truth, image)))
+        table(f"DEEPEN, {kspace.shape[1]} coils, 30 dB SNR, {what}, ESPIRiT maps, {count} "
+              f"test slices {tuple(truth.shape[-2:])}", rows)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default="single,multi")
+    parser.add_argument("--sections", default="single,multi,djsense,deepen")
     parser.add_argument("--model", default="prior-brain-small")
     parser.add_argument("--slices", type=int, default=6)
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--mmse-steps", type=int, default=400)
+    parser.add_argument("--djsense", default="djsense-brain-small",
+                        help="comma-separated Deep J-Sense / MoDL models (names or files)")
+    parser.add_argument("--deepen", default="deepen-brain-small",
+                        help="comma-separated DEEPEN models (names or files)")
+    parser.add_argument("--deepen-iters", type=int, default=100)
     args = parser.parse_args(argv)
     sections = args.sections.split(",")
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,6 +204,10 @@ def main(argv=None):
         section_single(data, args.model, args.slices, args.iters, args.mmse_steps)
     if "multi" in sections:
         section_multi(data, args.model, args.slices, args.iters)
+    if "djsense" in sections:
+        section_djsense(data, args.djsense.split(","), args.slices)
+    if "deepen" in sections:
+        section_deepen(data, args.deepen.split(","), args.slices, args.deepen_iters)
 
 
 if __name__ == "__main__":

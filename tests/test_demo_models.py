@@ -54,40 +54,55 @@ def test_demo_prior_on_held_out_slices(tmp_path):
     assert np.isfinite(np.load(tmp_path / "var.npy")).all()
 
 
-def test_demo_djsense_on_held_out_slices(tmp_path):
-    """Trained at 4x on slices 50..95; tested on 100..115 and at 3x."""
+@pytest.fixture(scope="module")
+def heldout8(tmp_path_factory):
+    """Two slices of the corpus's test split (BrainWeb; never trained on) at 128 x 128 with 8
+    coils at 30 dB, as bench_priors.py has them at 256 x 256."""
+    pytest.importorskip("pydicom")
+    folder = tmp_path_factory.mktemp("heldout8")
+    built = invoke("--seed", 0, "dataset", folder / "c", "--split", "test", "--size", 128,
+                   128, "--coils", 8, "--max-slices", 2)
+    if built.exit_code != 0 and "insighttoolkit5-examples" in built.stderr:
+        pytest.skip("the ITK example data are not installed")
+    assert built.exit_code == 0, built.stderr
+    return folder / "c" / "test.h5"
+
+
+def _truth(data):
     from mrgen import io
+
+    return torch.from_numpy(io.read_array(f"{data}:image", io.roles.IMAGE)).abs()
+
+
+def test_demo_djsense_on_held_out_slices(tmp_path, heldout8):
+    """Trained at 4x with 8% ACS: beats ESPIRiT + SENSE at 4x with 8% ACS, and by far with 4%
+    (where ESPIRiT's calibration fails; bench_priors.py measures both at 256 x 256)."""
     from mrgen.metrics import psnr
 
-    data = tmp_path / "heldout.h5"
-    assert invoke("phantom", "--kind", "brain", "--size", 64, 64, "--coils", 8, "--noise",
-                  0.002, "--slice-index", "100:116", "--slices", 2, data).exit_code == 0
-    reference = torch.from_numpy(io.read_array(str(data), io.roles.REFERENCE))
-    for accel in (4, 3):
-        mask = tmp_path / f"m{accel}.npy"
-        assert invoke("mask", "--like", data, "--kind", "random-exact", "--accel", accel,
-                      "--center", 0.125, mask).exit_code == 0
-        assert invoke("zf", "--mask", mask, data, tmp_path / "zf.npy").exit_code == 0
+    data, truth = heldout8, _truth(heldout8)
+    for center, margin in ((0.08, 0.3), (0.04, 3.0)):
+        mask = tmp_path / f"m{center}.npy"
+        assert invoke("mask", "--like", data, "--kind", "random-exact", "--accel", 4,
+                      "--center", center, mask).exit_code == 0
+        assert invoke("espirit", "--mask", mask, data, tmp_path / "maps.npy").exit_code == 0
+        assert invoke("sense", "--mask", mask, "--magnitude", data, tmp_path / "maps.npy",
+                      tmp_path / "sense.npy").exit_code == 0
         run = invoke("djsense", "--model", "djsense-brain-small", "--mask", mask, data,
                      tmp_path / "dj.npy")
         assert run.exit_code == 0, run.stderr
-        zf, dj = (float(psnr(reference, torch.from_numpy(np.load(tmp_path / f"{n}.npy"))))
-                  for n in ("zf", "dj"))
-        assert dj > zf + 4, (accel, zf, dj)
+        sense, dj = (float(psnr(truth, torch.from_numpy(np.load(tmp_path / f"{n}.npy"))))
+                     for n in ("sense", "dj"))
+        assert dj > sense + margin, (center, sense, dj)
 
 
-def test_demo_deepen_on_held_out_slices(tmp_path):
-    """Trained at 2D 4x on slices 50..95: on held-out slices its MAP improves on its SENSE
-    start at 2D 4x, and still at 1D 2x (Chand, Jacob 2025, Table II: a mask it was not trained on)."""
+def test_demo_deepen_on_held_out_slices(tmp_path, heldout8):
+    """Trained at 2D 4x: its MAP improves on its SENSE start at 2D 4x, and at 1D 2x (Chand,
+    Jacob 2025, Table II: a mask it was not trained on)."""
     from mrgen import io
     from mrgen.deepen.model import data_scale
     from mrgen.metrics import psnr, ssim
 
-    data = tmp_path / "heldout.h5"
-    assert invoke("phantom", "--kind", "brain", "--size", 64, 64, "--coils", 8, "--noise",
-                  0.002, "--slice-index", "100:116", "--slices", 2, "--seed", 3,
-                  data).exit_code == 0
-    truth = torch.from_numpy(io.read_array(f"{data}:image", io.roles.IMAGE)).abs()
+    data, truth = heldout8, _truth(heldout8)
     kspace = torch.from_numpy(io.read_array(str(data), io.roles.KSPACE))
     maps = torch.from_numpy(io.read_array(f"{data}:maps", io.roles.MAPS))
     for kind, accel in (("poisson", 4), ("random-exact", 2)):
@@ -95,12 +110,12 @@ def test_demo_deepen_on_held_out_slices(tmp_path):
         assert invoke("mask", "--like", data, "--kind", kind, "--accel", accel, "--seed", 5,
                       mask).exit_code == 0
         run = invoke("deepen", "--model", "deepen-brain-small", "--mask", mask, "--maps",
-                     f"{data}:maps", "--magnitude", data, tmp_path / "map.npy")
+                     f"{data}:maps", "--magnitude", "--iters", 50, data, tmp_path / "map.npy")
         assert run.exit_code == 0, run.stderr
         deepen = torch.from_numpy(np.load(tmp_path / "map.npy"))
-        m = torch.from_numpy(np.load(mask)).expand(2, 64, 64)
+        m = torch.from_numpy(np.load(mask)).expand(2, 128, 128)
         _, sense = data_scale(kspace * m.unsqueeze(1), maps, m)
         score = {name: (float(psnr(truth, image)), float(ssim(truth, image)))
                  for name, image in (("sense", sense.abs()), ("deepen", deepen))}
-        assert score["deepen"][0] > score["sense"][0] + 0.1, (kind, score)
+        assert score["deepen"][0] > score["sense"][0] + 1, (kind, score)
         assert score["deepen"][1] > score["sense"][1] + 0.02, (kind, score)
