@@ -14,6 +14,11 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp --platform any -d .whl sigpy nilearn nibabel
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       --implementation cp --platform manylinux2014_x86_64 -d .whl finufft cufinufft
+#
+# (finufft and cufinufft: the NUFFT of --traj; the CUDA tests of tests/test_nufft.py need
+# cufinufft.)
 #
 # The mrgen checkout itself is used in place (PYTHONPATH), nothing is installed into the
 # machine's Python.
