@@ -102,7 +102,8 @@ def section_single(data: dict, model: str, count: int, iters: int, mmse_steps: i
     rows += tv_rows + learned_rows
     start = time.perf_counter()
     burn_in = mmse_steps // 2
-    settings = ChainSettings(burn_in=burn_in, samples=(mmse_steps - burn_in) // 5, thin=5)
+    settings = ChainSettings(burn_in=burn_in, samples=(mmse_steps - burn_in) // 5, thin=5,
+                             chains=1)
     result = sample_posterior_app(acq, PriorChoice(model=model), settings, learned,
                                   torch.Generator().manual_seed(0))
     rows.append((f"Langevin MMSE, {model} (from the MAP, {burn_in} burn-in + "

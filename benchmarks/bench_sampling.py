@@ -8,6 +8,19 @@ weights: the cost of a step does not depend on them) and for TV, on a synthetic 
 ``--size``; ``--chains`` slices advance together as one batch. Samples per second count every
 ``--thin``-th step (the papers keep every 15th). The default size is the paper's 320 x 320 with
 15 coils, for a GPU (benchmarks/gpu_checks.sh); on a CPU use e.g. --size 128 --coils 8.
+
+    python benchmarks/bench_sampling.py --check [--model prior-brain-small|tv|deepen-brain-small]
+        [--factor 10] [--langevin-args "..."]
+
+``--check`` runs the README's example as a user would (whole processes: ``mrgen phantom``,
+``mask``, ``ipalm`` for the maps, then ``mrgen langevin --model ... --maps --mask --var`` with
+its defaults) and a reference run of ``--factor`` times the steps (burn-in and samples scaled,
+same chains and thinning, another seed), and ``bart nlinv`` on the same k-space. It prints,
+over the object (phantom > 10% of its maximum), the MMSE's PSNR with the reference's MMSE as
+truth (target: within 0.5 dB of the reference, i.e. the two means differ by less than the
+reference's own sampling error; read with the PSNR of each against the phantom), the relative
+error of the mean variance over the object (target < 10%) and pixel by pixel, the ESS / R-hat
+line each run prints, and each wall time beside nlinv's (target: fast run <= 30x nlinv).
 """
 
 from __future__ import annotations
@@ -86,5 +99,128 @@ def main(argv=None):
         print(f"{name:<34} {rate:>9.3g} {1 / rate:>9.3g} {rate * args.chains / args.thin:>22.3g}")
 
 
+def _run(args, cwd, env):
+    """Wall seconds and stderr of one whole process."""
+    import subprocess
+
+    start = time.perf_counter()
+    done = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True,
+                          text=True)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{' '.join(map(str, args))}: {done.stderr.strip()}")
+    return wall, done.stderr
+
+
+def _flag_value(args, flag, default):
+    return int(args[args.index(flag) + 1]) if flag in args else default
+
+
+def check(model: str, factor: int, extra: list[str], size: int, coils: int, folder=None):
+    """The README example's fast default against a reference of ``factor`` x the steps."""
+    import os
+    import shlex
+    import shutil
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from mrgen import io
+
+    env = dict(os.environ)
+    mrgen = [sys.executable, "-m", "commands"]
+    tmp = Path(folder or tempfile.mkdtemp(prefix="bench_sampling_"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    repo = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
+    if not (tmp / "ipmaps.npy").exists():
+        _run([*mrgen, "phantom", "--size", size, size, "--coils", coils, "--noise", 0.002,
+              "data.h5"], tmp, env)
+        _run([*mrgen, "mask", "--like", "data.h5", "--kind", "random-exact", "--accel", 4,
+              "mask.npy"], tmp, env)
+        _run([*mrgen, "ipalm", "--mask", "mask.npy", "--maps-out", "ipmaps.npy", "data.h5",
+              "ipalm.npy"], tmp, env)
+    import h5py
+
+    with h5py.File(tmp / "data.h5") as f:
+        kspace, truth = np.asarray(f["kspace"]), np.abs(np.asarray(f["image"]))
+    mask = np.load(tmp / "mask.npy")
+    rows = []
+    if shutil.which("bart"):
+        io.write_array(str(tmp / "k"), (kspace * mask).astype(np.complex64), io.roles.KSPACE)
+        nlinv, _ = _run(["bart", "nlinv", tmp / "k", tmp / "n"], tmp, env)
+    else:
+        nlinv = float("nan")
+    fixed = ["--maps", "ipmaps.npy", "--mask", "mask.npy"]
+    if model != "tv":
+        fixed = ["--model", model, *fixed]
+    burn = _flag_value(extra, "--burn-in", None)
+    samples = _flag_value(extra, "--samples", None)
+    from mrgen.apps.langevin import ChainSettings  # the command's defaults
+
+    burn = ChainSettings().burn_in if burn is None else burn
+    samples = ChainSettings().samples if samples is None else samples
+    rest = [a for i, a in enumerate(extra) if a not in ("--burn-in", "--samples") and
+            (i == 0 or extra[i - 1] not in ("--burn-in", "--samples"))]
+    runs = {}
+    for name, b, n, seed in (("fast", burn, samples, 0),
+                             ("reference", burn * factor, samples * factor, 1)):
+        args = [*mrgen, "langevin", *fixed, "--burn-in", b, "--samples", n, *rest,
+                "--seed", seed, "--var", f"{name}-var.npy", "data.h5", f"{name}-mmse.npy"]
+        wall, err = _run(args, tmp, env)
+        lines = [line for line in err.splitlines() if "R-hat" in line or "MALA" in line]
+        runs[name] = (wall, np.abs(np.load(tmp / f"{name}-mmse.npy")),
+                      np.load(tmp / f"{name}-var.npy"), lines, b, n)
+    support = truth > 0.1 * truth.max()
+    _, ref_mean, ref_var, *_ = runs["reference"]
+    print(f"Sampling check: mrgen langevin {' '.join(map(str, fixed[:2]))} on the README "
+          f"file ({coils} x {size} x {size}, 4x random-exact, ipalm-TV maps), CPU "
+          f"({env.get('OMP_NUM_THREADS', 'all')} threads), factor {factor}; folder {tmp}")
+    print(f"{'run':<10} {'burn-in':>8} {'samples':>8} {'wall s':>8} {'x nlinv':>8} "
+          f"{'MMSE PSNR vs ref dB':>20} {'var rel err':>12} {'var px rel err':>15}")
+    for name, (wall, mean, var, lines, b, n) in runs.items():
+        peak = ref_mean[support].max()
+        mse = np.mean((mean[support] - ref_mean[support]) ** 2)
+        psnr = 10 * np.log10(peak ** 2 / mse) if mse > 0 else float("inf")
+        err = abs(var[support].mean() - ref_var[support].mean()) / ref_var[support].mean()
+        pixel = np.linalg.norm(var[support] - ref_var[support]) / np.linalg.norm(
+            ref_var[support])
+        rows.append(name)
+        print(f"{name:<10} {b:>8} {n:>8} {wall:>8.1f} {wall / nlinv:>8.1f} {psnr:>20.2f} "
+              f"{err:>12.3f} {pixel:>15.3f}")
+        for line in lines:
+            print(f"    {name}: {line}")
+    print(f"bart nlinv {'':>17} {nlinv:>8.1f} {1.0:>8.1f}")
+    against_truth = {name: 10 * np.log10(truth[support].max() ** 2 / np.mean(
+        (run[1][support] - truth[support]) ** 2)) for name, run in runs.items()}
+    gap = abs(against_truth["fast"] - against_truth["reference"])
+    print(f"MMSE vs the phantom: fast {against_truth['fast']:.2f} dB, reference "
+          f"{against_truth['reference']:.2f} dB (gap {gap:.2f} dB; target < 0.5); variance "
+          f"target < 10%; fast wall {runs['fast'][0] / nlinv:.1f}x nlinv (target <= 30x)")
+    print("command: " + shlex.join(map(str, ["mrgen", "langevin", *fixed, "--var", "var.npy",
+                                             "data.h5", "mmse.npy"])))
+
+
+def cli(argv=None):
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if "--check" not in argv:
+        return main(argv)
+    parser = argparse.ArgumentParser(description="sampling check")
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--model", default="prior-brain-small")
+    parser.add_argument("--factor", type=int, default=10)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--coils", type=int, default=8)
+    parser.add_argument("--folder", default=None)
+    parser.add_argument("--langevin-args", default="")
+    args = parser.parse_args(argv)
+    check(args.model, args.factor, args.langevin_args.split(), args.size, args.coils,
+          args.folder)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

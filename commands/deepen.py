@@ -15,7 +15,7 @@ SUMMARY = "DEEPEN: MAP by majorise-minimise or Langevin posterior samples (Chand
          ranges={"iters": AT_LEAST_1, "tol": AT_LEAST_0, "lipschitz": POSITIVE,
                  "cg_iters": AT_LEAST_1, "cg_tol": AT_LEAST_0, "samples": AT_LEAST_1,
                  "steps": AT_LEAST_1, "eps": POSITIVE, "init_std": POSITIVE,
-                 "chunk": AT_LEAST_1},
+                 "chunk": AT_LEAST_1, "keep": AT_LEAST_1},
          choices={"mode": ("map", "sample")}, precheck=lambda args: _precheck(args))
 def deepen(
     kspace: Annotated[str, typer.Argument(
@@ -65,6 +65,10 @@ def deepen(
     chunk: Annotated[int, typer.Option(
         "--chunk", help="Chains run together (memory vs speed).",
         rich_help_panel="Sampling")] = 25,
+    keep: Annotated[int, typer.Option(
+        "--keep", help="Last states kept per chain (the paper: 1, its final state); from 4 "
+        "on the run ends with the effective sample size and split R-hat over the chains.",
+        rich_help_panel="Sampling")] = 1,
     var: Annotated[Optional[str], typer.Option(
         "--var", metavar="FILE", help="Write the pixel-wise posterior variance E|x - mean|^2 "
         "(--mode sample).", show_default=False, rich_help_panel="Sampling")] = None,
@@ -86,8 +90,9 @@ def deepen(
     cost never increases.
 
     --mode sample runs --samples independent Langevin chains of Eq. 16, x <- x - (A^H(Ax - b)
-    + grad E(x)) + eps z, --steps steps each from Gaussian noise; OUT is their mean (MMSE),
-    --var their variance, --samples-out every sample.
+    + grad E(x)) + eps z, --steps steps each from Gaussian noise, --chunk of them as one
+    batch; each keeps its last --keep states; OUT is their mean (MMSE), --var their variance
+    (pooled over chains and kept states), --samples-out every kept state.
 
     Data are scaled by the maximum of the SENSE image before the network sees them (as in
     training) and the outputs scaled back. The mask may differ from the training mask.
@@ -113,11 +118,12 @@ def deepen(
                 iters, tol, lipschitz, cg_iters, cg_tol), gen, bar.update, info)
         save(output, finish(image), io.roles.IMAGE, inputs=inputs)
         return
-    options = deepen.SampleSettings(samples, steps, eps, init_std, chunk)
-    stream = SampleStream(samples_out, samples, acq.slice_count if acq.has_slices else None)
-    keep = (lambda i, s, x: stream.write(i, finish_one(x), s)) if samples_out else None
+    options = deepen.SampleSettings(samples, steps, eps, init_std, chunk, keep)
+    stream = SampleStream(samples_out, samples * min(keep, steps),
+                          acq.slice_count if acq.has_slices else None)
+    write = (lambda i, s, x: stream.write(i, finish_one(x), s)) if samples_out else None
     with progress_bar(samples * steps * acq.slice_count, "deepen sample") as bar, stream:
-        result = deepen.deepen_sample_app(acq, model_, options, gen, keep, bar.update, info)
+        result = deepen.deepen_sample_app(acq, model_, options, gen, write, bar.update, info)
     save(output, finish(result.mean), io.roles.IMAGE, inputs=inputs)
     if var:
         save(var, acq.squeeze(result.variance), io.roles.IMAGE, inputs=inputs)

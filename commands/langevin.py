@@ -49,9 +49,11 @@ def langevin(
         "data.", show_default=False)] = None,
     single_coil: Annotated[bool, typer.Option(
         "--single-coil", help="One coil of sensitivity 1 (Zach, Knoll, Pock 2023, preprint, Section 2.5).")] = False,
-    burn_in: Annotated[int, typer.Option("--burn-in", help="Steps discarded first.")] = 1000,
-    samples: Annotated[int, typer.Option("--samples", help="Samples kept.")] = 200,
-    thin: Annotated[int, typer.Option("--thin", help="Keep every k-th state (paper: 15).")] = 15,
+    burn_in: Annotated[int, typer.Option(
+        "--burn-in", help="Steps discarded first (per chain; the paper: 1000).")] = 100,
+    samples: Annotated[int, typer.Option(
+        "--samples", help="Samples kept per chain (the paper: 200 of one chain).")] = 50,
+    thin: Annotated[int, typer.Option("--thin", help="Keep every k-th state (paper: 15).")] = 3,
     step: Annotated[Optional[float], typer.Option(
         "--step", help="Gradient step of ULA. Default: the prior's own (1 for a learned prior, "
         "eps/10 for TV), lowered to 1/lam (with --traj 1/(lam ||A^H A||)) when the data term "
@@ -93,7 +95,11 @@ def langevin(
     shape: Annotated[Optional[tuple[int, int]], typer.Option(
         "--shape", metavar="H W", help="Image size for --prior-only (default: the prior's "
         "crop).", show_default=False)] = None,
-    chains: Annotated[int, typer.Option("--chains", help="Chains for --prior-only.")] = 4,
+    chains: Annotated[int, typer.Option(
+        "--chains", help="Chains per slice, advanced together as one batch from the same "
+        "start; MMSE and variance pool all chains' kept samples, and the run ends with their "
+        "effective sample size and split R-hat (< 1.1: long enough). With --prior-only: the "
+        "prior chains.")] = 4,
     magnitude: Annotated[bool, typer.Option(
         "--magnitude", help="DEEPEN: write magnitudes instead of complex images.")] = False,
     tv_eps: Annotated[float, typer.Option("--tv-eps", help="Charbonnier TV smoothing.")] = 1e-3,
@@ -120,12 +126,13 @@ def langevin(
     dev, slices = device(), io.parse_slices(slice_)
     deepen = _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude, traj)
     chain = sampling.ChainSettings(burn_in, samples, thin, step, noise_std,
-                              sampler == "mala" or (sampler == "auto" and deepen), nonneg)
+                                   sampler == "mala" or (sampler == "auto" and deepen), nonneg,
+                                   1 if prior_only else chains)
     choice = sampling.PriorChoice(model, reg, tv_eps)
     gen = generator(settings.seed, dev)
     finish = (lambda t: t.abs()) if magnitude else (lambda t: t)
     with progress_bar(chain.total_steps, "langevin") as bar, \
-            SampleStream(samples_out, samples) as stream:
+            SampleStream(samples_out, samples * chain.chains) as stream:
         if prior_only:
             return _prior_only(choice, shape, chains, chain, gen, dev, stream, bar, output, var)
         acq = read_acquisition(kspace, mask, maps, slices, single_coil, traj, grid).to(dev)
@@ -142,8 +149,9 @@ def langevin(
         else:
             result = sampling.sample_posterior_app(acq, choice, chain, start, gen, lam, ipalm_iters,
                                               on_sample, bar.update, info)
-    if sampling.metropolis_report(result):
-        info(sampling.metropolis_report(result))
+    for line in (sampling.metropolis_report(result), sampling.convergence_report(result)):
+        if line:
+            info(line)
     files = [kspace, mask, maps, traj]
     save(output, finish(acq.squeeze(result.mean)), io.roles.IMAGE, inputs=files)
     if var:

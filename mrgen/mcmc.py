@@ -8,6 +8,10 @@ textbook ULA for exp(-E). The sampler knows nothing of MRI: the prior alone, the
 posterior with fixed maps, and DEEPEN's posterior all come in as an energy.
 
 Moments are accumulated in one pass (Welford), so no chain of samples is ever held in memory.
+Several chains of one target advance together as one batch (``sample(..., chains=N)``: a
+GPU runs them at the cost of about one; on a CPU they cost N); their moments are pooled
+(``RunningMoments.pooled``, ``merge_moments``) and a few scalar traces per chain (energy and
+watched pixels) are kept for the ESS and R-hat of ``mrgen.convergence``.
 
 ULA is biased by its step: it samples exp(-E/T) only as the step goes to zero, and a step
 above 2 / Lipschitz(grad E) makes it diverge. Learned energies (ReLU networks) have steep
@@ -58,12 +62,33 @@ class RunningMoments:
             return torch.zeros_like(self._m2)
         return self._m2 / (self.count - 1)
 
+    def pooled(self, chains: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Mean, unbiased variance and count pooled over ``chains`` chains stacked along the
+        first axis (state (chains * B, ...), chain-major): the moments of all chains' samples
+        concatenated (Chan, Golub, LeVeque's pairwise update: M2 = sum M2_c + n sum (mean_c -
+        mean)^2)."""
+        n = self.count
+        mean = self.mean.reshape(chains, -1, *self.mean.shape[1:])
+        m2 = self._m2.reshape(chains, -1, *self._m2.shape[1:])
+        pooled = mean.mean(0)
+        m2 = m2.sum(0) + n * (mean - pooled).abs().square().sum(0)
+        total = n * chains
+        return pooled, (m2 / (total - 1) if total > 1 else torch.zeros_like(m2)), total
+
+
+def merge_moments(a, b):
+    """Pooled (mean, unbiased variance, count) of two disjoint sets of samples, each given
+    as (mean, unbiased variance, count) (Chan, Golub, LeVeque)."""
+    (mean_a, var_a, n_a), (mean_b, var_b, n_b) = a, b
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    m2 = var_a * max(n_a - 1, 0) + var_b * max(n_b - 1, 0) + \
+        delta.abs().square() * (n_a * n_b / n)
+    return mean_a + delta * (n_b / n), m2 / max(n - 1, 1), n
+
 
 def ula_step(x, energy: Energy, step: float, noise_std: float, generator=None, project=None):
-    _, grad = energy_and_grad(energy, x)
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    x = x - step * grad + noise_std * noise
-    return project(x) if project is not None else x
+    return _ula_value_step(x, energy, step, noise_std, generator, project)[0]
 
 
 TARGET_ACCEPTANCE = 0.574
@@ -139,37 +164,91 @@ class SamplingResult:
     last: torch.Tensor
     acceptance: torch.Tensor | None = None   # MALA: per chain, after burn-in
     step: torch.Tensor | None = None         # MALA: per chain, the adapted step
+    traces: torch.Tensor | None = None       # (chains, kept, K): energies and watched pixels
+    chains: int = 1
+
+
+WATCHED = 8   # pixels traced per batch element, besides the energy
+
+
+def watched_pixels(x: torch.Tensor, chains: int, count: int = WATCHED) -> torch.Tensor:
+    """Flat indices (per batch element) of ``count`` pixels of the object: evenly spaced in
+    the order of magnitude over the brighter half of the first chain's start. Deterministic."""
+    first = x.reshape(chains, x.shape[0] // chains, -1)[0].detach().abs()   # (B, N)
+    order = first.argsort(1, descending=True)[:, :max(first.shape[1] // 2, 1)]
+    picks = torch.linspace(0, order.shape[1] - 1, count).round().long().to(order.device)
+    return order[:, picks]                                                   # (B, count)
+
+
+def _trace_row(x, value, chains, pixels) -> torch.Tensor:
+    """(chains, B * (1 + count)): each element's energy, then its watched pixels."""
+    flat = x.detach().reshape(chains, pixels.shape[0], -1)
+    values = torch.gather(flat, 2, pixels.expand(chains, -1, -1)).to(torch.float64)
+    energy = value.detach().reshape(chains, -1, 1).to(torch.float64)
+    return torch.cat([energy, values], 2).reshape(chains, -1).cpu()
+
+
+def _ula_value_step(x, energy: Energy, step, noise_std, generator, project):
+    """One ULA step; (new state, energy of the old one)."""
+    value, grad = energy_and_grad(energy, x)
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    x = x - step * grad + noise_std * noise
+    return (project(x) if project is not None else x), value
 
 
 def sample(x, energy: Energy, burn_in: int, samples: int, thin: int = 1, step: float = 1.0,
            noise_std: float = 7.5e-3, generator=None, project=None, on_sample=None,
-           progress=None, metropolis: bool = False) -> SamplingResult:
+           progress=None, metropolis: bool = False, chains: int = 1) -> SamplingResult:
     """Run ULA (or MALA with ``metropolis``, see the module doc): discard ``burn_in`` steps,
     then keep every ``thin``-th state ``samples`` times.
 
-    ``on_sample(index, x)`` sees each kept sample (to stream them to a file); ``progress``
-    is an optional callable advanced once per step (a tqdm ``update``).
+    ``chains`` > 1: ``x`` is (chains * B, ...), chain-major (``x.view(chains, B, ...)``),
+    every chain advancing in the same batch; mean and variance (B, ...) are pooled over the
+    chains and their kept states (``RunningMoments.pooled``). Without it each batch element
+    keeps its own moments. Either way ``traces`` hold, per chain and kept state, each batch
+    element's energy and a few watched pixels (``watched_pixels``), for the ESS and R-hat of
+    ``mrgen.convergence``.
+
+    ``on_sample(index, x)`` sees each kept sample, chain by chain (index = kept * chains +
+    chain; x (B, ...)), to stream them to a file; ``progress`` is an optional callable
+    advanced once per step (a tqdm ``update``).
     """
     if metropolis and project is not None:
         from .errors import UsageError
 
         raise UsageError("a projected chain (--nonneg) has no Metropolis test; use ULA")
+    if x.shape[0] % chains:
+        raise ValueError(f"a batch of {x.shape[0]} is not {chains} chains of equal size")
     moments = RunningMoments()
     total = burn_in + samples * thin
+    pixels = watched_pixels(x, chains)
+    rows = []
     chain = MetropolisChain(x, energy, step, noise_std ** 2 / (2 * step), generator) \
         if metropolis else None
     for k in range(total):
         if chain is not None:
             x = chain.advance(adapt=k < burn_in)
+            value = chain.value
         else:
-            x = ula_step(x, energy, step, noise_std, generator, project)
+            # value: the energy of the state before this step (the energy trace lags the
+            # pixels' by one step: the same chain, as valid for its autocorrelation)
+            x, value = _ula_value_step(x, energy, step, noise_std, generator, project)
         if k >= burn_in and (k - burn_in + 1) % thin == 0:
             moments.update(x)
+            rows.append(_trace_row(x, value, chains, pixels))
             if on_sample is not None:
-                on_sample(moments.count - 1, x)
+                if chains == 1:
+                    on_sample(moments.count - 1, x)
+                else:
+                    for c, part in enumerate(x.reshape(chains, -1, *x.shape[1:])):
+                        on_sample((moments.count - 1) * chains + c, part)
         if progress is not None:
             progress(1)
-    return SamplingResult(moments.mean.to(x.dtype), moments.variance.to(torch.float32),
-                          moments.count, x.detach(),
+    traces = torch.stack(rows, 1)
+    if chains > 1:
+        mean, variance, count = moments.pooled(chains)
+    else:
+        mean, variance, count = moments.mean, moments.variance, moments.count
+    return SamplingResult(mean.to(x.dtype), variance.to(torch.float32), count, x.detach(),
                           None if chain is None else chain.acceptance,
-                          None if chain is None else chain.step)
+                          None if chain is None else chain.step, traces, chains)

@@ -28,23 +28,25 @@ def posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop=None, nuff
 
 def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, samples, thin,
                      step, noise_std, generator, scale_crop=None, nonneg=False,
-                     on_sample=None, progress=None, metropolis=False, nufft=None
+                     on_sample=None, progress=None, metropolis=False, nufft=None, chains=1
                      ) -> tuple[SamplingResult, torch.Tensor]:
     """ULA on the posterior; ``init`` is "noise" (uniform [0, 1]), "zf", or an image tensor in
     the data's scale. Returns the moments in the data's scale and the scale used.
     ``nufft``: non-Cartesian samples (``ipalm``); the data term's Lipschitz constant is then
     lam ||A^H A||, not lam, and ``step`` must be chosen for it (``apps.langevin`` checks a
-    user's step against it, knowing the norm)."""
+    user's step against it, knowing the norm). ``chains``: that many chains per slice from
+    the same start, advanced as one batch; the moments pooled over them (``mcmc.sample``)."""
     if step * lam >= 2 and not metropolis and nufft is None:
         from .errors import UsageError
 
         raise UsageError(f"--step {step:g} with --lam {lam:g}: ULA diverges when step x lam >= 2 "
                          "(the data term's Lipschitz constant is lam); lower one of them")
-    energy, scale, u0 = posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop,
-                                         nufft)
-    view = scale.view(-1, 1, 1)
+    mask = mask.expand(kspace.shape[0], *mask.shape[-2:])
+    energy, scale, u0 = posterior_energy(*_repeat(chains, kspace, mask, maps), regulariser,
+                                         lam, scale_crop, nufft)
+    view = scale[:scale.shape[0] // chains].view(-1, 1, 1)
     if isinstance(init, torch.Tensor):
-        x = init.to(u0.dtype) / view
+        x = init.to(u0.dtype).repeat(chains, 1, 1) / view.repeat(chains, 1, 1)
     elif init == "zf":
         x = u0
     else:
@@ -52,9 +54,17 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
     stream = None if on_sample is None else (lambda i, s: on_sample(i, s * view))
     result = sample(x, energy, burn_in, samples, thin, step, noise_std, generator,
                     project=(lambda v: v.clamp_min(0)) if nonneg else None,
-                    on_sample=stream, progress=progress, metropolis=metropolis)
+                    on_sample=stream, progress=progress, metropolis=metropolis, chains=chains)
     return SamplingResult(result.mean * view, result.variance * view ** 2, result.count,
-                          result.last * view), scale
+                          result.last * view.repeat(chains, 1, 1), result.acceptance,
+                          result.step, result.traces, chains), scale
+
+
+def _repeat(chains, *tensors):
+    """Each tensor (with a leading slice axis) repeated ``chains`` times, chain-major."""
+    if chains == 1:
+        return tensors
+    return tuple(t.repeat(chains, *([1] * (t.dim() - 1))) for t in tensors)
 
 
 def sample_prior(regulariser, shape, chains, burn_in, samples, thin, step, noise_std,
@@ -69,7 +79,7 @@ def sample_prior(regulariser, shape, chains, burn_in, samples, thin, step, noise
 
 def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, thin, step,
                             noise_std, generator, init_std=1.0, on_sample=None,
-                            progress=None, metropolis=False
+                            progress=None, metropolis=False, chains=1
                             ) -> tuple[SamplingResult, torch.Tensor]:
     """ULA on DEEPEN's posterior (Chand, Jacob 2025, Eq. 16) as one chain per slice with burn-in and
     thinning, for ``mrgen langevin --model deepen.pt``.
@@ -86,7 +96,9 @@ def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, 
     published step 1 is far above what this posterior's temperature eps^2/2 allows, so long
     ULA chains leave the posterior. Returns the moments
     in the data's scale (complex mean; variance E|x - mean|^2, the sum of the real and the
-    imaginary part's variances) and the scale.
+    imaginary part's variances) and the scale. ``chains``: that many chains per slice from
+    the same start (a "noise" start draws each its own), advanced as one batch, the moments
+    pooled over them.
     """
     from .deepen.model import Posterior, data_scale
 
@@ -107,13 +119,22 @@ def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, 
         shape = (*sense.shape, 2)
         start = torch.view_as_complex(
             init_std * torch.randn(shape, generator=generator, device=sense.device))
+    if chains > 1:
+        posterior = Posterior(energy, *_repeat(chains, maps, mask,
+                                                kspace / scale.view(-1, 1, 1, 1)))
+        if isinstance(init, str) and init == "noise":
+            shape = (chains * sense.shape[0], *sense.shape[1:], 2)
+            start = torch.view_as_complex(
+                init_std * torch.randn(shape, generator=generator, device=sense.device))
+        else:
+            start = start.repeat(chains, 1, 1)
     stream = None if on_sample is None else (
         lambda i, s: on_sample(i, torch.view_as_complex(s.contiguous()) * view))
     result = sample(torch.view_as_real(start.contiguous()).clone(), posterior.real_energy,
                     burn_in, samples, thin, step, noise_std, generator, on_sample=stream,
-                    progress=progress, metropolis=metropolis)
+                    progress=progress, metropolis=metropolis, chains=chains)
     mean = torch.view_as_complex(result.mean.contiguous()) * view
     variance = result.variance.sum(-1) * view ** 2
-    last = torch.view_as_complex(result.last.contiguous()) * view
+    last = torch.view_as_complex(result.last.contiguous()) * view.repeat(chains, 1, 1)
     return SamplingResult(mean, variance, result.count, last, result.acceptance,
-                          result.step), scale
+                          result.step, result.traces, chains), scale

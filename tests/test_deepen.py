@@ -154,6 +154,24 @@ def test_sampling_variance_is_larger_where_kspace_was_not_sampled(examples):
     assert k_var[~sampled].mean() > 10 * k_var[sampled].mean()
 
 
+def test_sampling_keeps_the_last_states_of_each_chain_pooled_over_chunks(examples):
+    """--keep: every chain's last states, chunks of chains as one batch; the moments are
+    those of all kept states together, and the traces feed ESS and R-hat."""
+    net = _net()
+    mask = _mask("random-exact:2:0.2")
+    kept = {}
+    result = deepen_sample(net, examples.kspace[:1], examples.maps[:1], mask, eps=0.02,
+                           samples=5, steps=8, chunk=2, keep=4,
+                           generator=torch.Generator().manual_seed(0),
+                           on_sample=lambda i, s, x: kept.__setitem__(i, x.clone()))
+    assert result.count == 20 and sorted(kept) == list(range(20))
+    stack = torch.stack([kept[i] for i in range(20)])
+    assert torch.allclose(result.mean[0], stack.mean(0), atol=1e-4)
+    variance = (stack - stack.mean(0)).abs().square().sum(0) / 19
+    assert torch.allclose(result.variance[0], variance.float(), rtol=1e-3, atol=1e-9)
+    assert result.traces.shape == (5, 4, 9)
+
+
 def test_map_with_another_mask_than_training(examples, model_file):
     from mrgen.deepen.training import load_deepen
 
@@ -210,7 +228,8 @@ def test_langevin_command_samples_the_deepen_posterior(tmp_path, data, model_fil
                   mask).exit_code == 0
     common = ["--model", model_file, "--mask", mask, "--maps", f"{path}:maps", "--slice", 1,
               "--seed", 4]
-    ula = ["--sampler", "ula"]  # the paper's chain (langevin's default for DEEPEN is MALA)
+    ula = ["--sampler", "ula", "--chains", "1"]  # the paper's chain (langevin's default for
+    # DEEPEN is MALA)
     chain = invoke("langevin", path, tmp_path / "chain.npy", *common, *ula, "--init", "noise",
                    "--burn-in", 29, "--samples", 1, "--thin", 1)
     paper = invoke("deepen", path, tmp_path / "paper.npy", *common, "--mode", "sample",
@@ -220,10 +239,12 @@ def test_langevin_command_samples_the_deepen_posterior(tmp_path, data, model_fil
                        atol=1e-5)
 
     mean, var, samples = tmp_path / "mmse.npy", tmp_path / "var.npy", tmp_path / "s.npy"
-    result = invoke("langevin", path, mean, *common, *ula, "--burn-in", 20, "--samples", 16,
-                    "--thin", 5, "--var", var, "--samples-out", samples)
+    result = invoke("langevin", path, mean, *common, "--sampler", "ula", "--burn-in", 20,
+                    "--samples", 8, "--thin", 5, "--chains", 2, "--var", var,
+                    "--samples-out", samples)
     assert result.exit_code == 0, result.stderr
-    stack = np.load(samples)
+    assert "split R-hat" in result.stderr
+    stack = np.load(samples)                    # 2 chains x 8 kept, pooled
     assert stack.shape == (16, 32, 32) and np.iscomplexobj(stack)
     assert np.allclose(np.load(mean), stack.mean(0), atol=1e-5)
     assert np.allclose(np.load(var), stack.var(0, ddof=1), rtol=1e-3, atol=1e-8)

@@ -23,6 +23,50 @@ def test_running_moments_match_numpy():
     assert torch.allclose(moments.variance, data.var(0))
 
 
+def test_chain_pooling_equals_the_moments_of_the_concatenated_samples():
+    """Chains in one batch: the pooled Welford moments are those of every chain's kept
+    samples put together (what --samples-out streams, chain by chain)."""
+    chains, batch = 3, 2
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(chains * batch, 5, 4, dtype=torch.float64, generator=gen)
+    kept = []
+    result = sample(x, lambda v: (v ** 2).sum((1, 2)) / 2, burn_in=3, samples=7, thin=2,
+                    step=0.1, noise_std=0.5, generator=gen, chains=chains,
+                    on_sample=lambda i, v: kept.append((i, v.clone())))
+    assert [i for i, _ in kept] == list(range(7 * chains))
+    stacked = torch.stack([v for _, v in kept])                 # (21, B, 5, 4)
+    assert result.count == 7 * chains and result.mean.shape == (batch, 5, 4)
+    assert torch.allclose(result.mean, stacked.mean(0))
+    assert torch.allclose(result.variance.double(), stacked.var(0), rtol=1e-5)
+    assert result.traces.shape == (chains, 7, batch * 9)        # energy + 8 pixels each
+
+
+def test_pooled_moments_of_a_complex_batch():
+    data = torch.randn(40, 6, 3, dtype=torch.complex128)
+    moments = RunningMoments()
+    for a, b in zip(data[:20], data[20:]):
+        moments.update(torch.stack([a, b]))               # chain 0 and chain 1
+    mean, variance, count = moments.pooled(2)
+    assert count == 40
+    assert torch.allclose(mean[0], data.mean(0))
+    assert torch.allclose(variance[0], (data - data.mean(0)).abs().square().sum(0) / 39)
+
+
+def test_same_seed_same_chains_on_cpu():
+    """Several chains in one batch, ULA and MALA: the same seed gives the same output."""
+    energy = lambda v: (v ** 2).sum(1) / 2   # noqa: E731
+
+    def run(metropolis):
+        gen = torch.Generator().manual_seed(5)
+        return sample(torch.zeros(4, 3), energy, 5, 6, 2, 0.1, 0.3, gen,
+                      metropolis=metropolis, chains=4)
+
+    for metropolis in (False, True):
+        a, b = run(metropolis), run(metropolis)
+        assert torch.equal(a.mean, b.mean) and torch.equal(a.variance, b.variance)
+        assert torch.equal(a.traces, b.traces)
+
+
 def test_ula_samples_a_gaussian():
     """E = x^2 / (2 s^2): the stationary variance of ULA is close to s^2 for a small step."""
     s, step = 1.5, 0.2
@@ -71,7 +115,8 @@ def test_cli_langevin_outputs_and_reproducibility(tmp_path, single_coil):
     assert invoke(*args, tmp_path / "b.npy").exit_code == 0
     assert np.array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
     samples = np.load(tmp_path / "s.npy")
-    assert samples.shape == (4, 32, 32)
+    assert samples.shape == (4 * 4, 32, 32)           # 4 kept per chain, 4 chains (default)
+    assert "split R-hat" in first.stderr
     assert np.allclose(samples.mean(0), np.load(tmp_path / "a.npy"), atol=1e-5)
     assert np.allclose(samples.var(0, ddof=1), np.load(tmp_path / "v.npy"), rtol=1e-3,
                        atol=1e-9)

@@ -51,6 +51,7 @@ class SampleSettings:
     eps: float | None = None           # None: the model's
     init_std: float | None = None      # None: the model's
     chunk: int = 25
+    keep: int = 1                      # last states kept per chain (1: the paper)
 
 
 def load_deepen_model(model: str, device) -> DeepenModel:
@@ -97,7 +98,13 @@ def deepen_sample_app(acq: Acquisition, model: DeepenModel, settings: SampleSett
     init_std = model.init_std if settings.init_std is None else settings.init_std
     if log is not None:
         log(f"deepen sample: {model.description}, {settings.samples} chains x {settings.steps} "
-            f"steps, eps {eps:.3g}, start N(0, {init_std:.3g}^2), {acq.device}")
-    return deepen_sample(model.energy, acq.kspace, acq.maps, acq.mask, eps, settings.samples,
-                         settings.steps, init_std, settings.chunk, generator, on_sample,
-                         progress)
+            f"steps (the last {settings.keep} kept), eps {eps:.3g}, start N(0, "
+            f"{init_std:.3g}^2), {acq.device}")
+    result = deepen_sample(model.energy, acq.kspace, acq.maps, acq.mask, eps,
+                           settings.samples, settings.steps, init_std, settings.chunk,
+                           generator, on_sample, progress, settings.keep)
+    if log is not None and result.traces is not None and result.traces.shape[1] >= 4:
+        from ..convergence import report
+
+        log("deepen sample: " + report(result.traces, ": energy and 8 pixels per slice"))
+    return result

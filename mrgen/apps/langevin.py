@@ -14,13 +14,14 @@ from .ipalm import PriorChoice
 
 @dataclass
 class ChainSettings:
-    burn_in: int = 1000
-    samples: int = 200
-    thin: int = 15
+    burn_in: int = 100                 # the command's defaults (see its --help)
+    samples: int = 50
+    thin: int = 3
     step: float | None = None          # None: the energy's default (see step_and_noise)
     noise_std: float | None = None     # None: sqrt(2 step T) at the energy's temperature
     metropolis: bool = False           # MALA instead of ULA
     nonneg: bool = False               # project on u >= 0 after each step (ULA only)
+    chains: int = 4                    # chains per slice, advanced as one batch, pooled
 
     @property
     def total_steps(self) -> int:
@@ -78,12 +79,13 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     step, noise_std = step_and_noise(settings, prior, lam * norm)
     if log is not None:
         log(f"langevin: {prior.description}, lam {lam:.4g}, step {step:.3g}, noise "
-            f"{noise_std:.3g}, {settings.burn_in} burn-in + {settings.samples} x "
-            f"{settings.thin} steps, {acq.device}")
+            f"{noise_std:.3g}, {settings.chains} chain(s) x ({settings.burn_in} burn-in + "
+            f"{settings.samples} x {settings.thin}) steps, {acq.device}")
     result, _ = sample_posterior(acq.kspace, acq.mask, maps, regulariser, lam, start,
                                  settings.burn_in, settings.samples, settings.thin, step,
                                  noise_std, generator, prior.crop, settings.nonneg, on_sample,
-                                 progress, settings.metropolis, nufft=acq.nufft)
+                                 progress, settings.metropolis, nufft=acq.nufft,
+                                 chains=settings.chains)
     return result
 
 
@@ -159,13 +161,24 @@ def sample_deepen_app(acq: Acquisition, model, settings: ChainSettings, start, g
         log(f"langevin: {model.description}, {'MALA' if mala else 'ULA'} from "
             f"{start if isinstance(start, str) else 'an image'}, step {step:.3g}"
             f"{' (adapted in burn-in)' if mala else ''}, noise {noise_std:.3g} (T "
-            f"{noise_std ** 2 / (2 * step):.3g}), {settings.burn_in} burn-in + "
-            f"{settings.samples} x {settings.thin} steps, {acq.device}")
+            f"{noise_std ** 2 / (2 * step):.3g}), {settings.chains} chain(s) x "
+            f"({settings.burn_in} burn-in + {settings.samples} x {settings.thin}) steps, "
+            f"{acq.device}")
     result, _ = sample_deepen_posterior(
         model.energy, acq.kspace, acq.mask, acq.maps, start, settings.burn_in,
         settings.samples, settings.thin, step, noise_std, generator, model.init_std,
-        on_sample, progress, settings.metropolis)
+        on_sample, progress, settings.metropolis, settings.chains)
     return result
+
+
+def convergence_report(result) -> str | None:
+    """A line with the ESS and split-R-hat of the run's traces (energy and watched pixels per
+    slice; ``mrgen.convergence``), or None without traces."""
+    if result.traces is None or result.traces.shape[1] < 4:
+        return None
+    from ..convergence import report
+
+    return "langevin: " + report(result.traces, ": energy and 8 pixels per slice")
 
 
 def metropolis_report(result) -> str | None:

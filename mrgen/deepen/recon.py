@@ -149,40 +149,59 @@ class SampleResult:
     mean: torch.Tensor        # (S, H, W) complex: the MMSE estimate
     variance: torch.Tensor    # (S, H, W) float: E |x - mean|^2
     count: int
+    traces: torch.Tensor | None = None   # (chains, kept, K): energies and watched pixels
 
 
 def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor,
                   eps: float, samples: int = 100, steps: int = 100, init_std: float = 1.0,
                   chunk: int = 25, generator: torch.Generator | None = None, on_sample=None,
-                  progress=None) -> SampleResult:
+                  progress=None, keep: int = 1) -> SampleResult:
     """Posterior samples by Eq. 16 (see the module doc) for k-space (S, C, H, W), maps
-    (S, C, H, W), mask (S, H, W). ``on_sample(index, slice, x)`` sees each sample (H, W) of
-    each slice in the data scale (streamed, never all held); ``progress(n)`` advances by the
-    Langevin steps done (chains x steps)."""
-    from ..mcmc import RunningMoments, run_chain
+    (S, C, H, W), mask (S, H, W). ``samples`` chains, each keeping its last ``keep`` states
+    (1: the paper's one sample per chain), ``chunk`` chains advancing as one batch; the
+    moments pool every kept state of every chain (``mcmc.sample``, then ``merge_moments``
+    over chunks). ``on_sample(index, slice, x)`` sees each kept state (H, W) of each slice
+    in the data scale (streamed, never all held); ``progress(n)`` advances by the Langevin
+    steps done (chains x steps). ``traces`` (chains, keep, 9 x S): energies and watched
+    pixels of the kept states, for ``mrgen.convergence``."""
+    from ..mcmc import merge_moments, sample
 
     mask = mask.to(kspace.real.dtype)
     kspace = kspace * mask.unsqueeze(1)
     scale, _ = data_scale(kspace, maps, mask)
     n_slices, shape = kspace.shape[0], tuple(kspace.shape[-2:])
-    means, variances = [], []
+    keep = min(keep, steps)
+    means, variances, traces = [], [], []
     for s in range(n_slices):
-        post = Posterior(energy, maps[s:s + 1], mask[s:s + 1], kspace[s:s + 1] / scale[s])
-        moments = RunningMoments()
+        pooled, done, slice_traces = None, 0, []
         left = samples
         while left > 0:
             n = min(chunk, left)
+            post = Posterior(energy, maps[s:s + 1].expand(n, -1, -1, -1),
+                             mask[s:s + 1].expand(n, -1, -1),
+                             (kspace[s:s + 1] / scale[s]).expand(n, -1, -1, -1))
             start = init_std * torch.randn((n, *shape, 2), generator=generator,
                                            device=kspace.device)
-            last = run_chain(start, post.real_energy, steps, 1.0, eps, generator)
-            last = torch.view_as_complex(last.contiguous()) * scale[s]
-            for x in last:
+            first = done
+
+            def stream(i, x, first=first, n=n):
                 if on_sample is not None:
-                    on_sample(moments.count, s, x)
-                moments.update(x)
-            if progress is not None:
-                progress(n * steps)
+                    chain, kept = i % n, i // n
+                    on_sample((first + chain) * keep + kept, s,
+                              torch.view_as_complex(x[0].contiguous()) * scale[s])
+
+            step_progress = None if progress is None else (lambda k, n=n: progress(n * k))
+            result = sample(start, post.real_energy, steps - keep, keep, 1, 1.0, eps,
+                            generator, on_sample=stream, progress=step_progress, chains=n)
+            part = (torch.view_as_complex(result.mean[0].contiguous()).to(torch.complex128),
+                    result.variance[0].sum(-1).double(), result.count)
+            pooled = part if pooled is None else merge_moments(pooled, part)
+            slice_traces.append(result.traces)
+            done += n
             left -= n
-        means.append(moments.mean.to(torch.complex64))
-        variances.append(moments.variance.to(torch.float32))
-    return SampleResult(torch.stack(means), torch.stack(variances), samples)
+        mean, variance, _ = pooled
+        means.append((mean * scale[s]).to(torch.complex64))
+        variances.append((variance * scale[s] ** 2).to(torch.float32))
+        traces.append(torch.cat(slice_traces, 0))
+    return SampleResult(torch.stack(means), torch.stack(variances), samples * keep,
+                        torch.cat(traces, 2))
