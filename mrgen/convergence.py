@@ -69,7 +69,8 @@ def effective_sample_size(traces) -> torch.Tensor:
 
 def split_rhat(traces) -> torch.Tensor:
     """Split-R-hat of each column of (chains, draws[, K]) traces (each chain cut in two
-    halves; an odd draw count drops the middle draw). 1 for constant traces."""
+    halves; an odd draw count drops the middle draw). NaN where no chain moved (a constant
+    column: e.g. MALA that accepted nothing); ``report`` says so."""
     x = _as_columns(traces)
     n = x.shape[1] // 2
     if n < 2:
@@ -79,8 +80,10 @@ def split_rhat(traces) -> torch.Tensor:
     between = halves.mean(1).var(0, unbiased=True) * n
     var_plus = (n - 1) / n * within + between / n
     ok = within > 0
+    stuck = torch.where(between > 0, torch.full_like(within, float("inf")),
+                        torch.full_like(within, float("nan")))
     return torch.where(ok, (var_plus / torch.where(ok, within, torch.ones_like(within))).sqrt(),
-                       torch.ones_like(within))
+                       stuck)
 
 
 RHAT_LIMIT = 1.1
@@ -91,6 +94,11 @@ def report(traces, what: str = "") -> str:
     and whether that is long enough (R-hat < 1.1)."""
     x = _as_columns(traces)
     ess, rhat = effective_sample_size(x), split_rhat(x)
+    stuck = int(torch.isnan(rhat).sum())
+    if stuck:
+        return (f"{x.shape[0]} chain(s) x {x.shape[1]} kept: {stuck} of {rhat.numel()} traced "
+                f"values never moved: the chains are stuck (MALA accepting nothing? raise "
+                f"--burn-in so its step adapts); no ESS or R-hat")
     worst = float(rhat.max())
     verdict = ("long enough" if worst < RHAT_LIMIT else
                "too short: raise --samples (or --burn-in, --chains)")

@@ -50,6 +50,13 @@ def test_rhat_above_limit_for_chains_started_apart():
     assert float(split_rhat(drift)[0]) > 1.1
 
 
+def test_stuck_chains_are_not_long_enough():
+    """Chains that never move (MALA accepting nothing) have no R-hat, and the report says so."""
+    still = torch.ones(4, 50, dtype=torch.float64)
+    assert torch.isnan(split_rhat(still)).all()
+    assert "stuck" in report(still) and "long enough" not in report(still)
+
+
 def test_report_line():
     line = report(ar1(4, 500, 0.3, seed=7))
     assert "4 chain(s) x 500 kept" in line and "long enough" in line
