@@ -1,7 +1,18 @@
-"""Benchmark of `mrgen convdecoder` (Darestani, Heckel 2021): fitting speed and reconstruction quality.
+"""Benchmark of `mrgen convdecoder` (Darestani, Heckel 2021): presets, fitting speed and reconstruction quality.
 
-    python benchmarks/bench_convdecoder.py                 # both tables, full sizes
-    python benchmarks/bench_convdecoder.py --quick         # smaller quality problem (CPU)
+    python benchmarks/bench_convdecoder.py                 # the preset table (whole commands)
+    python benchmarks/bench_convdecoder.py --tables timing quality   # tables 1 and 2
+    python benchmarks/bench_convdecoder.py --tables quality --quick  # smaller quality problem
+
+Table 0, presets (the default): the README's phantom and mask, made by the commands as written
+(`mrgen phantom --size 256 256 --coils 8 --noise 0.002`, `mrgen mask --kind random-exact
+--accel 4`), then `mrgen zf`, `mrgen ipalm` (TV, its defaults) and `mrgen convdecoder --preset
+P` for each --presets entry (default: cpu, and paper with CUDA), each a whole process with
+OMP_NUM_THREADS=--threads (default 2), in one run: iterations run (of the preset's maximum;
+fewer after early stopping), wall time, PSNR and SSIM against the phantom's reconstruction_rss
+(mrgen metrics' conventions), and the margins the cpu preset was chosen for (over zero-filling,
+under ipalm-TV). With --skip-timing or --skip-quality alone (the older interface), tables 1
+and 2 run as before without table 0.
 
 Table 1, speed: seconds per 1,000 Adam iterations of the default ConvDecoder (8 layers x 256
 channels, 8x4 input) on the CPU at 256 x 256 with 8 coils, measured over --timing-iters
@@ -23,7 +34,13 @@ Table 7). Times are per run; the average's is the total.
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -174,6 +191,75 @@ def quality_table(args):
             row(f"ConvDecoder, {variant}, image mean of {args.runs}", result["image"], elapsed)
 
 
+def run_command(args, threads: int) -> tuple[float, str]:
+    """Run `mrgen ARGS` as a new process with ``threads`` intra-op threads: (wall s, stderr)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "commands", *map(str, args), "--quiet"],
+                          env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"mrgen {' '.join(map(str, args))} failed:\n{done.stderr}")
+    return elapsed, done.stderr
+
+
+def preset_table(args):
+    from mrgen import io
+
+    presets = args.presets or (["cpu", "paper"] if torch.cuda.is_available() else ["cpu"])
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data, mask = tmp / "data.h5", tmp / "mask.npy"
+        run_command(["phantom", "--size", 256, 256, "--coils", 8, "--noise", 0.002, data],
+                    args.threads)
+        run_command(["mask", "--like", data, "--kind", "random-exact", "--accel", 4, mask],
+                    args.threads)
+        truth = torch.from_numpy(np.asarray(io.read_array(f"{data}:reconstruction_rss",
+                                                          io.roles.IMAGE)))
+        rows = []
+
+        def score(name, preset, iterations, seconds, path):
+            image = torch.from_numpy(np.abs(np.asarray(io.read_array(str(path),
+                                                                     io.roles.IMAGE))))
+            rows.append((name, preset, iterations, seconds, metrics.psnr(truth, image),
+                         metrics.ssim(truth, image)))
+
+        seconds, _ = run_command(["zf", "--mask", mask, data, tmp / "zf.npy"], args.threads)
+        score("zero-filled (mrgen zf)", "-", "-", seconds, tmp / "zf.npy")
+        seconds, _ = run_command(["ipalm", "--mask", mask, data, tmp / "tv.npy"], args.threads)
+        score("ipalm-TV (mrgen ipalm)", "-", "100", seconds, tmp / "tv.npy")
+        for preset in presets:
+            out = tmp / f"cd-{preset}.npy"
+            device = ["--device", "cuda"] if preset == "paper" and torch.cuda.is_available() \
+                else []
+            seconds, log = run_command(["convdecoder", "--mask", mask, data, out,
+                                        "--preset", preset, *device, *args.extra],
+                                       args.threads)
+            chosen = re.search(r"up to (\d+) iterations", log)
+            ran = re.search(r"x (\d+(?: to \d+)?) iterations on", log)
+            iterations = f"{ran.group(1) if ran else '?'}/{chosen.group(1) if chosen else '?'}"
+            score("ConvDecoder (mrgen convdecoder)", preset, iterations, seconds, out)
+            for line in log.splitlines():
+                if "preset" in line:
+                    print(line.strip(), flush=True)
+    loaded = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nTable 0: the README's phantom (8 x 256 x 256, noise 0.002), random-exact 4x mask; "
+          f"whole commands with OMP_NUM_THREADS={args.threads} on {os.cpu_count()} CPUs "
+          f"(load average at the end {loaded:.2f})")
+    header = f"{'method':<32} {'preset':>6} {'iterations':>11} {'wall [s]':>9} " \
+             f"{'PSNR [dB]':>10} {'SSIM':>7}"
+    print(header)
+    print("-" * len(header))
+    for name, preset, iterations, seconds, psnr, ssim in rows:
+        print(f"{name:<32} {preset:>6} {iterations:>11} {seconds:>9.1f} {psnr:>10.2f} "
+              f"{ssim:>7.4f}")
+    zf_psnr, tv_psnr = rows[0][4], rows[1][4]
+    for name, preset, _, seconds, psnr, _ in rows[2:]:
+        print(f"ConvDecoder {preset}: {psnr - zf_psnr:+.2f} dB over zero-filled (target >= +5), "
+              f"{psnr - tv_psnr:+.2f} dB against ipalm-TV (target >= -1), {seconds / 60:.1f} "
+              f"min (target <= 10 on 2 cores)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=256, help="CPU timing image size")
@@ -194,18 +280,34 @@ def main():
                              "bench_ipalm's TV section); > 0 also simulates on a 2x grid")
     parser.add_argument("--quick", action="store_true",
                         help="quality on 128 x 128: 6 x 32 networks, 4x4 input, 600 iterations")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (table 0: OMP_NUM_THREADS, default 2)")
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--tables", nargs="+", choices=("presets", "timing", "quality"),
+                        default=None, help="default: presets")
+    parser.add_argument("--presets", nargs="+", choices=("cpu", "paper"), default=None,
+                        help="table 0's convdecoder presets (default: cpu, and paper with "
+                             "CUDA)")
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                        help="table 0: further convdecoder options (the rest of the line)")
     args = parser.parse_args()
+    if args.tables is None:
+        legacy = args.skip_timing or args.skip_quality
+        args.tables = [t for t, skip in (("timing", args.skip_timing),
+                                         ("quality", args.skip_quality)) if not skip] \
+            if legacy else ["presets"]
     if args.quick:
         args.quality_size, args.quality_layers, args.quality_channels = 128, 6, 32
         args.quality_iters, args.input_size = 600, (4, 4)
+    if "presets" in args.tables:
+        args.threads = args.threads or 2
+        preset_table(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not args.skip_timing:
+    if "timing" in args.tables:
         timing_table(args)
-    if not args.skip_quality:
+    if "quality" in args.tables:
         quality_table(args)
 
 

@@ -5,10 +5,19 @@ from typing import Annotated, Optional
 
 import typer
 
+from mrgen.apps.convdecoder import PRESETS
+
 from .cli import command, info, save
-from .options import AT_LEAST_1, POSITIVE, CropOption, SliceOption
+from .options import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, CropOption, SliceOption
 
 SUMMARY = "Un-trained network reconstruction: fit a ConvDecoder (or Deep Decoder, DIP) to k-space."
+
+
+def _preset_help(key: str) -> str:
+    show = lambda v: ("arch default" if v is None else " ".join(map(str, v))  # noqa: E731
+                      if isinstance(v, tuple) else v if isinstance(v, str) else f"{v:g}")
+    return "[default: --preset: " + ", ".join(f"{name} {show(values[key])}"
+                                              for name, values in PRESETS.items()) + "]"
 
 
 class Arch(str, Enum):
@@ -20,7 +29,9 @@ class Arch(str, Enum):
 @command("convdecoder", SUMMARY, inputs=("kspace", "mask", "maps"),
          outputs=("output", "runs_out"),
          ranges={"layers": AT_LEAST_1, "channels": AT_LEAST_1, "input_size": AT_LEAST_1,
-                 "iters": AT_LEAST_1, "lr": POSITIVE, "runs": AT_LEAST_1, "crop": AT_LEAST_1})
+                 "iters": AT_LEAST_1, "lr": POSITIVE, "runs": AT_LEAST_1, "crop": AT_LEAST_1,
+                 "holdout": FRACTION, "patience": AT_LEAST_0},
+         choices={"preset": ("auto", "paper", "cpu"), "lr_schedule": ("constant", "cosine")})
 def convdecoder(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Under-sampled multi-coil k-space (coils, H, W) or (slices, "
@@ -38,18 +49,42 @@ def convdecoder(
         "--arch", help="Generator: convdecoder (nearest upsampling, 3x3 convs), deepdecoder "
         "(bilinear upsampling, 1x1 convs) or dip (small encoder-decoder with skips).")]
         = Arch.convdecoder,
+    preset: Annotated[str, typer.Option(
+        "--preset", metavar="auto|paper|cpu", help="The configuration for every option "
+        "marked --preset that is not given: paper (Darestani, Heckel 2021: 8 layers x 256 "
+        "channels, 2500 iterations; a GPU job), cpu (5 layers x 32 channels, 8x8 input, up "
+        "to 3000 iterations with early stopping on 5% of the sampled k-space held out, "
+        "channels_last; chosen by measurement to finish 256 x 256 x 8 coils within 10 "
+        "minutes on 2 cores). auto: paper on CUDA, cpu otherwise.")] = "auto",
     layers: Annotated[Optional[int], typer.Option(
-        "--layers", help="Layers (dip: encoder levels). Default: 8 for convdecoder, 10 for "
-        "deepdecoder, 5 for dip.", show_default=False)] = None,
+        "--layers", help="Layers (dip: encoder levels). Architecture defaults: 8 for "
+        "convdecoder, 10 for deepdecoder, 5 for dip; --preset cpu: 5 for convdecoder. "
+        + _preset_help("layers"), show_default=False)] = None,
     channels: Annotated[Optional[int], typer.Option(
-        "--channels", help="Channels per layer. Default: 256 for convdecoder, 368 for "
-        "deepdecoder, 128 for dip.", show_default=False)] = None,
-    input_size: Annotated[tuple[int, int], typer.Option(
+        "--channels", help="Channels per layer. Architecture defaults: 256 for convdecoder, "
+        "368 for deepdecoder, 128 for dip; --preset cpu: 32 for convdecoder. "
+        + _preset_help("channels"), show_default=False)] = None,
+    input_size: Annotated[Optional[tuple[int, int]], typer.Option(
         "--input-size", help="Spatial size H W of the fixed random input (convdecoder, "
-        "deepdecoder).")] = (8, 4),
-    iters: Annotated[int, typer.Option(
-        "--iters", help="Adam iterations per network.")] = 2500,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 0.008,
+        "deepdecoder). " + _preset_help("input_size"), show_default=False)] = None,
+    iters: Annotated[Optional[int], typer.Option(
+        "--iters", help="Adam iterations per network (at most, with early stopping). "
+        + _preset_help("iters"), show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option(
+        "--lr", help="Adam learning rate. " + _preset_help("lr"), show_default=False)] = None,
+    lr_schedule: Annotated[Optional[str], typer.Option(
+        "--lr-schedule", metavar="constant|cosine", help="The learning rate over the "
+        "iterations: constant (the authors') or cosine (from --lr down to 0 at --iters). "
+        + _preset_help("schedule"), show_default=False)] = None,
+    holdout: Annotated[Optional[float], typer.Option(
+        "--holdout", help="Fraction of the sampled k-space locations held out of the fit: "
+        "the output kept is the one with the lowest loss on them (0: none, keep the lowest "
+        "fitted loss). Data consistency puts them back. " + _preset_help("holdout"),
+        show_default=False)] = None,
+    patience: Annotated[Optional[int], typer.Option(
+        "--patience", help="Early stopping: end the fit this many iterations after the "
+        "held-out loss was lowest (0: run every iteration). " + _preset_help("patience"),
+        show_default=False)] = None,
     runs: Annotated[int, typer.Option(
         "--runs", help="Fit this many independently initialised networks and average their "
         "images (Darestani, Heckel 2021, Section 6).")] = 1,
@@ -83,28 +118,42 @@ def convdecoder(
     the next size, 3x3 convolution without bias, ReLU, batch norm; one more 3x3
     conv-ReLU-BN at full size; a final 1x1 convolution. The input is (channels, --input-size)
     uniform noise in [0, 0.1) and the layer sizes grow geometrically from --input-size to the
-    image size, as in the authors' code. Defaults: 8 layers of 256 channels (Darestani, Heckel 2021, Table
-    10, 4x knee; for 8x the paper found 6 layers, 64 channels, --input-size 4 4 best, for
+    image size, as in the authors' code. --preset paper: 8 layers of 256 channels (Darestani,
+    Heckel 2021, Table 10, 4x knee; for 8x the paper found 6 layers, 64 channels, --input-size 4 4 best, for
     brains 5 layers of 64). deepdecoder: the same with bilinear upsampling and 1x1
     convolutions (Heckel & Hand; default 10 layers of 368 channels, Table 10). dip: a small
     encoder-decoder with skip connections in the style of Ulyanov et al.'s deep image prior
     (--layers levels of --channels, default 5 x 128; 4-channel skips; 32-channel noise input
     at full size; --input-size is not used).
 
-    Fitting: Adam with --lr 0.008 (the authors' code) for --iters 2500 iterations (the
-    authors' demo; their study ran 20,000-25,000), keeping the network output with the lowest
-    loss seen. k-space is scaled as the authors do, so that the initial network image and the
+    Fitting: Adam with --lr 0.008 (the authors' code) for --iters 2500 iterations (--preset
+    paper: the authors' demo; their study ran 20,000-25,000), keeping the network output with
+    the lowest loss seen. With --holdout F a random fraction F of the sampled locations (drawn
+    from --seed) is left out of the loss and the output kept is the one with the lowest loss
+    on them; --patience P then ends the fit P iterations after that minimum, before the
+    network fits the noise of the samples (Darestani, Heckel 2021 fix the iteration count
+    instead). k-space is scaled as the authors do, so that the initial network image and the
     zero-filled image have the same norm, and the result scaled back. The loss is the mean
     squared error over the measured samples. Each slice is fitted separately; --runs K fits K
     networks with seeds derived from --seed (the same for every slice, so --slice reproduces
     a slice of a full reconstruction) and averages their images; --runs-out keeps them all.
     The same --seed gives the same output on CPU (GPU convolutions are not bit-reproducible).
 
+    Presets (--preset auto, the default: paper on CUDA, cpu otherwise; the command says which
+    it chose and why; options given on the command line override the preset's values): paper
+    takes about 4.5 CPU-hours at 256 x 256 with 8 coils, a GPU job. cpu was chosen by
+    measurement (benchmarks/bench_convdecoder.py) to finish 256 x 256 with 8 coils within 10
+    minutes on 2 cores at least 5 dB above zero-filling: the 5 x 32 network costs about 0.13
+    s an iteration on one core instead of 11.6 s (channels_last saves 10-20%, bfloat16
+    autocast was slower) and still gains at 3000 iterations, so their number is what the time
+    allows; a cosine --lr-schedule did worse than the constant rate. Its network size applies to convdecoder only (deepdecoder
+    and dip keep their defaults).
+
     Speed: the fit loop does not synchronise with the host (the best output is tracked on the
-    device; the progress bar on stderr reads the loss every 25 iterations). On CUDA, cuDNN
-    autotuning and fused Adam are used; --amp adds bfloat16 autocast and channels_last
-    (the FFTs, the loss and the optimiser stay in float32). The default network is heavy: a
-    GPU is strongly recommended (see benchmarks/bench_convdecoder.py for timings)."""
+    device; the progress bar on stderr reads the loss every 25 iterations, early stopping the
+    held-out losses as often). On CUDA, cuDNN autotuning and fused Adam are used; --amp adds
+    bfloat16 autocast and channels_last (the FFTs, the loss and the optimiser stay in
+    float32)."""
     from mrgen import io
     from mrgen.acquisition import read_acquisition
     from mrgen.apps.convdecoder import UntrainedSettings, convdecoder_app
@@ -113,12 +162,16 @@ def convdecoder(
 
     inputs = [kspace, mask, maps]
     acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_))
-    options = UntrainedSettings(arch.value, layers, channels, tuple(input_size), iters, lr,
-                                runs, dc, crop, not complex_output, amp)
+    options = UntrainedSettings(arch.value, layers, channels, input_size, iters, lr, runs, dc,
+                                crop, not complex_output, amp, preset, holdout, patience,
+                                None, lr_schedule)
     dev = device()
-    result = convdecoder_app(acq, options, settings.seed, dev, not settings.quiet)
-    residual = result["residual"].reshape(runs, -1)
-    info(f"{arch.value}: {residual.shape[1]} slice(s) x {runs} run(s) x {iters} iterations on "
+    result = convdecoder_app(acq, options, settings.seed, dev, not settings.quiet,
+                             log=lambda line: info(f"convdecoder: {line}"))
+    residual, ran = result["residual"].reshape(runs, -1), result["iterations"].reshape(-1)
+    done = (f"{ran.min().item()} to {ran.max().item()}" if ran.min() < ran.max()
+            else f"{ran.max().item()}")
+    info(f"{arch.value}: {residual.shape[1]} slice(s) x {runs} run(s) x {done} iterations on "
          f"{dev}; relative data residual ||M F G(w) - y|| / ||y|| of the fitted networks: "
          f"{residual.min().item():.3g} to {residual.max().item():.3g}")
     save(output, acq.squeeze(result["image"]), io.roles.IMAGE, inputs=inputs)

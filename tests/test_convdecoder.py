@@ -258,6 +258,133 @@ def test_cli_help_states_defaults():
         assert text in result.output
 
 
+# --------------------------------------------------------------------------------------------
+# Presets and early stopping
+
+
+def test_preset_is_chosen_by_device():
+    from mrgen.apps.convdecoder import PRESETS, UntrainedSettings, with_preset
+
+    for device, expected in (("cpu", "cpu"), (torch.device("cpu"), "cpu"),
+                             (torch.device("cuda"), "paper"), ("cuda:0", "paper")):
+        settings, line = with_preset(UntrainedSettings(), device)
+        assert settings.preset == expected, device
+        assert line.startswith(f"preset {expected} (--preset auto on ")
+        for key, value in PRESETS[expected].items():
+            assert getattr(settings, key) == value, (device, key)
+    settings, line = with_preset(UntrainedSettings(preset="paper"), "cpu")
+    assert settings.preset == "paper" and settings.iters == 2500 and settings.holdout == 0
+    assert settings.layers is None and "8 layers x 256 channels" in line   # the arch default
+    settings, _ = with_preset(UntrainedSettings(preset="cpu"), torch.device("cuda"))
+    assert (settings.layers, settings.channels, settings.holdout) == (5, 32, 0.05)
+    settings, _ = with_preset(UntrainedSettings(arch="dip"), "cpu")  # the network size is
+    assert settings.layers is None and settings.channels is None    # ConvDecoder's only
+
+
+def test_explicit_options_override_the_preset():
+    from mrgen.apps.convdecoder import UntrainedSettings, with_preset
+
+    given = UntrainedSettings(layers=3, channels=8, input_size=(4, 4), iters=7, lr=0.01,
+                              holdout=0.0, patience=0, channels_last=False)
+    for preset in ("auto", "cpu", "paper"):
+        settings, line = with_preset(replace_preset(given, preset), "cpu")
+        assert (settings.layers, settings.channels, settings.input_size, settings.iters,
+                settings.lr, settings.holdout, settings.patience, settings.channels_last) == \
+            (3, 8, (4, 4), 7, 0.01, 0.0, 0, False)
+        assert "3 layers x 8 channels, input 4x4, up to 7 iterations, lr 0.01" in line
+    settings, _ = with_preset(UntrainedSettings(iters=11), "cpu")   # the rest: the preset's
+    assert (settings.iters, settings.channels, settings.patience) == (11, 32, 300)
+
+
+def replace_preset(settings, preset):
+    from dataclasses import replace
+
+    return replace(settings, preset=preset)
+
+
+def test_cli_says_which_preset_and_why(data, tmp_path):
+    result = invoke("convdecoder", data["kspace"], tmp_path / "o.npy", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "preset cpu (--preset auto on cpu): convdecoder 3 layers x 8 channels, input " \
+           "4x4, up to 30 iterations" in result.output
+    assert "early stopping on 5% of the sampled k-space held out (patience 300)" in result.output
+    result = invoke("convdecoder", data["kspace"], tmp_path / "p.npy", *TINY, "--preset",
+                    "paper", "--holdout", "0.1")
+    assert result.exit_code == 0, result.output
+    assert "preset paper (--preset paper): convdecoder 3 layers x 8 channels" in result.output
+    assert "10% of the sampled k-space held out" in result.output
+
+
+def test_early_stopping_rule():
+    from mrgen.untrained import EarlyStopping
+
+    stopper = EarlyStopping(patience=3)
+    curve = [5, 4, 3, 2, 2.5, 3, 3.5, 4]   # the minimum at 3, rising after it
+    stops = [stopper.update(i, loss) for i, loss in enumerate(curve)]
+    assert stops == [False] * 6 + [True] * 2 and stopper.best_iteration == 3
+    assert not EarlyStopping(patience=3, min_iters=20).update(10, 1.0 + 0 * stopper.update(8, 9))
+
+
+class Path1D(torch.nn.Module):
+    """A synthetic "network": a * base, one parameter a starting at 0."""
+
+    def __init__(self, base):
+        super().__init__()
+        self.base = base
+        self.a = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self):
+        return self.a * self.base
+
+
+def test_fit_stops_when_the_held_out_loss_rises():
+    """The fitted samples are 2 F(base), the held-out ones F(base): as Adam moves a from 0 to
+    2 the held-out loss falls until a = 1 and then rises; the fit stops `patience` iterations
+    later and keeps the output at the held-out minimum."""
+    from mrgen.untrained import fit_network, holdout_split
+    from mrgen.untrained.fit import model_input
+
+    gen = torch.Generator().manual_seed(0)
+    coils, n = 2, 16
+    base = torch.randn((1, 2 * coils, n, n), generator=gen)
+    sampled = torch.rand((n, n), generator=gen) < 0.5
+    fitted, held = holdout_split(sampled, 0.25, gen)
+    assert not (fitted & held).any() and torch.equal(fitted | held, sampled)
+    assert int(held.sum()) == round(0.25 * int(sampled.sum()))
+    truth = fft2c(model_input(base))
+    kspace = truth * (2 * fitted + held)
+    result = fit_network(Path1D(base), kspace, fitted, iters=2000, lr=0.01, held_out=held,
+                         patience=50)
+    heldout, losses = result["heldout"], result["losses"]
+    minimum = int(heldout.argmin())
+    assert 80 < minimum < 120                       # a = 1 after about 100 Adam steps
+    assert result["stopped"] == result["iterations"] < 250 and len(losses) < 250
+    assert minimum + 50 <= result["iterations"] <= minimum + 50 + 25
+    assert heldout[-1] > 1.5 * heldout[minimum]     # it rose
+    assert losses[-1] < losses[minimum]             # while the fitted loss still fell
+    assert torch.allclose(result["output"], base, rtol=0, atol=0.02 * base.abs().max())
+    assert float(result["loss"]) == float(heldout[minimum])
+    run_all = fit_network(Path1D(base), kspace, fitted, iters=300, lr=0.01, held_out=held)
+    assert run_all["iterations"] == 300 and run_all["stopped"] is None   # no patience
+    cosine = Path1D(base)   # the rate falls from 0.01 to 0: Adam's steps add up to ~0.5
+    fit_network(cosine, kspace, fitted, iters=100, lr=0.01, schedule="cosine")
+    assert 0.4 < float(cosine.a) < 0.6, float(cosine.a)
+
+
+def test_cpu_preset_same_seed_same_output():
+    kspace, mask, _, _ = make_phantom(32, 4, 3.0)
+    options = dict(layers=3, channels=8, input_size=(4, 4), iters=60, holdout=0.1, patience=10,
+                   channels_last=True)
+    a = fit_untrained(kspace * mask, mask, seed=5, **options)
+    b = fit_untrained(kspace * mask, mask, seed=5, **options)
+    c = fit_untrained(kspace * mask, mask, seed=6, **options)
+    assert torch.equal(a["image"], b["image"])
+    torch.testing.assert_close(a["heldout"], b["heldout"], rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(a["iterations"], b["iterations"])
+    assert not torch.allclose(a["image"], c["image"])
+    assert torch.isfinite(a["heldout"][0, :int(a["iterations"][0])]).all()
+
+
 @requires_cuda
 def test_fit_on_cuda_with_and_without_amp():
     kspace, mask, maps, truth = make_phantom(64, 4, 3.0)
