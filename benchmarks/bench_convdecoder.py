@@ -191,11 +191,13 @@ def quality_table(args):
             row(f"ConvDecoder, {variant}, image mean of {args.runs}", result["image"], elapsed)
 
 
-def run_command(args, threads: int) -> tuple[float, str]:
-    """Run `mrgen ARGS` as a new process with ``threads`` intra-op threads: (wall s, stderr)."""
+def run_command(args, threads: int, quiet: bool = True) -> tuple[float, str]:
+    """Run `mrgen ARGS` as a new process with ``threads`` intra-op threads: (wall s, stderr);
+    ``quiet=False`` keeps the command's report lines (and progress lines) in stderr."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "commands", *map(str, args), "--quiet"],
+    done = subprocess.run([sys.executable, "-m", "commands", *map(str, args)]
+                          + (["--quiet"] if quiet else []),
                           env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
@@ -234,13 +236,13 @@ def preset_table(args):
                 else []
             seconds, log = run_command(["convdecoder", "--mask", mask, data, out,
                                         "--preset", preset, *device, *args.extra],
-                                       args.threads)
+                                       args.threads, quiet=False)
             chosen = re.search(r"up to (\d+) iterations", log)
             ran = re.search(r"x (\d+(?: to \d+)?) iterations on", log)
             iterations = f"{ran.group(1) if ran else '?'}/{chosen.group(1) if chosen else '?'}"
             score("ConvDecoder (mrgen convdecoder)", preset, iterations, seconds, out)
             for line in log.splitlines():
-                if "preset" in line:
+                if "convdecoder: preset" in line:
                     print(line.strip(), flush=True)
     loaded = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nTable 0: the README's phantom (8 x 256 x 256, noise 0.002), random-exact 4x mask; "
