@@ -144,8 +144,8 @@ def convdecoder(
     takes about 4.5 CPU-hours at 256 x 256 with 8 coils, a GPU job. cpu was chosen by
     measurement (benchmarks/bench_convdecoder.py) to finish 256 x 256 with 8 coils within 10
     minutes on 2 cores at least 5 dB above zero-filling: the 5 x 32 network costs about 0.13
-    s an iteration on one core instead of 11.6 s (channels_last saves 10-20%, bfloat16
-    autocast was slower) and still gains at 3000 iterations, so their number is what the time
+    s an iteration on one core instead of 11.6 s (channels_last saves 10-20%) and still gains
+    at 3000 iterations, so their number is what the time
     allows; a cosine --lr-schedule did worse than the constant rate. Its network size applies to convdecoder only (deepdecoder
     and dip keep their defaults).
 
