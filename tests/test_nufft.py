@@ -102,7 +102,7 @@ def test_operators_are_adjoint_and_toeplitz_is_the_normal():
     for op in (NufftOp(nufft), NufftSenseOp(maps, nufft), NufftSenseOp(maps, nufft, True)):
         check = check_operator(op, (2, 16, 16))
         assert check.passed, check
-        assert check.adjoint_error < 2e-6 and check.normal_error < 5e-6
+        assert check.adjoint_error < 1e-5 and check.normal_error < 1e-5   # float32 precision
 
 
 def test_gradient_through_the_forward_is_the_adjoint():
