@@ -25,13 +25,20 @@ def _torch_loaded(pid: int) -> bool:
         return True
 
 
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(args, cwd: Path, ready, settle: float, timeout: float = 90.0):
     """Start mrgen ARGS, wait until ready(stderr_text, pid) and torch is loaded, then
     ``settle`` seconds more (inside the work), send SIGINT; returns (code, stderr, latency)."""
     err_path = cwd / "stderr.txt"
     with err_path.open("w") as err:
+        # SIGINT back to its default in the child: a test run started in the background
+        # (nohup ... &) inherits SIGINT ignored, and Python then installs no handler.
         proc = subprocess.Popen(mrgen_cmd() + [str(a) for a in args], cwd=cwd,
-                                stdout=subprocess.DEVNULL, stderr=err)
+                                stdout=subprocess.DEVNULL, stderr=err,
+                                preexec_fn=_default_sigint)
     try:
         began = time.monotonic()
         while not (_torch_loaded(proc.pid) and ready(err_path.read_text(), proc.pid)):
