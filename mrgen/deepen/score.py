@@ -5,7 +5,8 @@ DEEPEN's posterior p(x | b) ~ exp(-(1/2 ||A x - b||^2 + E(x)) / T) is sampled at
 temperature T = eps^2 / 2 of Eq. 16 (step 1, noise eps), so the data term is that of Gaussian
 noise of variance s^2 = T per real component and E = s^2 (-log p(x)) is the prior in the same
 units. Denoising score matching (Vincent 2011) fits exactly that: for clean images x (the
-training truth in the normalised scale), y = x + sigma n with n ~ N(0, I) on the real view,
+training truth in the normalised scale, as maximum likelihood's x+: with its N(0, (2 eps^2)^2)
+noise, 8e-4 at eps 0.02, far below sigma), y = x + sigma n with n ~ N(0, I) on the real view,
 
     loss = mean || (sigma^2 / s^2) grad E(y) - sigma n ||^2 / sigma^2,
 
