@@ -15,7 +15,7 @@ SUMMARY = "DEEPEN: MAP by majorise-minimise or Langevin posterior samples (Chand
          ranges={"iters": AT_LEAST_1, "tol": AT_LEAST_0, "lipschitz": POSITIVE,
                  "cg_iters": AT_LEAST_1, "cg_tol": AT_LEAST_0, "samples": AT_LEAST_1,
                  "steps": AT_LEAST_1, "eps": POSITIVE, "init_std": POSITIVE,
-                 "chunk": AT_LEAST_1, "keep": AT_LEAST_1},
+                 "chunk": AT_LEAST_1, "keep": AT_LEAST_1, "step": POSITIVE},
          choices={"mode": ("map", "sample")}, precheck=lambda args: _precheck(args))
 def deepen(
     kspace: Annotated[str, typer.Argument(
@@ -69,6 +69,18 @@ def deepen(
         "--keep", help="Last states kept per chain (the paper: 1, its final state); from 4 "
         "on the run ends with the effective sample size and split R-hat over the chains.",
         rich_help_panel="Sampling")] = 1,
+    precondition: Annotated[bool, typer.Option(
+        "--precondition/--no-precondition", help="k-space preconditioned chains (not the "
+        "paper's): x <- x - step P grad C + eps sqrt(step) P^(1/2) z, P = F^H D F with D(k) "
+        "the inverse of the posterior's curvature at frequency k (1 where k-space was "
+        "sampled, plus the energy's, probed at the SENSE image), at the same temperature "
+        "eps^2/2: every direction moves at the rate --step per step, where Eq. 16's step 1 "
+        "overshoots the sampled ones and barely moves the soft unsampled ones.",
+        rich_help_panel="Sampling")] = False,
+    step: Annotated[Optional[float], typer.Option(
+        "--step", help="Langevin step (default: 1, Eq. 16; 0.2 with --precondition); the "
+        "noise is eps sqrt(step), the same temperature.", show_default=False,
+        rich_help_panel="Sampling")] = None,
     var: Annotated[Optional[str], typer.Option(
         "--var", metavar="FILE", help="Write the pixel-wise posterior variance E|x - mean|^2 "
         "(--mode sample).", show_default=False, rich_help_panel="Sampling")] = None,
@@ -118,7 +130,8 @@ def deepen(
                 iters, tol, lipschitz, cg_iters, cg_tol), gen, bar.update, info)
         save(output, finish(image), io.roles.IMAGE, inputs=inputs)
         return
-    options = deepen.SampleSettings(samples, steps, eps, init_std, chunk, keep)
+    options = deepen.SampleSettings(samples, steps, eps, init_std, chunk, keep, precondition,
+                                    step)
     stream = SampleStream(samples_out, samples * min(keep, steps),
                           acq.slice_count if acq.has_slices else None)
     write = (lambda i, s, x: stream.write(i, finish_one(x), s)) if samples_out else None

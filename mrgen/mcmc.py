@@ -22,6 +22,15 @@ MALA (Roberts and Tweedie 1996), which keeps exp(-E/T) exactly for any step; the
 adapted per chain during burn-in towards an acceptance of 0.574 (the optimum for MALA,
 Roberts and Rosenthal 1998) at the temperature T = noise_std^2 / (2 step) given, and frozen
 after it so the kept states are a valid chain.
+
+Preconditioned Langevin (``preconditioner=P``, a constant symmetric positive definite P):
+x <- x - step P grad E(x) + noise_std P^(1/2) n, whose continuous-time limit keeps exp(-E/T)
+for any such P (the drift P grad E and the diffusion 2 T P match); MALA's proposal density
+then measures moves in the P^(-1) norm. ``FourierPreconditioner`` is P = F^H D F with D
+diagonal in k-space: for MRI posteriors the stiff directions (sampled k-space, weighted by
+the data term's lam) and the soft ones (unsampled k-space, held by the prior alone) are
+nearly Fourier modes, so D = 1 / curvature lets one step size fit all of them
+(``mrgen.posterior.kspace_preconditioner``).
 """
 
 from __future__ import annotations
@@ -87,6 +96,47 @@ def merge_moments(a, b):
     return mean_a + delta * (n_b / n), m2 / max(n - 1, 1), n
 
 
+class FourierPreconditioner:
+    """P = F^H D F for the centred orthonormal 2D FFT F over the image axes, D > 0 a k-space
+    weight (B, H, W) (or broadcastable). States are real images (B, H, W) or the real views
+    (B, H, W, 2) of complex images (``complex_view``). For real images D is symmetrised,
+    D(k) <- (D(k) + D(-k)) / 2, so that P and its powers map real images to real images
+    (the real part of F^H D F x is F^H D_sym F x for real x)."""
+
+    def __init__(self, weights: torch.Tensor, complex_view: bool = False):
+        if not bool((weights > 0).all()):
+            raise ValueError("a preconditioner's k-space weights must be positive")
+        self.complex_view = complex_view
+        self.weights = weights if complex_view else symmetrise_kspace(weights)
+
+    def apply(self, v: torch.Tensor, power: float = 1.0) -> torch.Tensor:
+        """P^power v (power 1: the drift, 1/2: the noise, -1/2: MALA's proposal norm)."""
+        from .fft import fft2c, ifft2c
+
+        d = self.weights if power == 1.0 else self.weights ** power
+        if self.complex_view:
+            z = torch.view_as_complex(v.contiguous())
+            return torch.view_as_real(ifft2c(d.to(z.real.dtype) * fft2c(z))).to(v.dtype)
+        z = ifft2c(d.to(v.dtype) * fft2c(v.to(_complex_of(v.dtype))))
+        return z.real.to(v.dtype)
+
+
+def _complex_of(dtype):
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+def symmetrise_kspace(weights: torch.Tensor) -> torch.Tensor:
+    """(D(k) + D(-k)) / 2 on the centred grid: the frequency of index i is i - N//2, so -k is
+    index (N - i) mod N for even N (N - 1 - i for odd N)."""
+    mirrored = weights
+    for axis in (-2, -1):
+        n = weights.shape[axis]
+        mirrored = mirrored.flip(axis)
+        if n % 2 == 0:
+            mirrored = mirrored.roll(1, axis)
+    return 0.5 * (weights + mirrored)
+
+
 def ula_step(x, energy: Energy, step: float, noise_std: float, generator=None, project=None):
     return _ula_value_step(x, energy, step, noise_std, generator, project)[0]
 
@@ -99,9 +149,11 @@ class MetropolisChain:
     """MALA on exp(-E/T) for a batch of independent chains (first axis), each with its own
     step; one energy-and-gradient evaluation per step, as ULA."""
 
-    def __init__(self, x, energy: Energy, step: float, temperature: float, generator=None):
+    def __init__(self, x, energy: Energy, step: float, temperature: float, generator=None,
+                 preconditioner: FourierPreconditioner | None = None):
         self.x, self.energy, self.temperature, self.generator = x.detach(), energy, \
             temperature, generator
+        self.preconditioner = preconditioner
         self.value, self.grad = energy_and_grad(energy, self.x)
         self.step = torch.full((x.shape[0],), float(step), device=x.device, dtype=torch.float64)
         self.accepted = torch.zeros(x.shape[0], device=x.device, dtype=torch.float64)
@@ -110,17 +162,23 @@ class MetropolisChain:
     def _view(self, v):
         return v.to(self.x.dtype).view(-1, *([1] * (self.x.dim() - 1)))
 
+    def _precondition(self, v, power=1.0):
+        return v if self.preconditioner is None else self.preconditioner.apply(v, power)
+
     def _log_proposal(self, to, start, grad, step):
-        """log q(to | start) up to a constant shared by both directions."""
-        d = (to - start + self._view(step) * grad).flatten(1)
+        """log q(to | start) up to a constant shared by both directions: a Gaussian of mean
+        start - step P grad and covariance 2 step T P."""
+        d = self._precondition(to - start + self._view(step) * self._precondition(grad),
+                               -0.5).flatten(1)
         return -(d * d).sum(1).double() / (4 * step * self.temperature)
 
     def advance(self, adapt: bool) -> torch.Tensor:
         step = self.step
         noise = torch.randn(self.x.shape, generator=self.generator, device=self.x.device,
                             dtype=self.x.dtype)
-        proposal = (self.x - self._view(step) * self.grad
-                    + self._view((2 * step * self.temperature).sqrt()) * noise).detach()
+        proposal = (self.x - self._view(step) * self._precondition(self.grad)
+                    + self._view((2 * step * self.temperature).sqrt())
+                    * self._precondition(noise, 0.5)).detach()
         value, grad = energy_and_grad(self.energy, proposal)
         log_ratio = ((self.value - value).double() / self.temperature
                      + self._log_proposal(self.x, proposal, grad, step)
@@ -188,17 +246,22 @@ def _trace_row(x, value, chains, pixels) -> torch.Tensor:
     return torch.cat([energy, values], 2).reshape(chains, -1).cpu()
 
 
-def _ula_value_step(x, energy: Energy, step, noise_std, generator, project):
-    """One ULA step; (new state, energy of the old one)."""
+def _ula_value_step(x, energy: Energy, step, noise_std, generator, project,
+                    preconditioner: FourierPreconditioner | None = None):
+    """One ULA step (preconditioned with ``preconditioner``); (new state, energy of the old
+    one)."""
     value, grad = energy_and_grad(energy, x)
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if preconditioner is not None:
+        grad, noise = preconditioner.apply(grad), preconditioner.apply(noise, 0.5)
     x = x - step * grad + noise_std * noise
     return (project(x) if project is not None else x), value
 
 
 def sample(x, energy: Energy, burn_in: int, samples: int, thin: int = 1, step: float = 1.0,
            noise_std: float = 7.5e-3, generator=None, project=None, on_sample=None,
-           progress=None, metropolis: bool = False, chains: int = 1) -> SamplingResult:
+           progress=None, metropolis: bool = False, chains: int = 1,
+           preconditioner: FourierPreconditioner | None = None) -> SamplingResult:
     """Run ULA (or MALA with ``metropolis``, see the module doc): discard ``burn_in`` steps,
     then keep every ``thin``-th state ``samples`` times.
 
@@ -208,6 +271,9 @@ def sample(x, energy: Energy, burn_in: int, samples: int, thin: int = 1, step: f
     keeps its own moments. Either way ``traces`` hold, per chain and kept state, each batch
     element's energy and a few watched pixels (``watched_pixels``), for the ESS and R-hat of
     ``mrgen.convergence``.
+
+    ``preconditioner``: preconditioned ULA or MALA (see the module doc); ``step`` then
+    multiplies P grad E, so its scale is P's (1 / curvature for ``kspace_preconditioner``).
 
     ``on_sample(index, x)`` sees each kept sample, chain by chain (index = kept * chains +
     chain; x (B, ...)), to stream them to a file; ``progress`` is an optional callable
@@ -223,8 +289,8 @@ def sample(x, energy: Energy, burn_in: int, samples: int, thin: int = 1, step: f
     total = burn_in + samples * thin
     pixels = watched_pixels(x, chains)
     rows = []
-    chain = MetropolisChain(x, energy, step, noise_std ** 2 / (2 * step), generator) \
-        if metropolis else None
+    chain = MetropolisChain(x, energy, step, noise_std ** 2 / (2 * step), generator,
+                            preconditioner) if metropolis else None
     for k in range(total):
         if chain is not None:
             x = chain.advance(adapt=k < burn_in)
@@ -232,7 +298,8 @@ def sample(x, energy: Energy, burn_in: int, samples: int, thin: int = 1, step: f
         else:
             # value: the energy of the state before this step (the energy trace lags the
             # pixels' by one step: the same chain, as valid for its autocorrelation)
-            x, value = _ula_value_step(x, energy, step, noise_std, generator, project)
+            x, value = _ula_value_step(x, energy, step, noise_std, generator, project,
+                                       preconditioner)
         if k >= burn_in and (k - burn_in + 1) % thin == 0:
             moments.update(x)
             rows.append(_trace_row(x, value, chains, pixels))

@@ -158,3 +158,131 @@ def test_deepen_metropolis_test_resolves_tiny_moves():
     for _ in range(20):
         chain.advance(adapt=False)
     assert float(chain.acceptance.mean()) >= 0.95
+
+
+def circulant_gaussian(size=16, soft=1.0, stiff=1000.0):
+    """E(x) = 1/2 x^T H x on real (B, size, size) images with H = F^H diag(h) F: curvature
+    h(k) ``soft`` in the centre of k-space and ``stiff`` outside it (symmetric in k, so H is
+    real), and every third column stiff, as sampled k-space under a data term."""
+    from mrgen.mcmc import symmetrise_kspace
+
+    f = torch.arange(size, dtype=torch.float64) - size // 2
+    radius = (f[:, None] ** 2 + f[None] ** 2).sqrt() / (size // 2)
+    h = torch.where(radius < 0.5, soft, stiff).to(torch.float64)
+    h[:, ::3] = stiff
+    h = symmetrise_kspace(h)
+
+    def energy(x):
+        k = fft2c(x.to(torch.complex128))
+        return 0.5 * (h * k.abs().square()).flatten(1).sum(1)
+    return energy, h
+
+
+def test_fourier_preconditioner_is_a_symmetric_real_square_root():
+    from mrgen.mcmc import FourierPreconditioner
+
+    gen = torch.Generator().manual_seed(0)
+    weights = torch.rand(2, 8, 6, generator=gen, dtype=torch.float64) + 0.1
+    p = FourierPreconditioner(weights)
+    u, v = (torch.randn(2, 8, 6, generator=gen, dtype=torch.float64) for _ in range(2))
+    assert p.apply(u).dtype == torch.float64
+    assert torch.allclose(p.apply(p.apply(u, 0.5), 0.5), p.apply(u))
+    assert torch.allclose(p.apply(p.apply(u, -0.5), 0.5), u)
+    assert torch.allclose((p.apply(u) * v).sum(), (u * p.apply(v)).sum())
+    # complex images as real views: the same algebra
+    c = FourierPreconditioner(weights, complex_view=True)
+    w = torch.randn(2, 8, 6, 2, generator=gen, dtype=torch.float64)
+    assert torch.allclose(c.apply(c.apply(w, 0.5), 0.5), c.apply(w))
+
+
+def test_preconditioned_ula_samples_a_stiff_gaussian_in_few_steps():
+    """H is 1 or 1000 in k-space. With P = H^-1 every mode relaxes at the rate ``step`` per
+    step, and the stationary variance is exactly T / h(k) / (1 - step / 2) (ULA's bias, the
+    same in every mode): 300 steps give it to a few percent. Plain ULA at its stable step
+    (1 / 1000 here) needs ~1000 steps per e-fold in the soft modes, which hold almost all
+    the variance: after the same 300 steps from 0 it has about a third of it."""
+    from mrgen.mcmc import FourierPreconditioner
+
+    energy, h = circulant_gaussian()
+    T, step, chains = 1.0, 0.2, 64
+    x = torch.zeros(chains, 16, 16, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    result = sample(x, energy, 50, 125, 2, step, (2 * step * T) ** 0.5, gen, chains=chains,
+                    preconditioner=FourierPreconditioner(1.0 / h.expand(chains, -1, -1)))
+    # pixel variance of a stationary circulant Gaussian: mean over k of T / h / (1 - s/2)
+    expected = float((T / h).mean()) / (1 - step / 2)
+    got = result.variance.double()
+    assert float(got.mean()) == pytest.approx(expected, rel=0.05)
+    assert float(result.mean.double().abs().mean()) < 0.1 * expected ** 0.5
+    plain = sample(x, energy, 50, 125, 2, 1.0 / float(h.max()),
+                   (2 * T / float(h.max())) ** 0.5, gen, chains=chains)
+    assert float(plain.variance.double().mean()) < 0.5 * expected
+
+
+def test_preconditioned_mala_is_exact_on_the_ipalm_posterior():
+    """The k-space preconditioner of the iPALM posterior (data term's exact k-space diagonal
+    plus the prior's probed curvature) with MALA: the Gaussian posterior's mean and variance,
+    and preconditioned ULA at the default step 0.2 within its bias."""
+    kspace, mask, maps = small_problem(2)
+    lam, p, T = 1.0, 0.5, 0.02
+    regulariser = lambda u: 0.5 * p * ((u - 0.4) ** 2).flatten(1).sum(1)  # noqa: E731
+    n = 36
+    op = SenseOp(maps.to(torch.complex128), mask.double())
+    a = dense(lambda e: op.forward(e.view(1, 6, 6)).flatten(), n)
+    h = lam * (a.conj().T @ a).real + p * torch.eye(n, dtype=torch.float64)
+    var = T * torch.linalg.inv(h).diagonal().view(1, 6, 6)
+    for metropolis, step, tolerance in ((True, 0.5, 0.2), (False, 0.2, 0.2)):
+        gen = torch.Generator().manual_seed(3)
+        result, scale = sample_posterior(kspace, mask, maps, regulariser, lam, "zf", 300, 1500,
+                                         2, step, (2 * step * T) ** 0.5, gen,
+                                         metropolis=metropolis, chains=4, precondition=True)
+        z = (kspace / scale.view(-1, 1, 1, 1)).to(torch.complex128).flatten()
+        mean = torch.linalg.solve(h, lam * (a.conj().T @ z).real + p * 0.4).view(1, 6, 6)
+        got_mean = result.mean.double() / scale.view(-1, 1, 1)
+        got_var = result.variance.double() / scale.view(-1, 1, 1) ** 2
+        assert torch.allclose(got_mean, mean, atol=4 * float(var.max().sqrt()) / 8)
+        assert float((got_var / var).mean()) == pytest.approx(1.0, rel=tolerance)
+
+
+@pytest.mark.parametrize("real_image", [False, True])
+def test_data_curvature_is_the_kspace_diagonal_of_the_normal_operator(real_image):
+    """(F A^H A F^H)_kk for A = M F S, from the dense matrices; for a real image the real
+    part of A^H A (the Hessian of the data term on real u)."""
+    from mrgen.posterior import data_curvature
+
+    g = torch.Generator().manual_seed(0)
+    maps = torch.view_as_complex(torch.randn(1, 3, 6, 8, 2, generator=g, dtype=torch.float64))
+    maps = maps / (maps.abs() ** 2).sum(1, keepdim=True).sqrt()
+    mask = (torch.rand(1, 6, 8, generator=g) > 0.5).double()
+    op = SenseOp(maps, mask)
+    a = dense(lambda e: op.forward(e.view(1, 6, 8)).flatten(), 48)
+    normal = a.conj().T @ a
+    if real_image:
+        normal = normal.real.to(torch.complex128)
+    f = dense(lambda e: fft2c(e.view(6, 8)).flatten(), 48)
+    expected = (f @ normal @ f.conj().T).diagonal().real.view(6, 8)
+    got = data_curvature(mask, maps, 2.0, real_image)[0]
+    assert torch.allclose(got, 2 * expected, atol=1e-10)
+
+
+def test_preconditioned_mala_is_exact_on_the_deepen_posterior():
+    """DEEPEN's posterior (complex image, unit data weight) with a quadratic energy and the
+    k-space preconditioner: MALA's mean and variance are the Gaussian posterior's."""
+    kspace, mask, maps = small_problem()
+    from mrgen.deepen.model import data_scale
+
+    scale, _ = data_scale(kspace, maps, mask)
+    prior_mean = torch.full((1, 6, 6), 0.3 + 0.1j, dtype=torch.complex64)
+    energy = QuadraticEnergy(prior_mean, 2.0)
+    eps = 0.2
+    T = eps ** 2 / 2
+    op = SenseOp(maps.to(torch.complex128), mask.double())
+    mean, var = gaussian_posterior(op.forward, (kspace / scale).to(torch.complex128),
+                                   prior_mean.to(torch.complex128), 2.0, T)
+    gen = torch.Generator().manual_seed(1)
+    result, _ = sample_deepen_posterior(energy, kspace, mask, maps, "sense", 300, 1500, 2, 0.5,
+                                        eps * 0.5 ** 0.5, gen, metropolis=True, chains=8,
+                                        precondition=True)
+    assert torch.allclose((result.mean / scale).to(torch.complex128), mean, atol=0.05)
+    got = result.variance / scale ** 2
+    assert float((got.double() / (2 * var)).mean()) == pytest.approx(1.0, rel=0.1)

@@ -52,6 +52,8 @@ class SampleSettings:
     init_std: float | None = None      # None: the model's
     chunk: int = 25
     keep: int = 1                      # last states kept per chain (1: the paper)
+    precondition: bool = False         # k-space preconditioned chains (not the paper's)
+    step: float | None = None          # None: 1 (Eq. 16), 0.2 preconditioned
 
 
 def load_deepen_model(model: str, device) -> DeepenModel:
@@ -97,12 +99,15 @@ def deepen_sample_app(acq: Acquisition, model: DeepenModel, settings: SampleSett
     eps = model.eps if settings.eps is None else settings.eps
     init_std = model.init_std if settings.init_std is None else settings.init_std
     if log is not None:
-        log(f"deepen sample: {model.description}, {settings.samples} chains x {settings.steps} "
-            f"steps (the last {settings.keep} kept), eps {eps:.3g}, start N(0, "
-            f"{init_std:.3g}^2), {acq.device}")
+        kind = "k-space preconditioned ULA" if settings.precondition else "ULA (Eq. 16)"
+        step = settings.step or (0.2 if settings.precondition else 1.0)
+        log(f"deepen sample: {model.description}, {kind}, step {step:.3g}, "
+            f"{settings.samples} chains x {settings.steps} steps (the last {settings.keep} "
+            f"kept), eps {eps:.3g}, start N(0, {init_std:.3g}^2), {acq.device}")
     result = deepen_sample(model.energy, acq.kspace, acq.maps, acq.mask, eps,
                            settings.samples, settings.steps, init_std, settings.chunk,
-                           generator, on_sample, progress, settings.keep)
+                           generator, on_sample, progress, settings.keep,
+                           settings.precondition, settings.step)
     if log is not None and result.traces is not None and result.traces.shape[1] >= 4:
         from ..convergence import report
 

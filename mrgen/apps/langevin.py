@@ -22,20 +22,40 @@ class ChainSettings:
     metropolis: bool = False           # MALA instead of ULA
     nonneg: bool = False               # project on u >= 0 after each step (ULA only)
     chains: int = 4                    # chains per slice, advanced as one batch, pooled
+    precondition: bool | None = None   # k-space preconditioning; None: auto (preconditioned)
 
     @property
     def total_steps(self) -> int:
         return self.burn_in + self.samples * self.thin
 
 
-def step_and_noise(settings: ChainSettings, prior, lam: float) -> tuple[float, float]:
+PRECONDITIONED_STEP = 0.2   # preconditioned chains: the fraction of relaxation per step
+
+
+def preconditioned(settings: ChainSettings, prior, acq) -> bool:
+    """Whether the chains are k-space preconditioned: as asked, else (auto) for a learned
+    prior on Cartesian samples (TV's curvature is not a smooth function of k-space: its
+    stiff directions are the image's flat patches)."""
+    if settings.precondition is not None:
+        return settings.precondition
+    return acq.nufft is None and not prior.description.startswith("Charbonnier TV") \
+        and not settings.metropolis
+
+
+def step_and_noise(settings: ChainSettings, prior, lam: float,
+                   precondition: bool = False) -> tuple[float, float]:
     """Defaults that keep ULA stable (step < 1/lam, the data term's Lipschitz constant being
-    lam) at the prior's own temperature T = noise^2 / (2 step): noise scales as sqrt(step)."""
+    lam) at the prior's own temperature T = noise^2 / (2 step): noise scales as sqrt(step).
+    Preconditioned: the dimensionless PRECONDITIONED_STEP at the same temperature."""
     step, noise_std = settings.step, settings.noise_std
+    temperature = prior.sampling_noise ** 2 / (2 * prior.sampling_step)
     if step is None:
-        step = prior.sampling_step if lam <= 0 else min(prior.sampling_step, 1.0 / lam)
+        if precondition:
+            step = PRECONDITIONED_STEP
+        else:
+            step = prior.sampling_step if lam <= 0 else min(prior.sampling_step, 1.0 / lam)
     if noise_std is None:
-        noise_std = prior.sampling_noise * (step / prior.sampling_step) ** 0.5
+        noise_std = (2 * step * temperature) ** 0.5
     return step, noise_std
 
 
@@ -74,18 +94,21 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     # for a NUFFT, whose dense centre makes ||A^H A|| several times 1 (known before any
     # iPALM run: the maps are given with a trajectory)
     norm = 1.0 if acq.nufft is None else _nufft_norm(acq, fixed)
-    _check_step(settings, lam, norm)
+    precondition = preconditioned(settings, prior, acq)
+    _check_step(settings, lam, norm, precondition)
     maps, start = _maps_and_start(acq, fixed, start, regulariser, prior, ipalm_iters, lam, log)
-    step, noise_std = step_and_noise(settings, prior, lam * norm)
+    step, noise_std = step_and_noise(settings, prior, lam * norm, precondition)
     if log is not None:
-        log(f"langevin: {prior.description}, lam {lam:.4g}, step {step:.3g}, noise "
+        kind = ("k-space preconditioned " if precondition else "") + \
+            ("MALA" if settings.metropolis else "ULA")
+        log(f"langevin: {prior.description}, lam {lam:.4g}, {kind}, step {step:.3g}, noise "
             f"{noise_std:.3g}, {settings.chains} chain(s) x ({settings.burn_in} burn-in + "
             f"{settings.samples} x {settings.thin}) steps, {acq.device}")
     result, _ = sample_posterior(acq.kspace, acq.mask, maps, regulariser, lam, start,
                                  settings.burn_in, settings.samples, settings.thin, step,
                                  noise_std, generator, prior.crop, settings.nonneg, on_sample,
                                  progress, settings.metropolis, nufft=acq.nufft,
-                                 chains=settings.chains)
+                                 chains=settings.chains, precondition=precondition, log=log)
     return result
 
 
@@ -100,12 +123,19 @@ def _fixed_maps(acq):
     return fixed
 
 
-def _check_step(settings: ChainSettings, lam: float, norm: float) -> None:
+def _check_step(settings: ChainSettings, lam: float, norm: float, precondition: bool) -> None:
     """Refuse a user's --step for which ULA diverges: step lam ||A^H A|| >= 2 (MALA's
-    Metropolis test rejects such steps instead)."""
-    if settings.step is None or settings.metropolis or settings.step * lam * norm < 2:
-        return
+    Metropolis test rejects such steps instead); preconditioned, the step is a fraction of
+    each direction's relaxation: 1 or more overshoots."""
     from ..errors import UsageError
+
+    if precondition and settings.step is not None and settings.step >= 1:
+        raise UsageError(f"--step {settings.step:g} with k-space preconditioning: the step is "
+                         "the fraction of each direction's relaxation per step and must be "
+                         f"below 1 (default {PRECONDITIONED_STEP})")
+    if precondition or settings.step is None or settings.metropolis or \
+            settings.step * lam * norm < 2:
+        return
 
     bound = 2.0 / (lam * norm)
     model = "" if norm == 1.0 else f" x ||A^H A|| ({norm:.3g} for this trajectory and maps)"
@@ -154,11 +184,14 @@ def sample_deepen_app(acq: Acquisition, model, settings: ChainSettings, start, g
     eps by default."""
     from ..posterior import sample_deepen_posterior
 
-    step = 1.0 if settings.step is None else settings.step
+    precondition = bool(settings.precondition)
+    step = (PRECONDITIONED_STEP if precondition else 1.0) if settings.step is None \
+        else settings.step
     noise_std = model.eps * step ** 0.5 if settings.noise_std is None else settings.noise_std
     if log is not None:
         mala = settings.metropolis
-        log(f"langevin: {model.description}, {'MALA' if mala else 'ULA'} from "
+        kind = ("preconditioned " if precondition else "") + ("MALA" if mala else "ULA")
+        log(f"langevin: {model.description}, {kind} from "
             f"{start if isinstance(start, str) else 'an image'}, step {step:.3g}"
             f"{' (adapted in burn-in)' if mala else ''}, noise {noise_std:.3g} (T "
             f"{noise_std ** 2 / (2 * step):.3g}), {settings.chains} chain(s) x "
@@ -167,7 +200,7 @@ def sample_deepen_app(acq: Acquisition, model, settings: ChainSettings, start, g
     result, _ = sample_deepen_posterior(
         model.energy, acq.kspace, acq.mask, acq.maps, start, settings.burn_in,
         settings.samples, settings.thin, step, noise_std, generator, model.init_std,
-        on_sample, progress, settings.metropolis, settings.chains)
+        on_sample, progress, settings.metropolis, settings.chains, precondition, log)
     return result
 
 

@@ -155,7 +155,8 @@ class SampleResult:
 def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor,
                   eps: float, samples: int = 100, steps: int = 100, init_std: float = 1.0,
                   chunk: int = 25, generator: torch.Generator | None = None, on_sample=None,
-                  progress=None, keep: int = 1) -> SampleResult:
+                  progress=None, keep: int = 1, precondition: bool = False,
+                  step: float | None = None) -> SampleResult:
     """Posterior samples by Eq. 16 (see the module doc) for k-space (S, C, H, W), maps
     (S, C, H, W), mask (S, H, W). ``samples`` chains, each keeping its last ``keep`` states
     (1: the paper's one sample per chain), ``chunk`` chains advancing as one batch; the
@@ -163,18 +164,31 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
     over chunks). ``on_sample(index, slice, x)`` sees each kept state (H, W) of each slice
     in the data scale (streamed, never all held); ``progress(n)`` advances by the Langevin
     steps done (chains x steps). ``traces`` (chains, keep, 9 x S): energies and watched
-    pixels of the kept states, for ``mrgen.convergence``."""
-    from ..mcmc import merge_moments, sample
+    pixels of the kept states, for ``mrgen.convergence``.
+
+    ``precondition``: k-space preconditioned chains (``mrgen.posterior.deepen_preconditioner``,
+    the energy's curvature probed at the slice's SENSE image) at the dimensionless ``step``
+    (default 0.2) and the same temperature eps^2 / 2; otherwise Eq. 16 as published (step 1,
+    or ``step`` with noise eps sqrt(step))."""
+    from ..mcmc import FourierPreconditioner, merge_moments, sample
+    from ..posterior import deepen_preconditioner
 
     mask = mask.to(kspace.real.dtype)
     kspace = kspace * mask.unsqueeze(1)
-    scale, _ = data_scale(kspace, maps, mask)
+    scale, sense = data_scale(kspace, maps, mask)
     n_slices, shape = kspace.shape[0], tuple(kspace.shape[-2:])
     keep = min(keep, steps)
+    step = (0.2 if precondition else 1.0) if step is None else step
+    noise = eps * step ** 0.5                     # the temperature eps^2 / 2 of Eq. 16
     means, variances, traces = [], [], []
     for s in range(n_slices):
         pooled, done, slice_traces = None, 0, []
         left = samples
+        weights = None
+        if precondition:
+            at = torch.view_as_real((sense[s:s + 1] / scale[s]).contiguous())
+            weights = deepen_preconditioner(energy, maps[s:s + 1], mask[s:s + 1], at,
+                                            eps ** 2 / 2, generator)[0].weights
         while left > 0:
             n = min(chunk, left)
             post = Posterior(energy, maps[s:s + 1].expand(n, -1, -1, -1),
@@ -191,8 +205,11 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
                               torch.view_as_complex(x[0].contiguous()) * scale[s])
 
             step_progress = None if progress is None else (lambda k, n=n: progress(n * k))
-            result = sample(start, post.real_energy, steps - keep, keep, 1, 1.0, eps,
-                            generator, on_sample=stream, progress=step_progress, chains=n)
+            preconditioner = None if weights is None else \
+                FourierPreconditioner(weights.expand(n, -1, -1), complex_view=True)
+            result = sample(start, post.real_energy, steps - keep, keep, 1, step, noise,
+                            generator, on_sample=stream, progress=step_progress, chains=n,
+                            preconditioner=preconditioner)
             part = (torch.view_as_complex(result.mean[0].contiguous()).to(torch.complex128),
                     result.variance[0].sum(-1).double(), result.count)
             pooled = part if pooled is None else merge_moments(pooled, part)
