@@ -85,14 +85,40 @@ def idst2(y: torch.Tensor, dim: int = -1) -> torch.Tensor:
 def dst2d(x: torch.Tensor) -> torch.Tensor:
     """DST-II over the last two axes, in the *transposed* layout (..., W, H): the second
     transform then runs along contiguous memory (an FFT along a strided axis is twice as
-    slow), and the coefficients are only ever divided and fed back to idst2d."""
-    y = _dst_last(x.to(complex_dtype(x.dtype)))
+    slow), and the coefficients are only ever divided and fed back to idst2d.
+
+    On the CPU (without autograd) scipy's DST-II runs instead: pocketfft's real-to-real
+    transform folds, transforms and twiddles inside its own buffers, 2.5-4x faster than the
+    torch version's passes (15 x 640 x 368 complex64, one thread: 128 against 511 ms). Its
+    coefficients are 2x these per axis; the factor 1/4 is exact (a power of two)."""
+    x = x.to(complex_dtype(x.dtype))
+    if _scipy_applies(x):
+        return _scipy_dst2d(x, inverse=False).mul_(0.25).transpose(-1, -2)
+    y = _dst_last(x)
     return _dst_last(y.transpose(-1, -2))
 
 
 def idst2d(coefficients: torch.Tensor) -> torch.Tensor:
     """The inverse of dst2d: coefficients (..., W, H) -> (..., H, W)."""
+    if _scipy_applies(coefficients):
+        return _scipy_dst2d(coefficients.transpose(-1, -2), inverse=True).mul_(4.0)
     return _idst_last(_idst_last(coefficients).transpose(-1, -2))
+
+
+def _scipy_applies(x: torch.Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dtype in (torch.complex64, torch.complex128)
+            and not (torch.is_grad_enabled() and x.requires_grad))
+
+
+def _scipy_dst2d(x: torch.Tensor, inverse: bool) -> torch.Tensor:
+    """scipy's (i)dstn of type II over the last two axes of a CPU tensor (..., H, W), with
+    torch's thread count; a new contiguous tensor."""
+    import scipy.fft
+
+    transform = scipy.fft.idstn if inverse else scipy.fft.dstn
+    out = transform(x.detach().resolve_conj().numpy(), type=2, axes=(-2, -1),
+                    workers=torch.get_num_threads())
+    return torch.from_numpy(out)
 
 
 def laplacian_eigenvalues(n: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -126,21 +152,26 @@ def smoothness_prox(maps: torch.Tensor, weight) -> torch.Tensor:
     return x if maps.is_complex() else x.real
 
 
-def _boundary_differences(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """sum |D x|^2 along ``dim`` per element of the other axes, with x_{-1} = -x_0 and
-    x_N = -x_{N-1}: the interior differences plus |2 x_0|^2 / 2 + |2 x_{N-1}|^2 / 2."""
-    n = x.shape[dim]
-    interior = x.narrow(dim, 1, n - 1) - x.narrow(dim, 0, n - 1)
-    ends = _abs2(x.narrow(dim, 0, 1)) + _abs2(x.narrow(dim, n - 1, 1))
-    return _abs2(interior).sum(dim) + 2 * ends.sum(dim)
-
-
-def _abs2(x: torch.Tensor) -> torch.Tensor:
-    return x.real.square() + x.imag.square() if x.is_complex() else x.square()
-
-
 def smoothness_energy(maps: torch.Tensor) -> torch.Tensor:
     """F(maps) = 1/2 <maps, L maps> = 1/2 ||D maps||^2 over the last two axes, one value per
-    batch element."""
-    total = _boundary_differences(maps, -1).sum(-1) + _boundary_differences(maps, -2).sum(-1)
-    return 0.5 * total.flatten(1).sum(1) if total.dim() > 1 else 0.5 * total
+    batch element (first axis; a scalar for one 2D array). The differences D x include the
+    boundary's, with x_{-1} = -x_0 and x_N = -x_{N-1}: |2 x_0|^2 / 2 and |2 x_{N-1}|^2 / 2
+    at the ends (the boundary half a sample out). Computed on real views with BLAS norms:
+    iPALM reports it every iteration, and the complex version's passes took 45 ms at
+    15 x 640 x 368."""
+    x = torch.view_as_real(maps) if maps.is_complex() else maps.unsqueeze(-1)  # (..., H, W, 2)
+    lead = maps.shape[0] if maps.dim() >= 3 else 1
+    interior = (_sum_squares(x[..., 1:, :] - x[..., :-1, :], lead)
+                + _sum_squares(x[..., 1:, :, :] - x[..., :-1, :, :], lead))
+    ends = (_sum_squares(x[..., ::x.shape[-2] - 1 or 1, :], lead)
+            + _sum_squares(x[..., ::x.shape[-3] - 1 or 1, :, :], lead))
+    if x.shape[-2] == 1:  # one column: its two ends are the same sample
+        ends = ends + _sum_squares(x, lead)
+    if x.shape[-3] == 1:
+        ends = ends + _sum_squares(x, lead)
+    total = 0.5 * (interior + 2 * ends)
+    return total if maps.dim() >= 3 else total[0]
+
+
+def _sum_squares(x: torch.Tensor, lead: int) -> torch.Tensor:
+    return torch.linalg.vector_norm(x.reshape(lead, -1), dim=1).square()
