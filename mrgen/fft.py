@@ -30,6 +30,14 @@ def _checkerboard(height: int, width: int, device: torch.device, dtype: torch.dt
     return sign, sign * (-1) ** ((height + width) // 2)
 
 
+def centring_signs(height: int, width: int, device: torch.device, dtype: torch.dtype):
+    """(b, a) with fft2c(x) = a * fft2(b * x, norm="ortho") and ifft2c(y) = a * ifft2(b * y,
+    norm="ortho") for even H and W: +-1 checkerboards in ``dtype`` (cached). A caller that
+    keeps b inside factors it multiplies anyway (and a inside its data) transforms with the
+    bare FFT: mrgen.ipalm does."""
+    return _checkerboard(height, width, device, dtype)
+
+
 def complex_dtype(dtype: torch.dtype) -> torch.dtype:
     """The complex dtype that holds ``dtype``'s values (complex128 for float64)."""
     if dtype.is_complex:
