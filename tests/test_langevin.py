@@ -129,3 +129,22 @@ def test_cli_prior_only(tmp_path):
     assert np.load(tmp_path / "p.npy").shape == (2, 16, 16)
     wrong = invoke("langevin", "--prior-only", tmp_path / "x.npy", tmp_path / "y.npy")
     assert wrong.exit_code == 2
+
+
+def test_cli_preconditioned_langevin_is_reproducible_and_says_so(tmp_path):
+    """--precondition: the k-space preconditioned chain, the same output for the same seed,
+    the preconditioner's curvature range in the log; a step of 1 or more is refused."""
+    assert invoke("phantom", "--size", 32, 32, "--coils", 4, tmp_path / "d.h5").exit_code == 0
+    assert invoke("mask", "--like", tmp_path / "d.h5", "--kind", "random-exact", "--accel", 2,
+                  tmp_path / "m.npy").exit_code == 0
+    args = ["langevin", "--mask", tmp_path / "m.npy", "--ipalm-iters", 5, "--burn-in", 10,
+            "--samples", 4, "--precondition", "--seed", 3, tmp_path / "d.h5"]
+    first = invoke(*args, tmp_path / "a.npy", "--var", tmp_path / "v.npy")
+    assert first.exit_code == 0, first.stderr
+    assert "k-space preconditioned ULA" in first.stderr
+    assert "k-space preconditioner: curvature" in first.stderr
+    assert invoke(*args, tmp_path / "b.npy").exit_code == 0
+    assert np.array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    assert np.isfinite(np.load(tmp_path / "v.npy")).all()
+    refused = invoke(*args, "--step", 1.5, tmp_path / "c.npy")
+    assert refused.exit_code == 2 and "--step" in refused.stderr

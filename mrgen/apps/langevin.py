@@ -22,7 +22,7 @@ class ChainSettings:
     metropolis: bool = False           # MALA instead of ULA
     nonneg: bool = False               # project on u >= 0 after each step (ULA only)
     chains: int = 4                    # chains per slice, advanced as one batch, pooled
-    precondition: bool | None = None   # k-space preconditioning; None: auto (preconditioned)
+    precondition: bool = False         # k-space preconditioned ULA (not the paper's)
 
     @property
     def total_steps(self) -> int:
@@ -32,14 +32,17 @@ class ChainSettings:
 PRECONDITIONED_STEP = 0.2   # preconditioned chains: the fraction of relaxation per step
 
 
-def preconditioned(settings: ChainSettings, prior, acq) -> bool:
-    """Whether the chains are k-space preconditioned: as asked, else (auto) for a learned
-    prior on Cartesian samples (TV's curvature is not a smooth function of k-space: its
-    stiff directions are the image's flat patches)."""
-    if settings.precondition is not None:
-        return settings.precondition
-    return acq.nufft is None and not prior.description.startswith("Charbonnier TV") \
-        and not settings.metropolis
+def preconditioned(settings: ChainSettings, acq) -> bool:
+    """Whether the chains are k-space preconditioned: when asked, on Cartesian samples.
+    Off by default: on the README file (prior-brain-small, 4 chains x 200 steps) it raised
+    the ESS of most traced pixels 1.5-3x but not of the slowest one, so R-hat was the same
+    (1.50 against 1.51), at a variance bias of 1 / (1 - step / 2) (11% at step 0.2) in
+    the directions its curvature model fits."""
+    if settings.precondition and acq.nufft is not None:
+        from ..errors import UsageError
+
+        raise UsageError("--precondition needs Cartesian samples (not --traj)")
+    return settings.precondition
 
 
 def step_and_noise(settings: ChainSettings, prior, lam: float,
@@ -94,7 +97,7 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     # for a NUFFT, whose dense centre makes ||A^H A|| several times 1 (known before any
     # iPALM run: the maps are given with a trajectory)
     norm = 1.0 if acq.nufft is None else _nufft_norm(acq, fixed)
-    precondition = preconditioned(settings, prior, acq)
+    precondition = preconditioned(settings, acq)
     _check_step(settings, lam, norm, precondition)
     maps, start = _maps_and_start(acq, fixed, start, regulariser, prior, ipalm_iters, lam, log)
     step, noise_std = step_and_noise(settings, prior, lam * norm, precondition)
