@@ -16,7 +16,8 @@ SUMMARY = "DEEPEN: MAP by majorise-minimise or Langevin posterior samples (Chand
                  "cg_iters": AT_LEAST_1, "cg_tol": AT_LEAST_0, "samples": AT_LEAST_1,
                  "steps": AT_LEAST_1, "eps": POSITIVE, "init_std": POSITIVE,
                  "chunk": AT_LEAST_1, "keep": AT_LEAST_1, "step": POSITIVE},
-         choices={"mode": ("map", "sample")}, precheck=lambda args: _precheck(args))
+         choices={"mode": ("map", "sample"), "start": ("noise", "sense")},
+         precheck=lambda args: _precheck(args))
 def deepen(
     kspace: Annotated[str, typer.Argument(
         metavar="KSPACE", help="Undersampled k-space (coils, H, W) or (slices, coils, H, W).",
@@ -77,6 +78,11 @@ def deepen(
         "eps^2/2: every direction moves at the rate --step per step, where Eq. 16's step 1 "
         "overshoots the sampled ones and barely moves the soft unsampled ones.",
         rich_help_panel="Sampling")] = False,
+    start: Annotated[str, typer.Option(
+        "--start", metavar="noise|sense", help="The chains' start: Gaussian noise (the "
+        "paper; --init-std) or the SENSE image (where the posterior is: from noise this "
+        "piecewise-linear energy pulls a chain back only linearly, and 100 steps are not "
+        "enough on a 256 x 256 scan).", rich_help_panel="Sampling")] = "noise",
     step: Annotated[Optional[float], typer.Option(
         "--step", help="Langevin step (default: 1, Eq. 16; 0.2 with --precondition); the "
         "noise is eps sqrt(step), the same temperature.", show_default=False,
@@ -131,7 +137,7 @@ def deepen(
         save(output, finish(image), io.roles.IMAGE, inputs=inputs)
         return
     options = deepen.SampleSettings(samples, steps, eps, init_std, chunk, keep, precondition,
-                                    step)
+                                    step, start)
     stream = SampleStream(samples_out, samples * min(keep, steps),
                           acq.slice_count if acq.has_slices else None)
     write = (lambda i, s, x: stream.write(i, finish_one(x), s)) if samples_out else None

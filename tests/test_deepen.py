@@ -209,9 +209,9 @@ def test_cli_map_sample_and_errors(tmp_path, data, model_file):
     assert np.load(samples).shape == (4, 32, 32)
     pre = invoke("deepen", path, tmp_path / "pre.npy", "--model", model_file, "--mode",
                  "sample", "--samples", 4, "--steps", 5, "--slice", 1, "--precondition",
-                 "--seed", 2)
+                 "--start", "sense", "--seed", 2)
     assert pre.exit_code == 0, pre.stderr
-    assert "k-space preconditioned ULA, step 0.2" in pre.stderr
+    assert "k-space preconditioned ULA, step 0.2" in pre.stderr and "start SENSE" in pre.stderr
     assert np.isfinite(np.load(tmp_path / "pre.npy")).all()
     for args in (["--mode", "bad"], ["--iters", 0], ["--var", tmp_path / "v.npy"],
                  ["--model", tmp_path / "missing.pt"]):

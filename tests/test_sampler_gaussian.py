@@ -286,3 +286,28 @@ def test_preconditioned_mala_is_exact_on_the_deepen_posterior():
     assert torch.allclose((result.mean / scale).to(torch.complex128), mean, atol=0.05)
     got = result.variance / scale ** 2
     assert float((got.double() / (2 * var)).mean()) == pytest.approx(1.0, rel=0.1)
+
+
+def test_deepen_sample_starts_from_the_sense_image_and_keeps_its_temperature():
+    """deepen --mode sample --start sense: a negligible step leaves every chain at the SENSE
+    image (zero variance); --precondition at its default step samples the Gaussian
+    posterior at the temperature eps^2 / 2 (variance within ULA's bias 1 / (1 - 0.2/2))."""
+    from mrgen.deepen.model import data_scale
+    from mrgen.deepen.recon import deepen_sample
+
+    kspace, mask, maps = small_problem()
+    scale, sense = data_scale(kspace, maps, mask)
+    prior_mean = torch.full((1, 6, 6), 0.3 + 0.1j, dtype=torch.complex64)
+    energy = QuadraticEnergy(prior_mean, 2.0)
+    gen = torch.Generator().manual_seed(0)
+    still = deepen_sample(energy, kspace, maps, mask, 1e-6, samples=4, steps=1, chunk=4,
+                          generator=gen, start="sense", step=1e-9)
+    assert torch.allclose(still.mean, sense, atol=1e-4 * float(sense.abs().max()))
+    eps = 0.2
+    op = SenseOp(maps.to(torch.complex128), mask.double())
+    _, var = gaussian_posterior(op.forward, (kspace / scale).to(torch.complex128),
+                                prior_mean.to(torch.complex128), 2.0, eps ** 2 / 2)
+    moved = deepen_sample(energy, kspace, maps, mask, eps, samples=64, steps=200, chunk=64,
+                          generator=gen, keep=100, start="sense", precondition=True)
+    ratio = float((moved.variance.double() / scale ** 2 / (2 * var)).mean())
+    assert 0.9 < ratio < 1.1 / (1 - 0.1)

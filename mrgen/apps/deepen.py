@@ -54,6 +54,7 @@ class SampleSettings:
     keep: int = 1                      # last states kept per chain (1: the paper)
     precondition: bool = False         # k-space preconditioned chains (not the paper's)
     step: float | None = None          # None: 1 (Eq. 16), 0.2 preconditioned
+    start: str = "noise"               # noise (the paper) or sense
 
 
 def load_deepen_model(model: str, device) -> DeepenModel:
@@ -103,11 +104,13 @@ def deepen_sample_app(acq: Acquisition, model: DeepenModel, settings: SampleSett
         step = settings.step or (0.2 if settings.precondition else 1.0)
         log(f"deepen sample: {model.description}, {kind}, step {step:.3g}, "
             f"{settings.samples} chains x {settings.steps} steps (the last {settings.keep} "
-            f"kept), eps {eps:.3g}, start N(0, {init_std:.3g}^2), {acq.device}")
+            f"kept), eps {eps:.3g}, start "
+            f"{'SENSE' if settings.start == 'sense' else f'N(0, {init_std:.3g}^2)'}, "
+            f"{acq.device}")
     result = deepen_sample(model.energy, acq.kspace, acq.maps, acq.mask, eps,
                            settings.samples, settings.steps, init_std, settings.chunk,
                            generator, on_sample, progress, settings.keep,
-                           settings.precondition, settings.step)
+                           settings.precondition, settings.step, settings.start)
     if log is not None and result.traces is not None and result.traces.shape[1] >= 4:
         from ..convergence import report
 

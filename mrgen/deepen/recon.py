@@ -156,7 +156,7 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
                   eps: float, samples: int = 100, steps: int = 100, init_std: float = 1.0,
                   chunk: int = 25, generator: torch.Generator | None = None, on_sample=None,
                   progress=None, keep: int = 1, precondition: bool = False,
-                  step: float | None = None) -> SampleResult:
+                  step: float | None = None, start: str = "noise") -> SampleResult:
     """Posterior samples by Eq. 16 (see the module doc) for k-space (S, C, H, W), maps
     (S, C, H, W), mask (S, H, W). ``samples`` chains, each keeping its last ``keep`` states
     (1: the paper's one sample per chain), ``chunk`` chains advancing as one batch; the
@@ -169,7 +169,10 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
     ``precondition``: k-space preconditioned chains (``mrgen.posterior.deepen_preconditioner``,
     the energy's curvature probed at the slice's SENSE image) at the dimensionless ``step``
     (default 0.2) and the same temperature eps^2 / 2; otherwise Eq. 16 as published (step 1,
-    or ``step`` with noise eps sqrt(step))."""
+    or ``step`` with noise eps sqrt(step)). ``start``: "noise" (the paper: N(0, init_std^2)
+    per real component) or "sense" (every chain from the slice's SENSE image: where the
+    posterior is; from noise the piecewise-linear energy pulls back only linearly, and on
+    the README's phantom 100 steps leave the chains at 5 dB)."""
     from ..mcmc import FourierPreconditioner, merge_moments, sample
     from ..posterior import deepen_preconditioner
 
@@ -194,8 +197,12 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
             post = Posterior(energy, maps[s:s + 1].expand(n, -1, -1, -1),
                              mask[s:s + 1].expand(n, -1, -1),
                              (kspace[s:s + 1] / scale[s]).expand(n, -1, -1, -1))
-            start = init_std * torch.randn((n, *shape, 2), generator=generator,
-                                           device=kspace.device)
+            if start == "sense":
+                first_state = torch.view_as_real((sense[s:s + 1] / scale[s]).contiguous())
+                first_state = first_state.expand(n, -1, -1, -1).clone()
+            else:
+                first_state = init_std * torch.randn((n, *shape, 2), generator=generator,
+                                                     device=kspace.device)
             first = done
 
             def stream(i, x, first=first, n=n):
@@ -207,7 +214,7 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
             step_progress = None if progress is None else (lambda k, n=n: progress(n * k))
             preconditioner = None if weights is None else \
                 FourierPreconditioner(weights.expand(n, -1, -1), complex_view=True)
-            result = sample(start, post.real_energy, steps - keep, keep, 1, step, noise,
+            result = sample(first_state, post.real_energy, steps - keep, keep, 1, step, noise,
                             generator, on_sample=stream, progress=step_progress, chains=n,
                             preconditioner=preconditioner)
             part = (torch.view_as_complex(result.mean[0].contiguous()).to(torch.complex128),
