@@ -78,7 +78,8 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
 
 def choose_lambda(text: str, prior, acq: Acquisition | None = None) -> float:
     """--lam: a positive number; "auto" the prior's fit on the initial residual (an error
-    without one); "" the fit when the prior has one, else its default."""
+    without one); "" the fit when the prior has one, else (TV) the rule from the data's noise
+    level, else the prior's default."""
     if text in ("", "auto"):
         if text == "auto" and prior.lambda_fit is None:
             raise UsageError("--lam auto: the prior has no lambda fit (train one with "
@@ -86,6 +87,10 @@ def choose_lambda(text: str, prior, acq: Acquisition | None = None) -> float:
         # the fit's initial residual is of Cartesian data; non-Cartesian takes the default
         if prior.lambda_fit is not None and acq is not None and acq.nufft is None:
             return prior.lambda_for(acq.kspace, acq.mask)
+        if text == "" and acq is not None and acq.nufft is None:
+            from_noise = prior.lambda_for_noise(acq.kspace, acq.mask)
+            if from_noise is not None:
+                return from_noise
         return prior.default_lambda
     try:
         value = float(text)

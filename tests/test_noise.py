@@ -1,0 +1,68 @@
+"""The k-space noise estimate that sets TV's default lambda (mrgen.noise)."""
+
+import math
+
+import pytest
+import torch
+
+from mrgen.masks import make_mask
+from mrgen.noise import edge_region, noise_std
+from mrgen.fft import fft2c
+
+
+def smooth_scan(sigma, coils=4, size=128, seed=0):
+    """Coil images of a smooth object (Gaussian blobs; MR k-space falls off as fast at its
+    edge) with complex noise of std sigma: (1, C, H, W) k-space."""
+    g = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    centre_width = torch.rand(6, 3, generator=g) * torch.tensor([1.0, 1.0, 0.2])
+    image = sum(torch.exp(-((x - a + 0.5).square() + (y - b + 0.5).square()) / (2 * (0.1 + w) ** 2))
+                for a, b, w in centre_width)
+    image = image * ((1 - x.square()) * (1 - y.square())).square()   # smooth to 0 at the FOV
+    maps = torch.stack([torch.exp(1j * (c + 1) * x) * (1 + 0.3 * y) for c in range(coils)])
+    noise = sigma / math.sqrt(2) * torch.complex(torch.randn(coils, size, size, generator=g),
+                                                 torch.randn(coils, size, size, generator=g))
+    return (fft2c((image * maps).to(torch.complex64)) + noise)[None]
+
+
+@pytest.mark.parametrize("sigma", [0.001, 0.01])
+def test_noise_std_recovers_the_simulated_noise(sigma):
+    kspace = smooth_scan(sigma)
+    mask = torch.from_numpy(make_mask("random-exact:4:0.08", (128, 128), seed=1))[None]
+    estimate = float(noise_std(kspace * mask[:, None], mask)[0])
+    assert estimate == pytest.approx(sigma, rel=0.1)
+
+
+def test_pure_noise_is_estimated_without_bias():
+    g = torch.Generator().manual_seed(0)
+    noise = 0.3 / math.sqrt(2) * torch.complex(torch.randn(2, 8, 96, 96, generator=g),
+                                torch.randn(2, 8, 96, 96, generator=g))
+    assert torch.allclose(noise_std(noise, torch.ones(1, 96, 96)), torch.tensor(0.3), rtol=0.03)
+
+
+def test_too_few_edge_samples_give_nan():
+    kspace = torch.ones(1, 1, 64, 64, dtype=torch.complex64)
+    mask = (~edge_region((64, 64))).float()[None]          # nothing sampled at the edge
+    assert math.isnan(float(noise_std(kspace, mask)[0]))
+    assert edge_region((64, 64)).float().mean() == pytest.approx(1 - math.pi / 16, abs=0.02)
+
+
+def test_tv_default_lambda_follows_the_noise():
+    """ipalm --reg tv without --lam: lambda = 0.4 / s^1.5 (s the noise over the data scale),
+    so twice the noise divides it by 2^1.5; noise-free data get the old fixed 1000; --lam
+    wins."""
+    from mrgen.acquisition import Acquisition
+    from mrgen.apps.ipalm import PriorChoice, choose_lambda
+
+    _, prior = PriorChoice().build(torch.device("cpu"))
+    mask = torch.from_numpy(make_mask("random-exact:4:0.08", (128, 128), seed=1))[None]
+
+    def default_for(sigma):
+        kspace = smooth_scan(sigma) * mask[:, None]
+        return choose_lambda("", prior, Acquisition(kspace, mask, None))
+
+    low, high = default_for(0.1), default_for(0.2)
+    assert low / high == pytest.approx(2 ** 1.5, rel=0.1)
+    assert default_for(0.0) == 1000.0
+    kspace = smooth_scan(0.01) * mask[:, None]
+    assert choose_lambda("30", prior, Acquisition(kspace, mask, None)) == 30.0
