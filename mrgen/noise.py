@@ -5,7 +5,12 @@ noise, white and complex Gaussian (the same std in every coil after pre-whitenin
 the orthonormal FFT, the same std per image pixel). Over the sampled points outside an
 ellipse of half the k-space extent, |y|^2 is exponential with mean s^2 (s the complex std,
 E|n|^2 = s^2, as ``mrgen phantom --noise`` counts it); its median, s^2 ln 2, ignores the few
-points that still carry signal.
+points that still carry signal. Objects with sharp edges (Shepp-Logan) keep signal there;
+multi-coil data then have a second estimate that ignores it: in the fully sampled centre
+the windows of all coils span a low-rank signal subspace (what ESPIRiT builds on), so the
+lower half of the calibration matrix's eigenvalues is noise; their mean, divided by that of
+unit complex noise in a matrix of the same shape (seeded), is s^2. ``noise_std`` takes the
+smaller of the two (each can only be raised by signal).
 
 Example: ``noise_std(kspace, mask)`` -> (S,) tensor; ``mrgen phantom --noise 0.01`` gives
 about 0.01.
@@ -29,7 +34,15 @@ def edge_region(shape: tuple[int, int], device=None) -> torch.Tensor:
 
 
 def noise_std(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per slice complex std of the noise: k-space (S, C, H, W) complex, mask
+    """Per slice complex std of the noise (S,): the smaller of the edge and the calibration
+    estimates, NaN where neither has enough samples."""
+    both = torch.stack([edge_noise_std(kspace, mask), calibration_noise_std(kspace, mask)])
+    smaller = both.nan_to_num(math.inf).amin(0)
+    return smaller.where(smaller.isfinite(), torch.tensor(math.nan, device=smaller.device))
+
+
+def edge_noise_std(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per slice complex std of the noise from the k-space edge: k-space (S, C, H, W) complex, mask
     (S or 1, H, W). NaN for a slice with fewer than 64 sampled edge points."""
     edge = edge_region(kspace.shape[-2:], kspace.device)
     where = (mask.expand(kspace.shape[0], *kspace.shape[-2:]) > 0) & edge
@@ -40,3 +53,39 @@ def noise_std(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if values.shape[-1] >= _MIN_SAMPLES:
             out[s] = (values.median() / math.log(2)).sqrt()
     return out
+
+
+def calibration_noise_std(kspace: torch.Tensor, mask: torch.Tensor, kernel: int = 3,
+                          max_size: int = 24) -> torch.Tensor:
+    """Per slice complex noise std from the fully sampled centre of multi-coil k-space (S, C,
+    H, W); NaN for one coil or a centre smaller than 2 kernels."""
+    from .espirit import find_calibration
+
+    out = torch.full((kspace.shape[0],), math.nan, device=kspace.device)
+    if kspace.shape[-3] < 2:
+        return out
+    height, width = kspace.shape[-2:]
+    for s in range(kspace.shape[0]):
+        pattern = mask[min(s, mask.shape[0] - 1)].cpu() > 0
+        h, w = find_calibration(pattern, max_size)
+        if min(h, w) < 2 * kernel:
+            continue
+        top, left = height // 2 - h // 2, width // 2 - w // 2
+        windows = _windows(kspace[s, :, top:top + h, left:left + w].cpu(), kernel)
+        generator = torch.Generator().manual_seed(0)
+        unit = torch.complex(*torch.randn(2, *windows.shape, generator=generator,
+                                          dtype=torch.float64)) / math.sqrt(2)
+        out[s] = (_lower_half_mean(windows) / _lower_half_mean(unit)).sqrt()
+    return out
+
+
+def _windows(calib: torch.Tensor, kernel: int) -> torch.Tensor:
+    """(C * k * k, windows) complex128: every k x k window of all coils, one per column."""
+    coils = calib.shape[0]
+    windows = calib.to(torch.complex128).unfold(-2, kernel, 1).unfold(-2, kernel, 1)
+    return windows.permute(0, 3, 4, 1, 2).reshape(coils * kernel * kernel, -1)
+
+
+def _lower_half_mean(matrix: torch.Tensor) -> torch.Tensor:
+    values = torch.linalg.eigvalsh(matrix @ matrix.mH)         # ascending
+    return values[: values.shape[0] // 2].mean()

@@ -66,3 +66,21 @@ def test_tv_default_lambda_follows_the_noise():
     assert default_for(0.0) == 1000.0
     kspace = smooth_scan(0.01) * mask[:, None]
     assert choose_lambda("30", prior, Acquisition(kspace, mask, None)) == 30.0
+
+
+def test_sharp_edges_do_not_fool_the_calibration_estimate():
+    """Shepp-Logan's edges keep signal at the k-space edge (the edge estimate is ~10x the
+    noise); the calibration matrix's lower eigenvalues still give the noise."""
+    from mrgen.noise import calibration_noise_std, edge_noise_std
+    from mrgen.phantom import make_phantom
+
+    ph = make_phantom("shepp-logan", size=(128, 128), coils=8, noise=0.0, seed=3)
+    g = torch.Generator().manual_seed(1)
+    kspace = torch.from_numpy(ph.kspace).reshape(1, 8, 128, 128)
+    kspace = kspace + 0.002 / math.sqrt(2) * torch.complex(
+        torch.randn(kspace.shape, generator=g), torch.randn(kspace.shape, generator=g))
+    mask = torch.from_numpy(make_mask("random-exact:4:0.16", (128, 128), seed=1))[None]
+    kspace = kspace * mask[:, None]
+    assert float(edge_noise_std(kspace, mask)[0]) > 0.005
+    assert float(calibration_noise_std(kspace, mask)[0]) == pytest.approx(0.002, rel=0.25)
+    assert float(noise_std(kspace, mask)[0]) == pytest.approx(0.002, rel=0.25)
