@@ -21,6 +21,12 @@ truth (target: within 0.5 dB of the reference, i.e. the two means differ by less
 reference's own sampling error; read with the PSNR of each against the phantom), the relative
 error of the mean variance over the object (target < 10%) and pixel by pixel, the ESS / R-hat
 line each run prints, and each wall time beside nlinv's (target: fast run <= 30x nlinv).
+
+    python benchmarks/bench_sampling.py --check --deepen-sample --model deepen-brain-small
+        [--deepen-args "--samples 4 --chunk 4 --steps 100 --keep 50 --precondition"]
+
+checks ``mrgen deepen --mode sample`` (ESPIRiT maps) the same way: the reference runs
+``--factor`` x the steps per chain and keeps ``--factor`` x the states.
 """
 
 from __future__ import annotations
@@ -116,25 +122,46 @@ def _flag_value(args, flag, default):
     return int(args[args.index(flag) + 1]) if flag in args else default
 
 
-def check(model: str, factor: int, extra: list[str], size: int, coils: int, folder=None):
-    """The README example's fast default against a reference of ``factor`` x the steps."""
-    import os
-    import shlex
-    import shutil
-    import sys
-    import tempfile
-    from pathlib import Path
+def _without(args, flags):
+    """``args`` without the given flags and their values."""
+    return [a for i, a in enumerate(args) if a not in flags and
+            (i == 0 or args[i - 1] not in flags)]
 
-    import numpy as np
 
-    from mrgen import io
+def _langevin_runs(model, extra, factor):
+    """(the command's fixed part, [(run name, its arguments, length 1, length 2)]): the
+    README's langevin example with its defaults, and the reference with ``factor`` x its
+    burn-in and kept samples (same chains and thinning, another seed)."""
+    from mrgen.apps.langevin import ChainSettings  # the command's defaults
 
-    env = dict(os.environ)
-    mrgen = [sys.executable, "-m", "commands"]
-    tmp = Path(folder or tempfile.mkdtemp(prefix="bench_sampling_"))
-    tmp.mkdir(parents=True, exist_ok=True)
-    repo = Path(__file__).resolve().parent.parent
-    env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
+    fixed = ["langevin", "--maps", "ipmaps.npy", "--mask", "mask.npy"]
+    if model != "tv":
+        fixed = ["langevin", "--model", model, *fixed[1:]]
+    burn = _flag_value(extra, "--burn-in", ChainSettings().burn_in)
+    samples = _flag_value(extra, "--samples", ChainSettings().samples)
+    rest = _without(extra, ("--burn-in", "--samples"))
+    return fixed, [(name, [*fixed, "--burn-in", b, "--samples", n, *rest, "--seed", seed], b, n)
+                   for name, b, n, seed in (("fast", burn, samples, 0),
+                                            ("reference", burn * factor, samples * factor, 1))]
+
+
+def _deepen_runs(model, extra, factor):
+    """The same for ``mrgen deepen --mode sample`` (ESPIRiT maps, as the README): the
+    reference runs ``factor`` x the steps per chain and keeps ``factor`` x the states."""
+    from mrgen.apps.deepen import SampleSettings
+
+    fixed = ["deepen", "--model", model, "--maps", "maps.npy", "--mask", "mask.npy",
+             "--mode", "sample"]
+    steps = _flag_value(extra, "--steps", SampleSettings().steps)
+    keep = _flag_value(extra, "--keep", SampleSettings().keep)
+    rest = _without(extra, ("--steps", "--keep"))
+    return fixed, [(name, [*fixed, "--steps", n, "--keep", k, *rest, "--seed", seed], n, k)
+                   for name, n, k, seed in (("fast", steps, keep, 0),
+                                            ("reference", steps * factor, keep * factor, 1))]
+
+
+def _prepare(tmp, mrgen, env, size, coils):
+    """The README's file, mask, ipalm-TV maps and ESPIRiT maps (kept in ``tmp``)."""
     if not (tmp / "ipmaps.npy").exists():
         _run([*mrgen, "phantom", "--size", size, size, "--coils", coils, "--noise", 0.002,
               "data.h5"], tmp, env)
@@ -142,54 +169,80 @@ def check(model: str, factor: int, extra: list[str], size: int, coils: int, fold
               "mask.npy"], tmp, env)
         _run([*mrgen, "ipalm", "--mask", "mask.npy", "--maps-out", "ipmaps.npy", "data.h5",
               "ipalm.npy"], tmp, env)
-    import h5py
+    if not (tmp / "maps.npy").exists():
+        _run([*mrgen, "espirit", "--mask", "mask.npy", "data.h5", "maps.npy"], tmp, env)
 
+
+def _nlinv_wall(tmp, env, kspace, mask):
+    import shutil
+
+    import numpy as np
+
+    from mrgen import io
+
+    if not shutil.which("bart"):
+        return float("nan")
+    io.write_array(str(tmp / "k"), (kspace * mask).astype(np.complex64), io.roles.KSPACE)
+    return _run(["bart", "nlinv", tmp / "k", tmp / "n"], tmp, env)[0]
+
+
+def check(model: str, factor: int, extra: list[str], size: int, coils: int, folder=None,
+          deepen_sample: bool = False):
+    """The README example's fast default against a reference of ``factor`` x the steps
+    (``deepen_sample``: ``mrgen deepen --mode sample`` instead of ``mrgen langevin``)."""
+    import os
+    import shlex
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import h5py
+    import numpy as np
+
+    env = dict(os.environ)
+    mrgen = [sys.executable, "-m", "commands"]
+    tmp = Path(folder or tempfile.mkdtemp(prefix="bench_sampling_"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    repo = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
+    _prepare(tmp, mrgen, env, size, coils)
     with h5py.File(tmp / "data.h5") as f:
         kspace, truth = np.asarray(f["kspace"]), np.abs(np.asarray(f["image"]))
-    mask = np.load(tmp / "mask.npy")
-    rows = []
-    if shutil.which("bart"):
-        io.write_array(str(tmp / "k"), (kspace * mask).astype(np.complex64), io.roles.KSPACE)
-        nlinv, _ = _run(["bart", "nlinv", tmp / "k", tmp / "n"], tmp, env)
-    else:
-        nlinv = float("nan")
-    fixed = ["--maps", "ipmaps.npy", "--mask", "mask.npy"]
-    if model != "tv":
-        fixed = ["--model", model, *fixed]
-    burn = _flag_value(extra, "--burn-in", None)
-    samples = _flag_value(extra, "--samples", None)
-    from mrgen.apps.langevin import ChainSettings  # the command's defaults
-
-    burn = ChainSettings().burn_in if burn is None else burn
-    samples = ChainSettings().samples if samples is None else samples
-    rest = [a for i, a in enumerate(extra) if a not in ("--burn-in", "--samples") and
-            (i == 0 or extra[i - 1] not in ("--burn-in", "--samples"))]
+    nlinv = _nlinv_wall(tmp, env, kspace, np.load(tmp / "mask.npy"))
+    fixed, plan = (_deepen_runs if deepen_sample else _langevin_runs)(model, extra, factor)
+    labels = ("steps", "kept") if deepen_sample else ("burn-in", "samples")
     runs = {}
-    for name, b, n, seed in (("fast", burn, samples, 0),
-                             ("reference", burn * factor, samples * factor, 1)):
-        args = [*mrgen, "langevin", *fixed, "--burn-in", b, "--samples", n, *rest,
-                "--seed", seed, "--var", f"{name}-var.npy", "data.h5", f"{name}-mmse.npy"]
-        wall, err = _run(args, tmp, env)
-        lines = [line for line in err.splitlines() if "R-hat" in line or "MALA" in line]
+    for name, args, first, second in plan:
+        wall, err = _run([*mrgen, *args, "--var", f"{name}-var.npy", "data.h5",
+                          f"{name}-mmse.npy"], tmp, env)
+        lines = [line for line in err.splitlines()
+                 if "R-hat" in line or "MALA" in line or "preconditioner" in line]
         runs[name] = (wall, np.abs(np.load(tmp / f"{name}-mmse.npy")),
-                      np.load(tmp / f"{name}-var.npy"), lines, b, n)
+                      np.load(tmp / f"{name}-var.npy"), lines, first, second)
+    _print_table(runs, truth, nlinv, fixed, tmp, factor, size, coils, labels, env)
+    print("command: " + shlex.join(map(str, ["mrgen", *fixed, *extra, "--var", "var.npy",
+                                             "data.h5", "mmse.npy"])))
+
+
+def _print_table(runs, truth, nlinv, fixed, tmp, factor, size, coils, labels, env):
+    import numpy as np
+
     support = truth > 0.1 * truth.max()
     _, ref_mean, ref_var, *_ = runs["reference"]
-    print(f"Sampling check: mrgen langevin {' '.join(map(str, fixed[:2]))} on the README "
-          f"file ({coils} x {size} x {size}, 4x random-exact, ipalm-TV maps), CPU "
+    print(f"Sampling check: mrgen {' '.join(map(str, fixed[:3]))} on the README "
+          f"file ({coils} x {size} x {size}, 4x random-exact), CPU "
           f"({env.get('OMP_NUM_THREADS', 'all')} threads), factor {factor}; folder {tmp}")
-    print(f"{'run':<10} {'burn-in':>8} {'samples':>8} {'wall s':>8} {'x nlinv':>8} "
+    print(f"{'run':<10} {labels[0]:>8} {labels[1]:>8} {'wall s':>8} {'x nlinv':>8} "
           f"{'MMSE PSNR vs ref dB':>20} {'var rel err':>12} {'var px rel err':>15}")
-    for name, (wall, mean, var, lines, b, n) in runs.items():
+    for name, (wall, mean, var, lines, first, second) in runs.items():
         peak = ref_mean[support].max()
         mse = np.mean((mean[support] - ref_mean[support]) ** 2)
         psnr = 10 * np.log10(peak ** 2 / mse) if mse > 0 else float("inf")
         err = abs(var[support].mean() - ref_var[support].mean()) / ref_var[support].mean()
         pixel = np.linalg.norm(var[support] - ref_var[support]) / np.linalg.norm(
             ref_var[support])
-        rows.append(name)
-        print(f"{name:<10} {b:>8} {n:>8} {wall:>8.1f} {wall / nlinv:>8.1f} {psnr:>20.2f} "
-              f"{err:>12.3f} {pixel:>15.3f}")
+        print(f"{name:<10} {first:>8} {second:>8} {wall:>8.1f} {wall / nlinv:>8.1f} "
+              f"{psnr:>20.2f} {err:>12.3f} {pixel:>15.3f}")
         for line in lines:
             print(f"    {name}: {line}")
     print(f"bart nlinv {'':>17} {nlinv:>8.1f} {1.0:>8.1f}")
@@ -199,8 +252,6 @@ def check(model: str, factor: int, extra: list[str], size: int, coils: int, fold
     print(f"MMSE vs the phantom: fast {against_truth['fast']:.2f} dB, reference "
           f"{against_truth['reference']:.2f} dB (gap {gap:.2f} dB; target < 0.5); variance "
           f"target < 10%; fast wall {runs['fast'][0] / nlinv:.1f}x nlinv (target <= 30x)")
-    print("command: " + shlex.join(map(str, ["mrgen", "langevin", *fixed, "--var", "var.npy",
-                                             "data.h5", "mmse.npy"])))
 
 
 def cli(argv=None):
@@ -217,9 +268,13 @@ def cli(argv=None):
     parser.add_argument("--coils", type=int, default=8)
     parser.add_argument("--folder", default=None)
     parser.add_argument("--langevin-args", default="")
+    parser.add_argument("--deepen-sample", action="store_true",
+                        help="check mrgen deepen --mode sample (--model deepen-brain-small)")
+    parser.add_argument("--deepen-args", default="")
     args = parser.parse_args(argv)
-    check(args.model, args.factor, args.langevin_args.split(), args.size, args.coils,
-          args.folder)
+    extra = (args.deepen_args if args.deepen_sample else args.langevin_args).split()
+    check(args.model, args.factor, extra, args.size, args.coils, args.folder,
+          args.deepen_sample)
 
 
 if __name__ == "__main__":
