@@ -1,7 +1,7 @@
 """Issue 14's speed table from one run: each job as a user runs it (the mrgen command as a fresh
 process) beside its peer on the same file, and the ratio mrgen / peer.
 
-    python benchmarks/bench_speed.py [--rows a,b,c,d,e] [--threads N] [--keep DIR]
+    python benchmarks/bench_speed.py [--rows a,b,c,d,e] [--threads N] [--limit S] [--keep DIR]
 
 a  ipalm --reg tv --iters 100, 15 x 640 x 368 (common.knee_like, one .cfl both read) vs
    bart nlinv (target <= 1.0x, stretch 0.5x); bart ecalib + pics -R T -i 100 for reference.
@@ -17,6 +17,8 @@ Rows c-e take minutes each (langevin up to ~20). Every process, mrgen and BART a
 with OMP_NUM_THREADS (and MKL_NUM_THREADS) = --threads (default: the CPU count); the table
 says which. Preparation (data, masks, maps the commands read) is not timed. Times are wall
 seconds of one run each; the machine's load is printed, as a shared machine inflates both.
+Each row is printed as soon as it is done. An mrgen command still running after --limit
+seconds is stopped and its row says "> limit" (its ratio is then a lower bound).
 """
 
 from __future__ import annotations
@@ -41,17 +43,25 @@ def mrgen_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "commands"]
 
 
+class Stopped(float):
+    """A wall time at which the command was stopped: the real one is longer."""
+
+
 class Runner:
     """Runs commands in one folder with one thread count; times them."""
 
-    def __init__(self, folder: Path, threads: int):
+    def __init__(self, folder: Path, threads: int, limit: float | None = None):
         self.folder = folder
         self.env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        self.limit = limit
 
-    def run(self, argv) -> float:
+    def run(self, argv, limit=None) -> float:
         start = time.perf_counter()
-        done = subprocess.run([str(a) for a in argv], cwd=self.folder, env=self.env,
-                              capture_output=True, text=True)
+        try:
+            done = subprocess.run([str(a) for a in argv], cwd=self.folder, env=self.env,
+                                  capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            return Stopped(time.perf_counter() - start)
         seconds = time.perf_counter() - start
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(map(str, argv))} failed ({done.returncode}):\n"
@@ -59,7 +69,7 @@ class Runner:
         return seconds
 
     def mrgen(self, *args) -> float:
-        return self.run(mrgen_cmd() + list(args))
+        return self.run(mrgen_cmd() + list(args), self.limit)
 
     def bart(self, *args) -> float:
         return self.run(["bart", *args])
@@ -142,14 +152,17 @@ def row_e(runner: Runner):
 ROWS = {"a": row_a, "b": row_b, "c": row_c, "d": row_d, "e": row_e}
 
 
-def print_table(results, threads):
-    print(f"\n{threads} thread(s) for every process (OMP_NUM_THREADS), "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
+def print_header(threads):
+    print(f"\n{threads} thread(s) for every process (OMP_NUM_THREADS), {os.cpu_count()} CPUs")
     print("| row | job | mrgen s | peer | peer s | mrgen / peer | target |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|", flush=True)
+
+
+def print_rows(results):
     for name, job, mrgen, peer, peer_s, target in results:
-        print(f"| {name} | {job} | {mrgen:.1f} | {peer} | {peer_s:.1f} | "
-              f"{mrgen / peer_s:.2f} | {target} |")
+        more = "> " if isinstance(mrgen, Stopped) else ""
+        print(f"| {name} | {job} | {more}{mrgen:.1f} | {peer} | {peer_s:.1f} | "
+              f"{more}{mrgen / peer_s:.2f} | {target} |", flush=True)
 
 
 def main(argv=None):
@@ -157,6 +170,8 @@ def main(argv=None):
     parser.add_argument("--rows", default="a,b", help="any of a,b,c,d,e (default a,b)")
     parser.add_argument("--threads", type=int,
                         default=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
+    parser.add_argument("--limit", type=float, metavar="S",
+                        help="stop an mrgen command after S seconds (default: no limit)")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep the outputs")
     args = parser.parse_args(argv)
     rows = [r for r in args.rows.split(",") if r]
@@ -166,18 +181,18 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        runner = Runner(folder, args.threads)
+        runner = Runner(folder, args.threads, args.limit)
         print(f"load average {os.getloadavg()[0]:.1f} at the start; preparing ...",
               file=sys.stderr, flush=True)
         if "a" in rows:
             prepare_knee(folder)
         if set(rows) & set("bcde"):
             prepare_brain(runner, rows)
-        results = []
+        print_header(args.threads)
         for row in rows:
             print(f"row {row} ...", file=sys.stderr, flush=True)
-            results += ROWS[row](runner)
-        print_table(results, args.threads)
+            print_rows(ROWS[row](runner))
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":
