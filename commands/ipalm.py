@@ -34,9 +34,9 @@ def ipalm(
         "--lam", metavar="VALUE|auto", help="Weight of the data term (the authors' code "
         "convention: H = lam/2 ||data residual||^2 + R(u)). auto: the linear fit on the initial "
         "residual stored in the model (Zach, Knoll, Pock 2023, preprint, Section 2.6). Default: auto for a model "
-        "that has a fit, else 1 for a learned prior; for TV 0.4 / s^1.5, s the noise std (estimated "
-        "from the k-space edge and the calibration centre) over the data scale, in [1, 1000] (1000 for noise-free "
-        "data).", show_default=False)] = "",
+        "that has a fit, else 1 for a learned prior; for TV 0.4 / s^1.5, s the noise "
+        "std (estimated from the k-space edge and the calibration centre) over the data "
+        "scale, in [1, 1000] (1000 for noise-free data).", show_default=False)] = "",
     mu: Annotated[Optional[float], typer.Option(
         "--mu", help="Weight of the map smoothness (Eq. 12). Default: 10 for a learned prior "
         "(paper), 1000 for TV (TV needs a large --lam, and the map step only sees lam/mu).",
