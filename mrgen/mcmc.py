@@ -30,7 +30,7 @@ then measures moves in the P^(-1) norm. ``FourierPreconditioner`` is P = F^H D F
 diagonal in k-space: for MRI posteriors the stiff directions (sampled k-space, weighted by
 the data term's lam) and the soft ones (unsampled k-space, held by the prior alone) are
 nearly Fourier modes, so D = 1 / curvature lets one step size fit all of them
-(``mrgen.posterior.kspace_preconditioner``).
+(``mrgen.preconditioning.kspace_preconditioner``).
 """
 
 from __future__ import annotations

@@ -248,7 +248,7 @@ def test_preconditioned_mala_is_exact_on_the_ipalm_posterior():
 def test_data_curvature_is_the_kspace_diagonal_of_the_normal_operator(real_image):
     """(F A^H A F^H)_kk for A = M F S, from the dense matrices; for a real image the real
     part of A^H A (the Hessian of the data term on real u)."""
-    from mrgen.posterior import data_curvature
+    from mrgen.preconditioning import data_curvature
 
     g = torch.Generator().manual_seed(0)
     maps = torch.view_as_complex(torch.randn(1, 3, 6, 8, 2, generator=g, dtype=torch.float64))

@@ -166,7 +166,7 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
     steps done (chains x steps). ``traces`` (chains, keep, 9 x S): energies and watched
     pixels of the kept states, for ``mrgen.convergence``.
 
-    ``precondition``: k-space preconditioned chains (``mrgen.posterior.deepen_preconditioner``,
+    ``precondition``: k-space preconditioned chains (``mrgen.preconditioning.deepen_preconditioner``,
     the energy's curvature probed at the slice's SENSE image) at the dimensionless ``step``
     (default 0.2) and the same temperature eps^2 / 2; otherwise Eq. 16 as published (step 1,
     or ``step`` with noise eps sqrt(step)). ``start``: "noise" (the paper: N(0, init_std^2)
@@ -174,7 +174,7 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
     posterior is; from noise the piecewise-linear energy pulls back only linearly, and on
     the README's phantom 100 steps leave the chains at 5 dB)."""
     from ..mcmc import FourierPreconditioner, merge_moments, sample
-    from ..posterior import deepen_preconditioner
+    from ..preconditioning import deepen_preconditioner
 
     mask = mask.to(kspace.real.dtype)
     kspace = kspace * mask.unsqueeze(1)
