@@ -83,19 +83,25 @@ def small_problem(seed=0):
     return kspace, mask, maps
 
 
-def test_deepen_posterior_sampler_on_a_gaussian():
-    """DEEPEN's sampler (unit data weight, data scale, real view) with a quadratic energy."""
-    kspace, mask, maps = small_problem()
+def deepen_gaussian_problem():
+    """DEEPEN's posterior with a quadratic energy (prior mean 0.3 + 0.1j, weight 2) at
+    eps 0.2: the problem, its data scale and its exact Gaussian posterior mean and variance."""
     from mrgen.deepen.model import data_scale
 
+    kspace, mask, maps = small_problem()
     scale, _ = data_scale(kspace, maps, mask)
     prior_mean = torch.full((1, 6, 6), 0.3 + 0.1j, dtype=torch.complex64)
     energy = QuadraticEnergy(prior_mean, 2.0)
     eps = 0.2
-    T = eps ** 2 / 2
     op = SenseOp(maps.to(torch.complex128), mask.double())
     mean, var = gaussian_posterior(op.forward, (kspace / scale).to(torch.complex128),
-                                   prior_mean.to(torch.complex128), 2.0, T)
+                                   prior_mean.to(torch.complex128), 2.0, eps ** 2 / 2)
+    return kspace, mask, maps, scale, energy, eps, mean, var
+
+
+def test_deepen_posterior_sampler_on_a_gaussian():
+    """DEEPEN's sampler (unit data weight, data scale, real view) with a quadratic energy."""
+    kspace, mask, maps, scale, energy, eps, mean, var = deepen_gaussian_problem()
     gen = torch.Generator().manual_seed(1)
     chains = []
     for seed in range(8):   # one chain per call (a slice); pooled over 8 seeds
@@ -268,17 +274,7 @@ def test_data_curvature_is_the_kspace_diagonal_of_the_normal_operator(real_image
 def test_preconditioned_mala_is_exact_on_the_deepen_posterior():
     """DEEPEN's posterior (complex image, unit data weight) with a quadratic energy and the
     k-space preconditioner: MALA's mean and variance are the Gaussian posterior's."""
-    kspace, mask, maps = small_problem()
-    from mrgen.deepen.model import data_scale
-
-    scale, _ = data_scale(kspace, maps, mask)
-    prior_mean = torch.full((1, 6, 6), 0.3 + 0.1j, dtype=torch.complex64)
-    energy = QuadraticEnergy(prior_mean, 2.0)
-    eps = 0.2
-    T = eps ** 2 / 2
-    op = SenseOp(maps.to(torch.complex128), mask.double())
-    mean, var = gaussian_posterior(op.forward, (kspace / scale).to(torch.complex128),
-                                   prior_mean.to(torch.complex128), 2.0, T)
+    kspace, mask, maps, scale, energy, eps, mean, var = deepen_gaussian_problem()
     gen = torch.Generator().manual_seed(1)
     result, _ = sample_deepen_posterior(energy, kspace, mask, maps, "sense", 300, 1500, 2, 0.5,
                                         eps * 0.5 ** 0.5, gen, metropolis=True, chains=8,
