@@ -187,6 +187,17 @@ def unsampled_count(kspace: torch.Tensor, size: tuple[int, int]) -> int:
     return int((~sampled_pattern(calibration_region(kspace, size))).sum())
 
 
+def window_matrix(calib: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+    """The calibration matrix X (B, C*kh*kw, windows) complex128 of ``calib`` (B, C, h, w):
+    one column per kh x kw window of all coils (coil axis outermost, then kernel rows,
+    columns)."""
+    kh, kw = kernel
+    batch, coils = calib.shape[:2]
+    windows = calib.to(torch.complex128).unfold(-2, kh, 1).unfold(-2, kw, 1)
+    # (B, C, nh, nw, kh, kw) -> (B, n, r)
+    return windows.permute(0, 1, 4, 5, 2, 3).reshape(batch, coils * kh * kw, -1)
+
+
 def signal_subspace(calib: torch.Tensor, kernel: tuple[int, int], threshold: float):
     """Basis of the calibration matrix's signal subspace.
 
@@ -194,11 +205,7 @@ def signal_subspace(calib: torch.Tensor, kernel: tuple[int, int], threshold: flo
     past each slice's own count are zero, and the counts (B,). Windows are the vectors
     x_r = (y_c(r + t))_{c, t} with the coil axis outermost, then the kernel rows, columns.
     """
-    kh, kw = kernel
-    batch, coils = calib.shape[:2]
-    windows = calib.to(torch.complex128).unfold(-2, kh, 1).unfold(-2, kw, 1)
-    # (B, C, nh, nw, kh, kw) -> X (B, n, r): one column per window
-    windows = windows.permute(0, 1, 4, 5, 2, 3).reshape(batch, coils * kh * kw, -1)
+    windows = window_matrix(calib, kernel)
     n, count = windows.shape[1:]
     gram = windows.mH @ windows if count < n else windows @ windows.mH
     with _one_thread(gram):     # the smaller Gram matrix; for X^H X, u = X v / sigma

@@ -59,31 +59,23 @@ def calibration_noise_std(kspace: torch.Tensor, mask: torch.Tensor, kernel: int 
                           max_size: int = 24) -> torch.Tensor:
     """Per slice complex noise std from the fully sampled centre of multi-coil k-space (S, C,
     H, W); NaN for one coil or a centre smaller than 2 kernels."""
-    from .espirit import find_calibration
+    from .espirit import calibration_region, find_calibration, window_matrix
 
     out = torch.full((kspace.shape[0],), math.nan, device=kspace.device)
     if kspace.shape[-3] < 2:
         return out
-    height, width = kspace.shape[-2:]
     for s in range(kspace.shape[0]):
         pattern = mask[min(s, mask.shape[0] - 1)].cpu() > 0
         h, w = find_calibration(pattern, max_size)
         if min(h, w) < 2 * kernel:
             continue
-        top, left = height // 2 - h // 2, width // 2 - w // 2
-        windows = _windows(kspace[s, :, top:top + h, left:left + w].cpu(), kernel)
+        calib = calibration_region(kspace[s:s + 1].cpu(), (h, w))
+        windows = window_matrix(calib, (kernel, kernel))[0]
         generator = torch.Generator().manual_seed(0)
         unit = torch.complex(*torch.randn(2, *windows.shape, generator=generator,
                                           dtype=torch.float64)) / math.sqrt(2)
         out[s] = (_lower_half_mean(windows) / _lower_half_mean(unit)).sqrt()
     return out
-
-
-def _windows(calib: torch.Tensor, kernel: int) -> torch.Tensor:
-    """(C * k * k, windows) complex128: every k x k window of all coils, one per column."""
-    coils = calib.shape[0]
-    windows = calib.to(torch.complex128).unfold(-2, kernel, 1).unfold(-2, kernel, 1)
-    return windows.permute(0, 3, 4, 1, 2).reshape(coils * kernel * kernel, -1)
 
 
 def _lower_half_mean(matrix: torch.Tensor) -> torch.Tensor:
