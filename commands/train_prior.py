@@ -29,7 +29,7 @@ def _preset_help(key: str) -> str:
                  "ula_noise": AT_LEAST_0, "chain_max": AT_LEAST_1, "chain_tau": POSITIVE,
                  "buffer": AT_LEAST_1, "restart": UNIT, "width": AT_LEAST_1, "growth": POSITIVE,
                  "stages": AT_LEAST_1, "crop": AT_LEAST_1, "central_slices": AT_LEAST_0,
-                 "patch": AT_LEAST_1, "sigma_range": POSITIVE,
+                 "patch": AT_LEAST_1, "sigma_range": POSITIVE, "clip_norm": AT_LEAST_0,
                  "checkpoint_every": AT_LEAST_0, "png_every": AT_LEAST_0},
          choices={"preset": ("auto", "paper", "cpu", "cpu-ml"), "normalise": ("max", "minmax"),
                   "objective": ("ml", "dsm"), "head": ("global", "local")})
@@ -124,6 +124,9 @@ def train_prior(
         "--sigma-range", metavar="LO HI", help="dsm: noise levels, log-uniform in [LO, HI] "
         "(images normalised to max 1). " + _preset_help("sigma_range"),
         rich_help_panel="Training", show_default=False)] = None,
+    clip_norm: Annotated[float, typer.Option(
+        "--clip-norm", metavar="G", help="dsm: clip the gradient's global norm to G before "
+        "each update (0: no clipping).", rich_help_panel="Training")] = 0.0,
     width: Annotated[Optional[int], typer.Option(
         "--width", help="Channels of the first stage. " + _preset_help("width"),
         rich_help_panel="Architecture", show_default=False)] = None,
@@ -212,7 +215,7 @@ def train_prior(
     dev = device()   # before the file checks, as the preset depends on it
     options = PriorOptions(
         preset=preset, objective=objective, head=head, dilations=dilations, patch=patch,
-        sigma_range=sigma_range, steps=steps, batch=batch, lr=lr, milestones=milestones,
+        sigma_range=sigma_range, clip_norm=clip_norm, steps=steps, batch=batch, lr=lr, milestones=milestones,
         gamma=gamma, energy_penalty=energy_penalty, sample_range=sample_range, data_noise=data_noise,
         ula_step=ula_step, ula_noise=ula_noise, chain_max=chain_max, chain_tau=chain_tau,
         buffer=buffer, restart=restart, width=width, growth=growth, stages=stages, crop=crop,

@@ -151,6 +151,20 @@ def test_contrasts_order_the_tissues(seed):
     assert signal["PD"]["gm"] > signal["PD"]["wm"]
 
 
+def test_crisp_fractions_keep_the_likeliest_tissue_and_sharpen():
+    x = np.linspace(-3, 3, 61)
+    gm = 1 / (1 + np.exp(-x))                     # a blurred GM/WM boundary, no background
+    fractions = {"gm": gm, "wm": 1 - gm, "csf": np.zeros_like(x)}
+    assert contrasts.crisp_fractions(fractions, 1.0) is fractions
+    crisp = contrasts.crisp_fractions(fractions, 0.1)
+    total = crisp["gm"] + crisp["wm"] + crisp["csf"]
+    assert np.allclose(total, 1.0)
+    assert np.array_equal(crisp["gm"] > 0.5, gm > 0.5)          # same likeliest tissue
+    width = lambda p: int(((p > 0.05) & (p < 0.95)).sum())      # the transition's samples
+    assert width(crisp["gm"]) < width(gm) / 5
+    assert 0.1 <= contrasts.draw_temperature(np.random.default_rng(0)) <= 1.0
+
+
 def test_synthesised_mni_slices_show_the_contrasts(mni):
     vols = mni.volumes()
     index = 95                                    # axial, through the lateral ventricles

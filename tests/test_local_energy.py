@@ -226,3 +226,18 @@ def _sigma_choice_is_the_lowest_error():
         tuning.grid_search_lambda = original
     return sigma == 0.05 and float(model.sigma) == pytest.approx(0.05) and \
         grid == pytest.approx([1 / 0.05 ** 2, 2 / 0.05 ** 2])
+
+
+def test_clip_norm_bounds_the_update_gradient():
+    clean = torch.stack([_brain_like(32, 4, s) for s in range(4)])
+    norms = {}
+    for clip in (0.0, 1e-3):
+        method = ScoreTraining(clean, SMALL, ScoreConfig(batch=4, patch=32, clip_norm=clip),
+                               DistContext())
+        method.bind(DistContext())
+        method.optimizer.step = lambda: None      # keep the gradient the update would see
+        method.train_step(0, torch.Generator().manual_seed(0))
+        norms[clip] = float(torch.sqrt(sum(p.grad.square().sum()
+                                           for p in method.model.parameters())))
+    assert norms[0.0] > 1e-2                      # unclipped: the raw gradient
+    assert norms[1e-3] == pytest.approx(1e-3, rel=1e-3)

@@ -62,6 +62,7 @@ class PriorOptions:
     dilations: str | None = None           # local head: "1,2,4,8,4,2,1"
     patch: int | None = None               # dsm: patch size
     sigma_range: tuple[float, float] | None = None   # dsm: noise levels drawn log-uniformly
+    clip_norm: float = 0.0                 # dsm: clip the gradient's norm (0: off)
     central_slices: int = 11               # middle slices of each .h5 volume (0: all)
     normalise: str = "max"                 # max or minmax, per slice
 
@@ -168,7 +169,8 @@ def recipe(resolved: PriorOptions):
         low, high = resolved.sigma_range
         return architecture, ScoreConfig(batch=resolved.batch, patch=resolved.patch,
                                          sigma_min=low, sigma_max=high, lr=resolved.lr,
-                                         milestones=milestones, gamma=resolved.gamma)
+                                         milestones=milestones, gamma=resolved.gamma,
+                                         clip_norm=resolved.clip_norm)
     return architecture, PriorConfig(
         batch=resolved.batch, buffer=resolved.buffer, chain_max=resolved.chain_max,
         chain_tau=resolved.chain_tau, ula_step=resolved.ula_step, ula_noise=resolved.ula_noise,

@@ -92,6 +92,31 @@ def _complete(kind, tr, te, ti) -> dict:
     return params
 
 
+# Tissue sharpness: the template's maps are a population average, their boundaries blurred over
+# a few millimetres by the spread of the subjects; one subject's are sharp (partial volume
+# within a voxel). Each slice draws a temperature T log-uniformly in [CRISP_MIN, 1]: 1 keeps
+# the average, small T comes close to a hard segmentation.
+CRISP_MIN = 0.1
+
+
+def draw_temperature(rng: np.random.Generator) -> float:
+    return round(float(np.exp(rng.uniform(np.log(CRISP_MIN), 0.0))), 4)
+
+
+def crisp_fractions(fractions: dict, temperature: float) -> dict:
+    """Fractions p_t^(1/T) / sum_s p_s^(1/T) over the tissues and the background (1 - their
+    sum): the same most likely tissue at every voxel, boundaries narrowed as T falls."""
+    if temperature >= 1.0:
+        return fractions
+    names = list(fractions)
+    stack = np.stack([np.clip(np.asarray(fractions[n], np.float64), 0.0, 1.0) for n in names])
+    stack = np.concatenate([stack, np.clip(1.0 - stack.sum(0, keepdims=True), 0.0, 1.0)])
+    # powers of the fractions divided by the largest, so that 1/T up to 10 stays in range
+    powered = (stack / stack.max(0, keepdims=True).clip(1e-12)) ** (1.0 / temperature)
+    powered /= powered.sum(0, keepdims=True)
+    return {n: powered[i] for i, n in enumerate(names)}
+
+
 def tissue_signal(tissue: str, params: dict) -> float:
     """The signal of one pure tissue under ``params`` (from ``draw_parameters``)."""
     t1, t2, pd = TISSUES[tissue]

@@ -181,8 +181,10 @@ class Mni152(Source):
         if entry.contrast == contrasts.TEMPLATE:
             return self.plane(vols["t1"], entry.orientation, entry.slice).astype(np.float64), {}
         params = contrasts.draw_parameters(entry.contrast, rng)
+        params["tissue_temperature"] = contrasts.draw_temperature(rng)
         fractions = {t: self.plane(vols[t], entry.orientation, entry.slice)
                      for t in ("gm", "wm", "csf")}
+        fractions = contrasts.crisp_fractions(fractions, params["tissue_temperature"])
         return contrasts.synthesize(fractions, params), params
 
 

@@ -44,6 +44,7 @@ class ScoreConfig:
     lr: float = 1e-3
     milestones: tuple[int, ...] = ()
     gamma: float = 0.5
+    clip_norm: float = 0.0           # > 0: the gradient's global norm is clipped to this
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -66,6 +67,8 @@ def check_score_config(config: ScoreConfig, image_size: int | None = None, world
                          f"0 < LO <= HI")
     if config.lr <= 0:
         raise UsageError(f"--lr {config.lr:g}: must be positive")
+    if config.clip_norm < 0:
+        raise UsageError(f"--clip-norm {config.clip_norm:g}: must be 0 (off) or positive")
     check_milestones(config.milestones)
 
 
@@ -147,6 +150,8 @@ class ScoreTraining(TrainingMethod):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(self.model, self.context)
+        if cfg.clip_norm > 0:   # a rare huge double-backward gradient wrecked long runs
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
