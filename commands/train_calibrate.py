@@ -27,7 +27,10 @@ def calibrate(
     grid: Annotated[str, typer.Option(
         "--grid", metavar="L1,L2,...", help="Lambda values searched per slice.")]
     = "0.05,0.1,0.2,0.5,1,2,5,10,20",
-    mu: Annotated[float, typer.Option("--mu", help="Map smoothness (paper: 10).")] = 10.0,
+    mu: Annotated[Optional[float], typer.Option(
+        "--mu", help="Map smoothness; default: what `mrgen ipalm` uses with this prior (the "
+        "paper's 10 for its network, 25 / sigma^2 at each --sigmas level for a local one).",
+        show_default=False)] = None,
     iters: Annotated[int, typer.Option("--iters", help="iPALM iterations per solve.")] = 50,
     central_slices: Annotated[Optional[int], typer.Option(
         "--central-slices", help="Use the N central slices of each file (paper: 11); default "

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 class CalibrationOptions:
     mask_spec: str = "random-exact:4:0.08"   # sampling drawn per slice (mrgen mask syntax)
     lambdas: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20])
-    mu: float = 10.0                         # map smoothness
+    mu: float | None = None                  # map smoothness; None: what ipalm uses by
+                                             # default with this prior (at each sigma)
     iters: int = 50                          # iPALM iterations per solve
     central_slices: int | None = None        # of each validation file; None: all
     equaliser: bool = True                   # also fit the intensity equaliser
@@ -39,8 +40,8 @@ def calibrate_app(model: str, validation: list[str], options: CalibrationOptions
     log = log or (lambda message: None)
     spec = parse_mask_spec(options.mask_spec)
     regulariser, prior = build_regulariser(model, "learned", 1e-3, device)
-    ipalm = IpalmOptions(mu=options.mu, iters=options.iters, scale_crop=prior.crop,
-                         slack=prior.slack)
+    ipalm = IpalmOptions(mu=prior.default_mu if options.mu is None else options.mu,
+                         iters=options.iters, scale_crop=prior.crop, slack=prior.slack)
     kspace, reference = validation_slices(validation, options.central_slices)
     generator = np.random.default_rng(options.seed)
     masks = np.stack([make_mask(spec, kspace.shape[-2:], seed=generator, tolerance=None)
@@ -49,14 +50,14 @@ def calibrate_app(model: str, validation: list[str], options: CalibrationOptions
     ref_t = torch.from_numpy(reference).to(device)
     log(f"calibrate: {kspace.shape[0]} validation slice(s), {len(options.lambdas)} lambdas, "
         f"{options.iters} iterations each, mask {options.mask_spec}")
-    sigma, grid, best, chosen = _search(regulariser, options, k_t, m_t, ref_t, ipalm, log,
-                                        progress)
+    sigma, grid, best, chosen, mu = _search(regulariser, options, k_t, m_t, ref_t, ipalm,
+                                            log, progress)
     r0 = initial_residual(k_t, m_t, prior.crop).cpu().numpy()
     scale = initialise(k_t, m_t, prior.crop)[2]
     energy = ((k_t * m_t[:, None]).abs() ** 2).flatten(1).sum(1) / scale ** 2
     entries = {"lambda_fit": fit_lambda(r0, best, energy.cpu().numpy()),
                "calibration": {"files": list(validation), "mask_spec": options.mask_spec,
-                               "grid": grid, "mu": options.mu,
+                               "grid": grid, "mu": mu,
                                "iters": options.iters, "best_lambdas": best.tolist(),
                                "seed": options.seed}}
     log(f"calibrate: best lambdas {np.round(best, 4).tolist()} -> fit "
@@ -78,36 +79,45 @@ def _search(regulariser, options: CalibrationOptions, kspace, mask, reference, i
     prior with a noise level (the local head) every sigma of ``options.sigmas`` (None: the
     model's own) is tried with the grid lambda / sigma^2 (R scales as 1 / sigma^2), and the
     sigma whose best single lambda (one for all slices, as a constant fit ships) gives the
-    smallest total error is kept."""
+    smallest total error is kept. The map smoothness mu given in ``ipalm`` holds for the
+    model's own sigma; unless --mu fixes it, it follows ipalm's default at each level, which
+    scales as 1 / sigma^2 like R (a level calibrated under another mu than ipalm then uses
+    picks the wrong lambda). Returns also the mu of the kept level."""
+    from dataclasses import replace
+
     import numpy as np
 
     from ..progress import progress_bar
     from ..tuning import grid_search_lambda
 
     levels = [None]
+    own_sigma = None
     if hasattr(regulariser, "set_sigma"):
-        levels = options.sigmas or [float(regulariser.sigma)]
+        own_sigma = float(regulariser.sigma)
+        levels = options.sigmas or [own_sigma]
     found = None
     with progress_bar(len(levels) * len(options.lambdas), "lambda grid",
                       enabled=progress) as bar:
         for sigma in levels:
-            grid = list(options.lambdas)
+            grid, solve = list(options.lambdas), ipalm
             if sigma is not None:
                 regulariser.set_sigma(sigma)
                 grid = [lam / sigma ** 2 for lam in options.lambdas]
+                if options.mu is None:
+                    solve = replace(ipalm, mu=ipalm.mu * (own_sigma / sigma) ** 2)
             best, errors, chosen = grid_search_lambda(kspace, mask, reference, regulariser,
-                                                      grid, ipalm, progress=bar.update)
+                                                      grid, solve, progress=bar.update)
             total = float(errors.sum(1).min())
             total = total if np.isfinite(total) else float("inf")
             if sigma is not None:
                 log(f"calibrate: sigma {sigma:g}: best lambdas {np.round(best, 1).tolist()}, "
                     f"squared error {total:.4g}")
             if found is None or total < found[0]:
-                found = (total, sigma, grid, best, chosen)
-    _, sigma, grid, best, chosen = found
+                found = (total, sigma, grid, best, chosen, solve.mu)
+    _, sigma, grid, best, chosen, mu = found
     if sigma is not None:
         regulariser.set_sigma(sigma)
-    return sigma, grid, best, chosen
+    return sigma, grid, best, chosen, mu
 
 
 def validation_slices(paths, central):
