@@ -124,9 +124,10 @@ def train_prior(
         "--sigma-range", metavar="LO HI", help="dsm: noise levels, log-uniform in [LO, HI] "
         "(images normalised to max 1). " + _preset_help("sigma_range"),
         rich_help_panel="Training", show_default=False)] = None,
-    clip_norm: Annotated[float, typer.Option(
+    clip_norm: Annotated[Optional[float], typer.Option(
         "--clip-norm", metavar="G", help="dsm: clip the gradient's global norm to G before "
-        "each update (0: no clipping).", rich_help_panel="Training")] = 0.0,
+        "each update (0: no clipping). " + _preset_help("clip_norm"),
+        rich_help_panel="Training", show_default=False)] = None,
     width: Annotated[Optional[int], typer.Option(
         "--width", help="Channels of the first stage. " + _preset_help("width"),
         rich_help_panel="Architecture", show_default=False)] = None,

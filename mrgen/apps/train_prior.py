@@ -15,15 +15,16 @@ from dataclasses import dataclass, replace
 # likelihood of the small global-head network on 64 x 64 crops (the demo model before it).
 _SHARED = {"energy_penalty": 0.0, "sample_range": None, "chain_max": 500, "chain_tau": 1000.0,
        "buffer": 8000, "stages": 6, "dilations": "1,2,4,8,4,2,1", "patch": 64,
-       "sigma_range": (0.005, 0.2)}
+       "sigma_range": (0.005, 0.2), "clip_norm": 0.0}
 PRESETS = {
     "paper": {**_SHARED, "objective": "ml", "head": "global", "steps": 27000, "batch": 50,
               "lr": 5e-5, "milestones": "500,2000,3000,5000,7000", "width": 48, "crop": 320},
-    # cpu: 4000 steps on the corpus diverged near step 2850 (loss 0.1 -> 2.6, then ~1: the
-    # identity denoiser); 1700 is the shipped model's, a checkpoint of that run (the
-    # milestones matter only to longer runs).
-    "cpu": {**_SHARED, "objective": "dsm", "head": "local", "steps": 1700, "batch": 16,
-            "lr": 1e-3, "milestones": "3000,3600", "width": 32, "crop": 256,
+    # cpu: without clipping, 4000 steps on the corpus diverged near step 2850 (loss 0.1 ->
+    # 2.6, then ~1: the identity denoiser); with the gradient's norm clipped to 10 (typical
+    # norms 4-11) 3000 steps ran through (about an hour on one core of 2), the lr halved at
+    # 2000 and 2600: the shipped model.
+    "cpu": {**_SHARED, "objective": "dsm", "head": "local", "steps": 3000, "batch": 16,
+            "lr": 1e-3, "milestones": "2000,2600", "width": 32, "crop": 256, "clip_norm": 10.0,
             "energy_penalty": 0.1, "sample_range": (-0.5, 1.5), "chain_max": 30,
             "chain_tau": 300.0, "buffer": 1000, "stages": 4},
     "cpu-ml": {**_SHARED, "objective": "ml", "head": "global", "steps": 1500, "batch": 8,
@@ -62,7 +63,7 @@ class PriorOptions:
     dilations: str | None = None           # local head: "1,2,4,8,4,2,1"
     patch: int | None = None               # dsm: patch size
     sigma_range: tuple[float, float] | None = None   # dsm: noise levels drawn log-uniformly
-    clip_norm: float = 0.0                 # dsm: clip the gradient's norm (0: off)
+    clip_norm: float | None = None         # dsm: clip the gradient's norm (0: off)
     central_slices: int = 11               # middle slices of each .h5 volume (0: all)
     normalise: str = "max"                 # max or minmax, per slice
 
