@@ -128,21 +128,29 @@ def _without(args, flags):
             (i == 0 or args[i - 1] not in flags)]
 
 
+def _fast_and_reference(fixed, extra, flags, defaults, factor):
+    """[(run name, its arguments, value 1, value 2)]: ``fixed`` with the two length ``flags``
+    at their values in ``extra`` (else ``defaults``), and the reference with ``factor`` x
+    both (same other options, another seed)."""
+    first, second = (_flag_value(extra, flag, d) for flag, d in zip(flags, defaults))
+    rest = _without(extra, flags)
+    return [(name, [*fixed, flags[0], a, flags[1], b, *rest, "--seed", seed], a, b)
+            for name, a, b, seed in (("fast", first, second, 0),
+                                     ("reference", first * factor, second * factor, 1))]
+
+
 def _langevin_runs(model, extra, factor):
-    """(the command's fixed part, [(run name, its arguments, length 1, length 2)]): the
-    README's langevin example with its defaults, and the reference with ``factor`` x its
-    burn-in and kept samples (same chains and thinning, another seed)."""
+    """(the command's fixed part, its runs): the README's langevin example with its defaults
+    and the reference with ``factor`` x its burn-in and kept samples (same chains and
+    thinning)."""
     from mrgen.apps.langevin import ChainSettings  # the command's defaults
 
     fixed = ["langevin", "--maps", "ipmaps.npy", "--mask", "mask.npy"]
     if model != "tv":
         fixed = ["langevin", "--model", model, *fixed[1:]]
-    burn = _flag_value(extra, "--burn-in", ChainSettings().burn_in)
-    samples = _flag_value(extra, "--samples", ChainSettings().samples)
-    rest = _without(extra, ("--burn-in", "--samples"))
-    return fixed, [(name, [*fixed, "--burn-in", b, "--samples", n, *rest, "--seed", seed], b, n)
-                   for name, b, n, seed in (("fast", burn, samples, 0),
-                                            ("reference", burn * factor, samples * factor, 1))]
+    defaults = (ChainSettings().burn_in, ChainSettings().samples)
+    return fixed, _fast_and_reference(fixed, extra, ("--burn-in", "--samples"), defaults,
+                                      factor)
 
 
 def _deepen_runs(model, extra, factor):
@@ -152,12 +160,8 @@ def _deepen_runs(model, extra, factor):
 
     fixed = ["deepen", "--model", model, "--maps", "maps.npy", "--mask", "mask.npy",
              "--mode", "sample"]
-    steps = _flag_value(extra, "--steps", SampleSettings().steps)
-    keep = _flag_value(extra, "--keep", SampleSettings().keep)
-    rest = _without(extra, ("--steps", "--keep"))
-    return fixed, [(name, [*fixed, "--steps", n, "--keep", k, *rest, "--seed", seed], n, k)
-                   for name, n, k, seed in (("fast", steps, keep, 0),
-                                            ("reference", steps * factor, keep * factor, 1))]
+    defaults = (SampleSettings().steps, SampleSettings().keep)
+    return fixed, _fast_and_reference(fixed, extra, ("--steps", "--keep"), defaults, factor)
 
 
 def _prepare(tmp, mrgen, env, size, coils):

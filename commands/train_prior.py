@@ -216,10 +216,11 @@ def train_prior(
     dev = device()   # before the file checks, as the preset depends on it
     options = PriorOptions(
         preset=preset, objective=objective, head=head, dilations=dilations, patch=patch,
-        sigma_range=sigma_range, clip_norm=clip_norm, steps=steps, batch=batch, lr=lr, milestones=milestones,
-        gamma=gamma, energy_penalty=energy_penalty, sample_range=sample_range, data_noise=data_noise,
-        ula_step=ula_step, ula_noise=ula_noise, chain_max=chain_max, chain_tau=chain_tau,
-        buffer=buffer, restart=restart, width=width, growth=growth, stages=stages, crop=crop,
+        sigma_range=sigma_range, clip_norm=clip_norm, steps=steps, batch=batch, lr=lr,
+        milestones=milestones, gamma=gamma, energy_penalty=energy_penalty,
+        sample_range=sample_range, data_noise=data_noise, ula_step=ula_step,
+        ula_noise=ula_noise, chain_max=chain_max, chain_tau=chain_tau, buffer=buffer,
+        restart=restart, width=width, growth=growth, stages=stages, crop=crop,
         central_slices=central_slices, normalise=normalise)
     run = training_run(data, output, checkpoint, None, checkpoint_every, resume, nan_guard,
                        samples_png, png_every)
