@@ -6,8 +6,8 @@
 
 The test split of `mrgen dataset` (ITK's BrainWeb-derived slices: one subject that no model
 trained or was calibrated on; 256 x 256) is built in a temporary folder with --seed 0, and
-each method runs at its shipped default (the prior's fitted lambda and sigma; TV's default
-lambda) beside the best of a small lambda grid around that default (an upper bound: chosen on
+each method runs at its shipped default (lambda from the data's noise: the prior's calibrated
+c / s^2 at its fitted sigma, TV's 0.4 / s^1.5) beside the best of a small lambda grid around that default (an upper bound: chosen on
 the test slices themselves). PSNR/SSIM as fastMRI (data range = reference maximum) against
 the noise-free magnitude image.
 

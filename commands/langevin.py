@@ -33,9 +33,8 @@ def langevin(
         "--reg", metavar="learned|tv", help="Regulariser, as for ipalm.",
         show_default=False)] = "",
     lam: Annotated[Optional[float], typer.Option(
-        "--lam", help="Weight of the data term. Default: the model's lambda fit (as ipalm "
-        "--lam auto), else 1 for a learned prior (the paper's choice for sampling) and 1000 "
-        "for TV.", show_default=False)] = None,
+        "--lam", help="Weight of the data term. Default: ipalm's default (from the data's "
+        "noise: the posterior whose MAP ipalm computes).", show_default=False)] = None,
     maps: Annotated[Optional[str], typer.Option(
         "--maps", metavar="FILE", help="Fixed coil maps, e.g. ipalm --maps-out. Without them "
         "the maps come from a joint iPALM run first (--ipalm-iters), as in the paper; for a "

@@ -5,6 +5,9 @@
   intercept, 0.01) by least squares. For Cartesian masks r0 is zero up to rounding (the
   zero-filled start fits the data exactly), so r0 carries no information there: when the
   residuals do not vary, the fit is the constant mean of the best lambdas (slope 0).
+- noise coefficient: the per-slice best lambda refined between grid points (a parabola in
+  log lambda) times s^2, s the slice's noise over iPALM's data scale: c of the default
+  lambda = c / s^2 of a whole-image prior (geometric mean over slices).
 - intensity equaliser (Zach, Knoll, Pock 2023, Section 2.6): a cubic spline with 5 equally spaced knots
   fitted to the scatter of (reconstructed, reference) intensities, in the data's normalised
   scale; applied after reconstruction on request.
@@ -55,6 +58,36 @@ def fit_lambda(residuals, best, data_energy=None, minimum: float = 0.01) -> dict
         slope, intercept = np.polyfit(r, y, 1)
     return {"slope": float(slope), "intercept": float(intercept), "minimum": minimum,
             "samples": int(len(r))}
+
+
+def refine_best(grid, errors) -> np.ndarray:
+    """Per slice, the minimum of the parabola through the smallest error on the grid and its
+    two neighbours, in log lambda (B,): a continuous best lambda from a coarse grid (the
+    grid's best where it lies at an edge of the grid)."""
+    logs = np.log(np.asarray(grid, dtype=np.float64))
+    errors = np.asarray(torch.as_tensor(errors).cpu(), dtype=np.float64)   # (len(grid), B)
+    best = []
+    for column in errors.T:
+        i = int(np.argmin(column))
+        if i == 0 or i == len(logs) - 1:
+            best.append(logs[i])
+            continue
+        a, b, _ = np.polyfit(logs[i - 1:i + 2], column[i - 1:i + 2], 2)
+        best.append(float(np.clip(-b / (2 * a), logs[i - 1], logs[i + 1])) if a > 0
+                    else logs[i])
+    return np.exp(np.asarray(best))
+
+
+def fit_noise_coefficient(best, relative_noise, power: float = 2.0) -> dict:
+    """The coefficient c of lambda = c / s^power that best matches the best lambdas of
+    slices whose relative noise is s: the geometric mean of best * s^power."""
+    values = np.asarray(best, dtype=np.float64) * \
+        np.asarray(relative_noise, dtype=np.float64) ** power
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        return {}
+    return {"coefficient": float(np.exp(np.log(values).mean())), "power": power,
+            "samples": int(values.size)}
 
 
 def fit_equaliser(recon: np.ndarray, reference: np.ndarray, knots: int = 5,

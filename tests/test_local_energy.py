@@ -198,6 +198,9 @@ def test_calibration_picks_and_stores_sigma_and_ipalm_uses_it(tmp_path):
     network, info = build_regulariser(str(calibrated), "learned", 1e-3, "cpu")
     assert float(network.sigma) == pytest.approx(fitted["sigma"])
     assert info.crop is None and info.sampling_step == pytest.approx(0.25 * fitted["sigma"] ** 2)
+    # the default lambda's coefficient c / s^2, fitted on the same slices, reaches ipalm
+    assert fitted["noise_lambda"]["samples"] == 2 and fitted["noise_lambda"]["power"] == 2.0
+    assert info.noise_rule.coefficient == pytest.approx(fitted["noise_lambda"]["coefficient"])
     bad = invoke("train", "calibrate", prior, data, tmp_path / "x.pt", "--sigmas", "0,1")
     assert bad.exit_code == 2 and "--sigmas 0,1: needs finite positive values" in bad.stderr
 
@@ -223,15 +226,15 @@ def _sigma_choice_is_the_lowest_error():
     try:
         # 0.02: each slice's own best lambda gives 1 + 1, but one lambda for both at best
         # 10; 0.05: 6 either way. A constant lambda ships, so 0.05 must win.
-        sigma, grid, _, _, mu = _search(model, CalibrationOptions(lambdas=[1, 2],
-                                                                  sigmas=[0.02, 0.05]),
-                                        None, None, torch.zeros(2), IpalmOptions(mu=1000.0),
-                                        lambda m: None, False)
+        kept = _search(model, CalibrationOptions(lambdas=[1, 2], sigmas=[0.02, 0.05]),
+                       None, None, torch.zeros(2), IpalmOptions(mu=1000.0), lambda m: None,
+                       False)
     finally:
         tuning.grid_search_lambda = original
-    return sigma == 0.05 and float(model.sigma) == pytest.approx(0.05) and \
-        grid == pytest.approx([1 / 0.05 ** 2, 2 / 0.05 ** 2]) and \
-        mus == pytest.approx({0.02: 1000.0, 0.05: 160.0}) and mu == pytest.approx(160.0)
+    return kept.sigma == 0.05 and float(model.sigma) == pytest.approx(0.05) and \
+        kept.grid == pytest.approx([1 / 0.05 ** 2, 2 / 0.05 ** 2]) and \
+        mus == pytest.approx({0.02: 1000.0, 0.05: 160.0}) and \
+        kept.mu == pytest.approx(160.0) and kept.errors.tolist() == table[0.05]
 
 
 def test_clip_norm_bounds_the_update_gradient():

@@ -68,6 +68,32 @@ def test_tv_default_lambda_follows_the_noise():
     assert choose_lambda("30", prior, Acquisition(kspace, mask, None)) == 30.0
 
 
+def test_learned_prior_default_lambda_is_the_posterior_weight():
+    """ipalm --model (a whole-image prior) without --lam: lambda = c / s^2, the posterior's
+    weight of the data term (c = 2 uncalibrated), within [0.1, 100] / sigma^2; --lam
+    auto still takes the residual fit."""
+    from mrgen.acquisition import Acquisition
+    from mrgen.apps.ipalm import choose_lambda
+    from mrgen.priors.loading import PriorInfo, posterior_rule, relative_noise
+
+    sigma = 0.03
+    prior = PriorInfo("test", default_lambda=1.0, default_mu=1.0,
+                      lambda_fit={"slope": 0.0, "intercept": 50.0, "minimum": 0.01},
+                      noise_rule=posterior_rule(sigma, 2.0))
+    mask = torch.from_numpy(make_mask("random-exact:4:0.08", (128, 128), seed=1))[None]
+
+    def default_for(noise, text=""):
+        kspace = smooth_scan(noise) * mask[:, None]
+        return choose_lambda(text, prior, Acquisition(kspace, mask, None)), kspace
+
+    (low, kspace), (high, _) = default_for(0.05), default_for(0.1)
+    assert low == pytest.approx(2.0 / relative_noise(kspace, mask) ** 2)
+    assert low / high == pytest.approx(4.0, rel=0.1)
+    assert default_for(0.0)[0] == pytest.approx(100 / sigma ** 2)     # no noise: the cap
+    assert default_for(10.0)[0] == pytest.approx(0.1 / sigma ** 2)    # all noise: the floor
+    assert default_for(0.05, "auto")[0] == 50.0
+
+
 def test_sharp_edges_do_not_fool_the_calibration_estimate():
     """Shepp-Logan's edges keep signal at the k-space edge (the edge estimate is ~10x the
     noise); the calibration matrix's lower eigenvalues still give the noise."""

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mrgen.tuning import apply_equaliser, fit_equaliser, fit_lambda
+from mrgen.tuning import (apply_equaliser, fit_equaliser, fit_lambda, fit_noise_coefficient,
+                          refine_best)
 from mrgen.training.prior import load_prior
 
 from .conftest import invoke
@@ -20,6 +21,21 @@ def test_fit_lambda_is_a_line_or_a_constant():
     assert constant["slope"] == 0 and constant["intercept"] == pytest.approx(1.0)
     rounding = fit_lambda([1e-11, 3e-11, 2e-11], [0.5, 1.0, 1.5], data_energy=[100.0] * 3)
     assert rounding["slope"] == 0 and rounding["intercept"] == pytest.approx(1.0)
+
+
+def test_refine_best_finds_the_minimum_between_grid_points():
+    """Errors quadratic in log lambda with minima at 6 and 40 (between the grid's 3, 10, 30,
+    100) are found exactly; a minimum beyond the grid stays at its edge."""
+    grid = np.array([3.0, 10.0, 30.0, 100.0])
+    logs = np.log(grid)[:, None]
+    errors = (logs - np.log([6.0, 40.0, 1000.0])) ** 2 + 1.0
+    assert refine_best(grid, torch.tensor(errors)) == pytest.approx([6.0, 40.0, 100.0])
+
+
+def test_noise_coefficient_is_the_geometric_mean_of_best_times_s2():
+    fit = fit_noise_coefficient([100.0, 400.0, np.nan], [0.1, 0.1, 0.2])
+    assert fit == {"coefficient": pytest.approx(2.0), "power": 2.0, "samples": 2}
+    assert fit_noise_coefficient([np.nan], [0.1]) == {}
 
 
 def test_equaliser_recovers_a_monotone_mapping():

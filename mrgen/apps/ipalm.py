@@ -77,20 +77,21 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
 
 
 def choose_lambda(text: str, prior, acq: Acquisition | None = None) -> float:
-    """--lam: a positive number; "auto" the prior's fit on the initial residual (an error
-    without one); "" the fit when the prior has one, else (TV) the rule from the data's noise
-    level, else the prior's default."""
+    """--lam: a positive number; "auto" the prior's fitted regression on the initial residual
+    (an error without one); "" the prior's rule from the data's noise level (Cartesian data
+    with an estimate), else its fit, else its default."""
+    if text == "auto" and prior.lambda_fit is None:
+        raise UsageError("--lam auto: the prior has no lambda fit (train one with "
+                         "`mrgen train prior --calibrate-lambda`) ; give a number")
+    # the noise estimate and the fit's initial residual are of Cartesian data
+    cartesian = acq is not None and acq.nufft is None
+    if text == "" and cartesian:
+        from_noise = prior.lambda_for_noise(acq.kspace, acq.mask)
+        if from_noise is not None:
+            return from_noise
     if text in ("", "auto"):
-        if text == "auto" and prior.lambda_fit is None:
-            raise UsageError("--lam auto: the prior has no lambda fit (train one with "
-                             "`mrgen train prior --calibrate-lambda`) ; give a number")
-        # the fit's initial residual is of Cartesian data; non-Cartesian takes the default
-        if prior.lambda_fit is not None and acq is not None and acq.nufft is None:
+        if prior.lambda_fit is not None and cartesian:
             return prior.lambda_for(acq.kspace, acq.mask)
-        if text == "" and acq is not None and acq.nufft is None:
-            from_noise = prior.lambda_for_noise(acq.kspace, acq.mask)
-            if from_noise is not None:
-                return from_noise
         return prior.default_lambda
     try:
         value = float(text)

@@ -89,9 +89,10 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
         from ..errors import UsageError
 
         raise UsageError(NO_JOINT_MAPS)
-    if lam is None:
-        lam = prior.lambda_for(acq.kspace, acq.mask) if prior.lambda_fit and \
-            acq.nufft is None else prior.default_lambda
+    if lam is None:                  # the posterior whose MAP ipalm computes by default
+        from .ipalm import choose_lambda
+
+        lam = choose_lambda("", prior, acq)
     fixed = _fixed_maps(acq)
     # ULA's step bound is 1 / Lipschitz: lam for a Cartesian (orthonormal) model, lam ||A^H A||
     # for a NUFFT, whose dense centre makes ||A^H A|| several times 1 (known before any

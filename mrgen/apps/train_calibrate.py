@@ -5,6 +5,7 @@ calibrate``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 @dataclass
@@ -35,7 +36,8 @@ def calibrate_app(model: str, validation: list[str], options: CalibrationOptions
     from ..ipalm import IpalmOptions, initial_residual, initialise
     from ..masks import make_mask, parse_mask_spec
     from ..priors.loading import build_regulariser
-    from ..tuning import fit_equaliser, fit_lambda
+    from ..noise import noise_std
+    from ..tuning import fit_equaliser, fit_lambda, fit_noise_coefficient, refine_best
 
     log = log or (lambda message: None)
     spec = parse_mask_spec(options.mask_spec)
@@ -50,39 +52,55 @@ def calibrate_app(model: str, validation: list[str], options: CalibrationOptions
     ref_t = torch.from_numpy(reference).to(device)
     log(f"calibrate: {kspace.shape[0]} validation slice(s), {len(options.lambdas)} lambdas, "
         f"{options.iters} iterations each, mask {options.mask_spec}")
-    sigma, grid, best, chosen, mu = _search(regulariser, options, k_t, m_t, ref_t, ipalm,
-                                            log, progress)
+    found = _search(regulariser, options, k_t, m_t, ref_t, ipalm, log, progress)
+    best = found.best
     r0 = initial_residual(k_t, m_t, prior.crop).cpu().numpy()
     scale = initialise(k_t, m_t, prior.crop)[2]
     energy = ((k_t * m_t[:, None]).abs() ** 2).flatten(1).sum(1) / scale ** 2
     entries = {"lambda_fit": fit_lambda(r0, best, energy.cpu().numpy()),
                "calibration": {"files": list(validation), "mask_spec": options.mask_spec,
-                               "grid": grid, "mu": mu,
+                               "grid": found.grid, "mu": found.mu,
                                "iters": options.iters, "best_lambdas": best.tolist(),
                                "seed": options.seed}}
     log(f"calibrate: best lambdas {np.round(best, 4).tolist()} -> fit "
         f"{entries['lambda_fit']['slope']:.4g} r0 + {entries['lambda_fit']['intercept']:.4g}")
-    if sigma is not None:
-        entries["sigma"] = sigma
+    if found.sigma is not None:
+        entries["sigma"] = found.sigma
         entries["calibration"]["sigmas"] = options.sigmas
+        # ipalm's default for this prior: lambda = c / s^2 from the data's noise s
+        relative = (noise_std(k_t, m_t) / scale).cpu().numpy()
+        refined = refine_best(found.grid, found.errors)
+        entries["noise_lambda"] = fit_noise_coefficient(refined, relative)
+        log(f"calibrate: noise std over the data scale {np.round(relative, 4).tolist()}, "
+            f"refined best lambdas {np.round(refined, 1).tolist()} -> default lambda "
+            f"{entries['noise_lambda'].get('coefficient', float('nan')):.3g} / s^2")
     if options.equaliser:
         # The same normalisation ipalm applies: the max of the zero-filled RSS (prior's crop).
         view = scale.view(-1, 1, 1)
-        entries["equaliser"] = fit_equaliser((chosen / view).cpu().numpy(),
+        entries["equaliser"] = fit_equaliser((found.chosen / view).cpu().numpy(),
                                              (ref_t / view).cpu().numpy())
     return entries
 
 
+class LevelSearch(NamedTuple):
+    sigma: float | None          # the kept noise level (None: a prior without one)
+    grid: list                   # its lambdas
+    best: object                 # (B,) best lambda per slice on the grid
+    chosen: object               # (B, H, W) reconstructions at them
+    mu: float                    # the map smoothness the level was solved with
+    errors: object               # (len(grid), B) squared errors
+
+
 def _search(regulariser, options: CalibrationOptions, kspace, mask, reference, ipalm, log,
-            progress):
-    """(sigma or None, the lambda grid, best lambda per slice, reconstructions at it). For a
+            progress) -> LevelSearch:
+    """The lambda grid searched at each noise level, the best level kept. For a
     prior with a noise level (the local head) every sigma of ``options.sigmas`` (None: the
     model's own) is tried with the grid lambda / sigma^2 (R scales as 1 / sigma^2), and the
     sigma whose best single lambda (one for all slices, as a constant fit ships) gives the
     smallest total error is kept. The map smoothness mu given in ``ipalm`` holds for the
     model's own sigma; unless --mu fixes it, it follows ipalm's default at each level, which
     scales as 1 / sigma^2 like R (a level calibrated under another mu than ipalm then uses
-    picks the wrong lambda). Returns also the mu of the kept level."""
+    picks the wrong lambda)."""
     from dataclasses import replace
 
     import numpy as np
@@ -113,11 +131,11 @@ def _search(regulariser, options: CalibrationOptions, kspace, mask, reference, i
                 log(f"calibrate: sigma {sigma:g}: best lambdas {np.round(best, 1).tolist()}, "
                     f"squared error {total:.4g}")
             if found is None or total < found[0]:
-                found = (total, sigma, grid, best, chosen, solve.mu)
-    _, sigma, grid, best, chosen, mu = found
-    if sigma is not None:
-        regulariser.set_sigma(sigma)
-    return sigma, grid, best, chosen, mu
+                found = (total, LevelSearch(sigma, grid, best, chosen, solve.mu, errors))
+    kept = found[1]
+    if kept.sigma is not None:
+        regulariser.set_sigma(kept.sigma)
+    return kept
 
 
 def validation_slices(paths, central):

@@ -10,6 +10,19 @@ from ..errors import UsageError
 from .tv import CharbonnierTV
 
 
+@dataclass(frozen=True)
+class NoiseRule:
+    """ipalm's default lambda from the data's noise: coefficient / s^power in [low, high], s
+    the noise std (mrgen.noise) relative to iPALM's data scale."""
+    coefficient: float
+    power: float
+    low: float
+    high: float
+
+    def lambda_at(self, relative: float) -> float:
+        return min(max(self.coefficient / relative ** self.power, self.low), self.high)
+
+
 @dataclass
 class PriorInfo:
     description: str
@@ -21,25 +34,17 @@ class PriorInfo:
     lambda_fit: dict | None = None     # {"slope", "intercept", "minimum"} (Zach, Knoll, Pock 2023, preprint, 2.6)
     equaliser: dict | None = None      # cubic spline of Zach, Knoll, Pock 2023, 2.6 (mrgen.tuning)
     slack: float = 1.01                # iPALM's sufficient-decrease slack (mrgen.ipalm)
-    noise_lambda: float | None = None  # TV: default lambda = this / s^1.5, s the data's noise
-                                       # std relative to iPALM's data scale (mrgen.noise)
+    noise_rule: NoiseRule | None = None  # the default lambda from the data's noise
 
     def lambda_for_noise(self, kspace: torch.Tensor, mask: torch.Tensor) -> float | None:
-        """noise_lambda / s^1.5 in [1, default_lambda], s the median over slices of the noise std
-        (mrgen.noise) over iPALM's data scale; None without a rule or an estimate. The power
-        was measured: TV's best lambda on validation slices (8 coils, 4x, 8% ACS) was about
-        120 at s = 0.025 (24 dB), 225 at 0.013 (30 dB), 700 at 0.0069 (36 dB): between ROF
-        denoising's 1 / s and the Gaussian likelihood's 1 / s^2."""
-        from ..ipalm import initialise
-        from ..noise import noise_std
-
-        if self.noise_lambda is None:
+        """The noise rule at s, the median over slices of the noise std (mrgen.noise) over
+        iPALM's data scale; None without a rule or an estimate."""
+        if self.noise_rule is None:
             return None
-        _, _, scale = initialise(kspace, mask, self.crop)
-        relative = float((noise_std(kspace, mask) / scale).nanmedian())
+        relative = relative_noise(kspace, mask, self.crop)
         if not relative > 0:                   # NaN: no estimate
             return None
-        return min(max(self.noise_lambda / relative ** 1.5, 1.0), self.default_lambda)
+        return self.noise_rule.lambda_at(relative)
 
     def lambda_for(self, kspace: torch.Tensor, mask: torch.Tensor) -> float:
         """lambda = max(slope * r0 + intercept, minimum) from the initial residual r0, averaged
@@ -49,6 +54,16 @@ class PriorInfo:
         r0 = float(initial_residual(kspace, mask, self.crop).mean())
         fit = self.lambda_fit
         return max(fit["slope"] * r0 + fit["intercept"], fit.get("minimum", 0.01))
+
+
+def relative_noise(kspace: torch.Tensor, mask: torch.Tensor, crop: int | None = None) -> float:
+    """The median over slices of the noise std (mrgen.noise) over iPALM's data scale (NaN
+    without an estimate)."""
+    from ..ipalm import initialise
+    from ..noise import noise_std
+
+    _, _, scale = initialise(kspace, mask, crop)
+    return float((noise_std(kspace, mask) / scale).nanmedian())
 
 
 def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
@@ -65,8 +80,11 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
             f"Charbonnier TV (eps {tv_eps:g})", default_lambda=1000.0, default_mu=1000.0,
             sampling_step=step, sampling_noise=(2 * step * 1e-3) ** 0.5,
             # ipalm's default lambda from the noise (fixed 1000 was 1.4 dB below the best
-            # on 8-coil 30 dB test slices); 1000 when the data show no noise
-            noise_lambda=0.4)
+            # on 8-coil 30 dB test slices); 1000 when the data show no noise. The power was
+            # measured: TV's best lambda on validation slices (8 coils, 4x, 8% ACS) was about
+            # 120 at s = 0.025 (24 dB), 225 at 0.013 (30 dB), 700 at 0.0069 (36 dB): between
+            # ROF denoising's 1 / s and the Gaussian likelihood's 1 / s^2.
+            noise_rule=NoiseRule(0.4, 1.5, 1.0, 1000.0))
     if reg != "learned":
         raise UsageError(f"--reg {reg}: expected learned or tv")
     if not model:
@@ -88,6 +106,7 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
         # iPALM's 1% slack would accept steps that raise the energy: float32 slack only.
         sigma = float(network.sigma)
         step = 0.25 * sigma ** 2
+        rule = fitted.get("noise_lambda") or {}
         return network, PriorInfo(
             f"learned prior {path.name} (whole image, sigma {sigma:g})",
             # mu weighs the maps' smoothness against this energy, 1 / sigma^2 times the old
@@ -95,12 +114,26 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
             # slice, 8 coils, 4x), 25 / sigma^2 (1e4 at sigma 0.05) gave 32.8 dB
             default_lambda=1.0 / sigma ** 2, default_mu=25.0 / sigma ** 2,
             lambda_fit=fitted.get("lambda_fit"), equaliser=fitted.get("equaliser"),
-            sampling_step=step, sampling_noise=(2 * step) ** 0.5, slack=1.0 + 1e-5)
+            sampling_step=step, sampling_noise=(2 * step) ** 0.5, slack=1.0 + 1e-5,
+            noise_rule=posterior_rule(sigma, rule.get("coefficient", BAYES_COEFFICIENT)))
     crop = int(architecture["crop"])
     return network, PriorInfo(f"learned prior {path.name} (crop {crop})",
                               default_lambda=1.0, default_mu=10.0, crop=crop,
                               lambda_fit=fitted.get("lambda_fit"),
                               equaliser=fitted.get("equaliser"))
+
+
+# R = -log p (denoising score matching learns the score at temperature 1) and complex noise
+# of std s per k-space sample (E|n|^2 = s^2) has -log likelihood ||A u - z||^2 / s^2: the
+# posterior's MAP is ipalm's energy at lambda = 2 / s^2.
+BAYES_COEFFICIENT = 2.0
+
+
+def posterior_rule(sigma: float, coefficient: float) -> NoiseRule:
+    """A local energy's default lambda, coefficient / s^2 (the posterior's weight; train
+    calibrate fits the coefficient), kept within [0.1, 100] / sigma^2: noise-free data would
+    otherwise leave the prior no weight at all."""
+    return NoiseRule(coefficient, 2.0, 0.1 / sigma ** 2, 100.0 / sigma ** 2)
 
 
 def model_kind(model: str | None) -> str | None:
