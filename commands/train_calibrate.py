@@ -42,6 +42,13 @@ def calibrate(
     equaliser: Annotated[bool, typer.Option(
         "--equaliser/--no-equaliser", help="Also fit the cubic-spline intensity equaliser "
         "(Zach, Knoll, Pock 2023, 2.6) on the reconstructions at the best lambda.")] = True,
+    fit_noise: Annotated[bool, typer.Option(
+        "--fit-noise-lambda", help="A local prior: also fit c of ipalm's default lambda = c / "
+        "s^2 (s the data's noise over iPALM's scale; each slice's best lambda refined between "
+        "grid points), to be calibrated across noise levels (validation files built with "
+        "several `mrgen dataset --snr`). Without it the default stays the posterior's c = 2, "
+        "which was as good as any on the shipped prior's validation slices "
+        "(benchmarks/bench_noise_lambda.py).")] = False,
 ):
     """Calibrate a learned prior for `mrgen ipalm --lam auto` (and `--equalise`), as Zach,
     Knoll, Pock 2023, Section 2.6: for each validation slice, undersample with --mask-spec (seeded per
@@ -61,7 +68,8 @@ def calibrate(
         raise UsageError(f"{output}: output would overwrite an input")
     options = CalibrationOptions(mask_spec=mask_spec, lambdas=_grid(grid), mu=mu, iters=iters,
                                  central_slices=central_slices, equaliser=equaliser,
-                                 seed=settings.seed, sigmas=_grid(sigmas, "--sigmas"))
+                                 seed=settings.seed, sigmas=_grid(sigmas, "--sigmas"),
+                                 fit_noise=fit_noise)
     entries = calibrate_app(model, validation, options, device(), log=info,
                             progress=not settings.quiet)
     store_fitted_entries(resolve_model(model), entries, target=output)

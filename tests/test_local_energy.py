@@ -186,7 +186,8 @@ def test_calibration_picks_and_stores_sigma_and_ipalm_uses_it(tmp_path):
                      "--central-slices", "0", "--steps", "2")
     assert trained.exit_code == 0, trained.stderr
     result = invoke("train", "calibrate", prior, data, calibrated, "--grid", "1,10",
-                    "--sigmas", "0.02,0.1", "--iters", 3, "--mask-spec", "random-exact:2:0.2")
+                    "--sigmas", "0.02,0.1", "--iters", 3, "--mask-spec", "random-exact:2:0.2",
+                    "--fit-noise-lambda")
     assert result.exit_code == 0, result.stderr
     assert "sigma 0.02" in result.stderr and "sigma 0.1" in result.stderr
     fitted = torch.load(calibrated, weights_only=True)["fitted"]

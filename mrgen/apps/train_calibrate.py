@@ -20,6 +20,7 @@ class CalibrationOptions:
     seed: int = 0                            # of the masks
     sigmas: list[float] | None = None        # local priors: noise levels searched (None: the
                                              # model's own); lambdas then scale by 1/sigma^2
+    fit_noise: bool = False                  # local priors: also fit c of lambda = c / s^2
 
 
 def calibrate_app(model: str, validation: list[str], options: CalibrationOptions, device,
@@ -67,6 +68,8 @@ def calibrate_app(model: str, validation: list[str], options: CalibrationOptions
     if found.sigma is not None:
         entries["sigma"] = found.sigma
         entries["calibration"]["sigmas"] = options.sigmas
+        entries["noise_lambda"] = None       # a fit for another sigma would be stale
+    if found.sigma is not None and options.fit_noise:
         # ipalm's default for this prior: lambda = c / s^2 from the data's noise s
         relative = (noise_std(k_t, m_t) / scale).cpu().numpy()
         refined = refine_best(found.grid, found.errors)
