@@ -81,8 +81,8 @@ def choose_lambda(text: str, prior, acq: Acquisition | None = None) -> float:
     (an error without one); "" the prior's rule from the data's noise level (Cartesian data
     with an estimate), else its fit, else its default."""
     if text == "auto" and prior.lambda_fit is None:
-        raise UsageError("--lam auto: the prior has no lambda fit (train one with "
-                         "`mrgen train prior --calibrate-lambda`) ; give a number")
+        raise UsageError("--lam auto: the prior has no lambda fit (fit one with "
+                         "`mrgen train calibrate`) or give a number")
     # the noise estimate and the fit's initial residual are of Cartesian data
     cartesian = acq is not None and acq.nufft is None
     if text == "" and cartesian:
