@@ -32,27 +32,26 @@ def validation_split(folder: Path, snr: float) -> Path:
     return out / "validation.h5"
 
 
-def psnr_row(path: Path, index: int, model: str, grid, iters: int):
+def psnr_row(path: Path, index: int, regulariser, prior, grid, iters: int):
     """(s, [PSNR for each c]) of validation slice ``index``."""
     from mrgen.ipalm import IpalmOptions, ipalm
     from mrgen.masks import make_mask
-    from mrgen.priors.loading import build_regulariser, relative_noise
+    from mrgen.metrics import psnr
+    from mrgen.priors.loading import relative_noise
 
-    regulariser, prior = build_regulariser(model, "", 1e-3, "cpu")
     with h5py.File(path, "r") as f:
         kspace = torch.from_numpy(f["kspace"][index:index + 1])
-        reference = torch.from_numpy(f["reconstruction_rss"][index])
+        reference = torch.from_numpy(f["reconstruction_rss"][index:index + 1])
     mask = torch.from_numpy(make_mask("random-exact:4:0.08", kspace.shape[-2:],
                                       seed=100 + index))[None]
     kspace = kspace * mask[:, None]
-    s = relative_noise(kspace, mask, prior.crop)
+    s = float(relative_noise(kspace, mask, prior.crop)[0])
     scores = []
     for c in grid:
         options = IpalmOptions(lam=c / s ** 2, mu=prior.default_mu, iters=iters,
                                slack=prior.slack)
-        image = ipalm(kspace, mask, regulariser, options).image[0]
-        error = (image - reference).square().mean()
-        scores.append(float(10 * torch.log10(reference.max() ** 2 / error)))
+        image = ipalm(kspace, mask, regulariser, options).image
+        scores.append(float(psnr(reference, image)))
     return s, scores
 
 
@@ -67,6 +66,9 @@ def main() -> None:
     grid = [float(c) for c in args.grid.split(",")]
     slices = [int(i) for i in args.slices.split(",")]
     torch.manual_seed(0)
+    from mrgen.priors.loading import build_regulariser
+
+    regulariser, prior = build_regulariser(args.model, "", 1e-3, "cpu")
     print("| SNR dB | slice | s | " + " | ".join(f"c {c:g}" for c in grid) + " |")
     print("|---|---|---|" + "---|" * len(grid))
     every = []
@@ -75,7 +77,7 @@ def main() -> None:
             path = validation_split(Path(folder), snr)
             rows = []
             for index in slices:
-                s, scores = psnr_row(path, index, args.model, grid, args.iters)
+                s, scores = psnr_row(path, index, regulariser, prior, grid, args.iters)
                 rows.append(scores)
                 print(f"| {snr:g} | {index} | {s:.4f} | " +
                       " | ".join(f"{p:.2f}" for p in scores) + " |", flush=True)

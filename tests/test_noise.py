@@ -87,7 +87,7 @@ def test_learned_prior_default_lambda_is_the_posterior_weight():
         return choose_lambda(text, prior, Acquisition(kspace, mask, None)), kspace
 
     (low, kspace), (high, _) = default_for(0.05), default_for(0.1)
-    assert low == pytest.approx(2.0 / relative_noise(kspace, mask) ** 2)
+    assert low == pytest.approx(2.0 / float(relative_noise(kspace, mask)[0]) ** 2)
     assert low / high == pytest.approx(4.0, rel=0.1)
     assert default_for(0.0)[0] == pytest.approx(100 / sigma ** 2)     # no noise: the cap
     assert default_for(10.0)[0] == pytest.approx(0.1 / sigma ** 2)    # all noise: the floor

@@ -37,7 +37,7 @@ def calibrate_app(model: str, validation: list[str], options: CalibrationOptions
     from ..ipalm import IpalmOptions, initial_residual, initialise
     from ..masks import make_mask, parse_mask_spec
     from ..priors.loading import build_regulariser
-    from ..noise import noise_std
+    from ..priors.loading import relative_noise
     from ..tuning import fit_equaliser, fit_lambda, fit_noise_coefficient, refine_best
 
     log = log or (lambda message: None)
@@ -71,7 +71,7 @@ def calibrate_app(model: str, validation: list[str], options: CalibrationOptions
         entries["noise_lambda"] = None       # a fit for another sigma would be stale
     if found.sigma is not None and options.fit_noise:
         # ipalm's default for this prior: lambda = c / s^2 from the data's noise s
-        relative = (noise_std(k_t, m_t) / scale).cpu().numpy()
+        relative = relative_noise(k_t, m_t, prior.crop).cpu().numpy()
         refined = refine_best(found.grid, found.errors)
         entries["noise_lambda"] = fit_noise_coefficient(refined, relative)
         log(f"calibrate: noise std over the data scale {np.round(relative, 4).tolist()}, "

@@ -41,7 +41,7 @@ class PriorInfo:
         iPALM's data scale; None without a rule or an estimate."""
         if self.noise_rule is None:
             return None
-        relative = relative_noise(kspace, mask, self.crop)
+        relative = float(relative_noise(kspace, mask, self.crop).nanmedian())
         if not relative > 0:                   # NaN: no estimate
             return None
         return self.noise_rule.lambda_at(relative)
@@ -56,14 +56,15 @@ class PriorInfo:
         return max(fit["slope"] * r0 + fit["intercept"], fit.get("minimum", 0.01))
 
 
-def relative_noise(kspace: torch.Tensor, mask: torch.Tensor, crop: int | None = None) -> float:
-    """The median over slices of the noise std (mrgen.noise) over iPALM's data scale (NaN
-    without an estimate)."""
+def relative_noise(kspace: torch.Tensor, mask: torch.Tensor,
+                   crop: int | None = None) -> torch.Tensor:
+    """Per slice (S,), the noise std (mrgen.noise) over iPALM's data scale (NaN without an
+    estimate)."""
     from ..ipalm import initialise
     from ..noise import noise_std
 
     _, _, scale = initialise(kspace, mask, crop)
-    return float((noise_std(kspace, mask) / scale).nanmedian())
+    return noise_std(kspace, mask) / scale
 
 
 def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
