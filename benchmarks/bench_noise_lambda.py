@@ -1,7 +1,7 @@
 """The whole-image prior's default lambda = c / s^2 on validation slices at several SNRs (#13).
 
     python benchmarks/bench_noise_lambda.py [--model prior-brain-small] [--snrs 24,30,36]
-        [--slices 12,24,36] [--grid 0.5,1,2,4,8] [--iters 100]
+        [--slices 12,24,36] [--grid 0.5,1,2,4,8] [--iters 100] [--sigma S]
 
 s is the data's noise std over iPALM's data scale (mrgen.noise), c the coefficient. The
 posterior's MAP has c = 2 (R = -log p, complex noise of std s); this prints, for each slice
@@ -9,6 +9,8 @@ of the validation split (ITK's k-means T1 head: never trained on) built at each 
 --seed 0, the PSNR against the noise-free RSS when each slice gets lambda = c / s^2 (8 coils,
 4x 1D Cartesian with 8% ACS, joint maps, the prior's sigma and mu), and the mean over slices
 per c: the c that ipalm's default should take, measured away from the test split.
+--sigma evaluates the prior at another of its trained noise levels (the map smoothness mu
+follows it as 1 / sigma^2, as ipalm's default does).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def validation_split(folder: Path, snr: float) -> Path:
     return out / "validation.h5"
 
 
-def psnr_row(path: Path, index: int, regulariser, prior, grid, iters: int):
+def psnr_row(path: Path, index: int, regulariser, prior, grid, iters: int, mu: float):
     """(s, [PSNR for each c]) of validation slice ``index``."""
     from mrgen.ipalm import IpalmOptions, ipalm
     from mrgen.masks import make_mask
@@ -48,7 +50,7 @@ def psnr_row(path: Path, index: int, regulariser, prior, grid, iters: int):
     s = float(relative_noise(kspace, mask, prior.crop)[0])
     scores = []
     for c in grid:
-        options = IpalmOptions(lam=c / s ** 2, mu=prior.default_mu, iters=iters,
+        options = IpalmOptions(lam=c / s ** 2, mu=mu, iters=iters,
                                slack=prior.slack)
         image = ipalm(kspace, mask, regulariser, options).image
         scores.append(float(psnr(reference, image)))
@@ -62,6 +64,8 @@ def main() -> None:
     parser.add_argument("--slices", default="12,24,36")
     parser.add_argument("--grid", default="0.5,1,2,4,8")
     parser.add_argument("--iters", type=int, default=100)
+    parser.add_argument("--sigma", type=float, default=None,
+                        help="the prior's noise level (default: the model's calibrated one)")
     args = parser.parse_args()
     grid = [float(c) for c in args.grid.split(",")]
     slices = [int(i) for i in args.slices.split(",")]
@@ -69,6 +73,11 @@ def main() -> None:
     from mrgen.priors.loading import build_regulariser
 
     regulariser, prior = build_regulariser(args.model, "", 1e-3, "cpu")
+    mu = prior.default_mu
+    if args.sigma is not None:
+        mu *= (float(regulariser.sigma) / args.sigma) ** 2
+        regulariser.set_sigma(args.sigma)
+    print(f"sigma {float(regulariser.sigma):g}, mu {mu:.4g}")
     print("| SNR dB | slice | s | " + " | ".join(f"c {c:g}" for c in grid) + " |")
     print("|---|---|---|" + "---|" * len(grid))
     every = []
@@ -77,7 +86,7 @@ def main() -> None:
             path = validation_split(Path(folder), snr)
             rows = []
             for index in slices:
-                s, scores = psnr_row(path, index, regulariser, prior, grid, args.iters)
+                s, scores = psnr_row(path, index, regulariser, prior, grid, args.iters, mu)
                 rows.append(scores)
                 print(f"| {snr:g} | {index} | {s:.4f} | " +
                       " | ".join(f"{p:.2f}" for p in scores) + " |", flush=True)
