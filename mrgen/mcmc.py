@@ -40,6 +40,7 @@ from typing import Callable
 
 import torch
 
+from .errors import RuntimeFailure
 from .priors.energy import energy_and_grad
 
 Energy = Callable[[torch.Tensor], torch.Tensor]  # batch -> one energy per batch element
@@ -300,6 +301,9 @@ def sample(x, energy: Energy, burn_in: int, samples: int, thin: int = 1, step: f
             # pixels' by one step: the same chain, as valid for its autocorrelation)
             x, value = _ula_value_step(x, energy, step, noise_std, generator, project,
                                        preconditioner)
+        if not bool(torch.isfinite(value).all()):
+            raise RuntimeFailure(f"the chains diverged at step {k + 1} of {total} (the energy "
+                                 "is no longer finite): lower --step")
         if k >= burn_in and (k - burn_in + 1) % thin == 0:
             moments.update(x)
             rows.append(_trace_row(x, value, chains, pixels))

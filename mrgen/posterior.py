@@ -26,13 +26,15 @@ def posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop=None, nuff
     return (lambda u: data(u) + problem.prior(u)), scale, u0
 
 
-def ipalm_preconditioner(mask, maps, regulariser, lam, x, temperature, generator, chains):
+def ipalm_preconditioner(mask, maps, regulariser, lam, x, temperature, generator, chains,
+                         posterior=None, step: float = 1.0):
     """``kspace_preconditioner`` for the iPALM posterior (real image, data weight lam):
-    the prior's curvature probed at the data's noise scale sqrt(T / lam)."""
+    the prior's curvature probed at the data's noise scale sqrt(T / lam); ``posterior``
+    (the energy of one chain's images) keeps the chain's ``step`` stable."""
     unit = JointProblem.normalise(maps)[0]
     data = data_curvature(mask.expand(unit.shape[0], *mask.shape[-2:]), unit, lam, True)
     return kspace_preconditioner(data, regulariser, x, (temperature / lam) ** 0.5, generator,
-                                 chains=chains)
+                                 chains=chains, posterior=posterior, step=step)
 
 
 def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, samples, thin,
@@ -70,12 +72,15 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
     stream = None if on_sample is None else (lambda i, s: on_sample(i, s * view))
     preconditioner = None
     if precondition:
+        one_chain = posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop)[0]
         preconditioner, summary = ipalm_preconditioner(
-            mask, maps, regulariser, lam, x, noise_std ** 2 / (2 * step), generator, chains)
+            mask, maps, regulariser, lam, x, noise_std ** 2 / (2 * step), generator, chains,
+            posterior=one_chain, step=step)
         if log is not None:
             log(f"langevin: k-space preconditioner: curvature {summary['total'][0]:.3g}.."
                 f"{summary['total'][1]:.3g} (prior {summary['prior'][0]:.3g}.."
-                f"{summary['prior'][1]:.3g}, data lam {lam:.4g} where sampled)")
+                f"{summary['prior'][1]:.3g}, data lam {lam:.4g} where sampled)"
+                f"{stiffness_note(summary)}")
     result = sample(x, energy, burn_in, samples, thin, step, noise_std, generator,
                     project=(lambda v: v.clamp_min(0)) if nonneg else None,
                     on_sample=stream, progress=progress, metropolis=metropolis, chains=chains,
@@ -83,6 +88,15 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
     return SamplingResult(result.mean * view, result.variance * view ** 2, result.count,
                           result.last * view.repeat(chains, 1, 1), result.acceptance,
                           result.step, result.traces, chains), scale[:view.shape[0]]
+
+
+def stiffness_note(summary: dict) -> str:
+    """The log's words on ``kspace_preconditioner``'s stiffness bound, when it acted."""
+    if summary.get("scaled", 1.0) <= 1.0:
+        return ""
+    return (f"; the diagonal model underestimates the curvature up to "
+            f"{summary['stiffness']:.3g}x (coupling through the maps): steps scaled down "
+            f"{summary['scaled']:.3g}x to stay stable")
 
 
 def _repeat(chains, *tensors):
@@ -132,7 +146,7 @@ def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, 
     kspace = kspace * mask.unsqueeze(1)
     scale, sense = data_scale(kspace, maps, mask)
     view = scale.view(-1, 1, 1)
-    posterior = Posterior(energy, maps, mask, kspace / scale.view(-1, 1, 1, 1))
+    posterior = one_chain = Posterior(energy, maps, mask, kspace / scale.view(-1, 1, 1, 1))
     if isinstance(init, torch.Tensor):
         start = init.to(sense.dtype) / view
     elif init == "map":
@@ -163,11 +177,12 @@ def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, 
         at = x if not (isinstance(init, str) and init == "noise") else \
             torch.view_as_real((sense / view).contiguous()).repeat(chains, 1, 1, 1)
         preconditioner, summary = deepen_preconditioner(
-            energy, maps, mask, at, noise_std ** 2 / (2 * step), generator, chains)
+            energy, maps, mask, at, noise_std ** 2 / (2 * step), generator, chains,
+            posterior=one_chain.real_energy, step=step)
         if log is not None:
             log(f"langevin: k-space preconditioner: curvature {summary['total'][0]:.3g}.."
                 f"{summary['total'][1]:.3g} (energy {summary['prior'][0]:.3g}.."
-                f"{summary['prior'][1]:.3g}, data 1 where sampled)")
+                f"{summary['prior'][1]:.3g}, data 1 where sampled){stiffness_note(summary)}")
     result = sample(x, posterior.real_energy, burn_in, samples, thin, step, noise_std,
                     generator, on_sample=stream, progress=progress, metropolis=metropolis,
                     chains=chains, preconditioner=preconditioner)

@@ -307,3 +307,61 @@ def test_deepen_sample_starts_from_the_sense_image_and_keeps_its_temperature():
                           generator=gen, keep=100, start="sense", precondition=True)
     ratio = float((moved.variance.double() / scale ** 2 / (2 * var)).mean())
     assert 0.9 < ratio < 1.1 / (1 - 0.1)
+
+
+def test_preconditioned_stiffness_is_the_largest_eigenvalue_of_the_preconditioned_hessian():
+    """On a circulant Gaussian with P modelling the curvature 3x too low in its stiff modes,
+    the power iteration finds 3 (P^(1/2) H P^(1/2) is diagonal in k-space: 1 or 3); on the
+    iPALM posterior with coil maps (not diagonal in k-space) it finds the dense matrix's
+    largest eigenvalue, and ``kspace_preconditioner`` given the posterior and a step of 1
+    brings it to 1."""
+    from mrgen.mcmc import FourierPreconditioner
+    from mrgen.posterior import ipalm_preconditioner, posterior_energy
+    from mrgen.preconditioning import preconditioned_stiffness
+
+    energy, h = circulant_gaussian()
+    model = torch.where(h > 1, h / 3, h)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(2, 16, 16, dtype=torch.float64)
+    stiffness = preconditioned_stiffness(energy, x, FourierPreconditioner(1 / model), 0.1, gen)
+    assert torch.allclose(stiffness, torch.full((2,), 3.0, dtype=torch.float64), rtol=0.02)
+
+    kspace, mask, maps = small_problem(2)
+    kspace, maps = kspace.to(torch.complex128), maps.to(torch.complex128)
+    lam, p = 1000.0, 0.5
+    regulariser = lambda u: 0.5 * p * ((u - 0.4) ** 2).flatten(1).sum(1)  # noqa: E731
+    posterior, scale, u0 = posterior_energy(kspace, mask, maps, regulariser, lam)
+    x = u0.double()
+    n = 36
+    op = SenseOp(maps, mask.double())
+    a = dense(lambda e: op.forward(e.view(1, 6, 6)).flatten(), n)
+    hessian = lam * (a.conj().T @ a).real + p * torch.eye(n, dtype=torch.float64)
+    plain, _ = ipalm_preconditioner(mask, maps, regulariser, lam, x, 1.0, gen, 1)
+    root = dense(lambda e: plain.apply(e.view(1, 6, 6), 0.5).to(torch.complex128).flatten(),
+                 n).real
+    exact = float(torch.linalg.eigvalsh(root @ hessian @ root).max())
+    assert exact > 1.5      # the diagonal model misses the maps' coupling here
+    got = float(preconditioned_stiffness(posterior, x, plain, 1e-3, gen, iterations=30)[0])
+    assert got == pytest.approx(exact, rel=0.05)
+    bounded, summary = ipalm_preconditioner(mask, maps, regulariser, lam, x, 1.0, gen, 1,
+                                            posterior=posterior)
+    assert summary["stiffness"] == pytest.approx(exact, rel=0.2)
+    after = float(preconditioned_stiffness(posterior, x, bounded, 1e-3, gen, iterations=30)[0])
+    assert after == pytest.approx(1.0, rel=0.2)
+    # a step small enough for the unscaled P (step x stiffness < 1) leaves P as it was
+    _, small = ipalm_preconditioner(mask, maps, regulariser, lam, x, 1.0, gen, 1,
+                                    posterior=posterior, step=0.5 / exact)
+    assert small["scaled"] == 1.0
+
+
+def test_a_diverging_chain_stops_with_a_runtime_failure():
+    """ULA at step x curvature 10 (above 2) grows 9x per step: the run stops at the first
+    non-finite energy with a message, instead of pooling NaNs into the outputs."""
+    from mrgen.errors import RuntimeFailure
+
+    def energy(x):
+        return 0.5 * 100.0 * x.square().flatten(1).sum(1)
+
+    x = torch.ones(1, 4, 4)
+    with pytest.raises(RuntimeFailure, match="diverged at step"):
+        sample(x, energy, 100, 100, 1, 0.1, 1e-3, torch.Generator().manual_seed(0))

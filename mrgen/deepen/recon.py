@@ -190,8 +190,12 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
         weights = None
         if precondition:
             at = torch.view_as_real((sense[s:s + 1] / scale[s]).contiguous())
+            one_chain = Posterior(energy, maps[s:s + 1], mask[s:s + 1],
+                                  kspace[s:s + 1] / scale[s])
             weights = deepen_preconditioner(energy, maps[s:s + 1], mask[s:s + 1], at,
-                                            eps ** 2 / 2, generator)[0].weights
+                                            eps ** 2 / 2, generator,
+                                            posterior=one_chain.real_energy,
+                                            step=step)[0].weights
         while left > 0:
             n = min(chunk, left)
             post = Posterior(energy, maps[s:s + 1].expand(n, -1, -1, -1),
