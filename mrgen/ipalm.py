@@ -44,7 +44,7 @@ _TINY = 1e-12
 
 @dataclass
 class IpalmOptions:
-    lam: float = 1.0                 # weight of the data term
+    lam: float | torch.Tensor = 1.0  # weight of the data term: a number or one per slice (B,)
     mu: float = 10.0                 # weight of the map smoothness
     iters: int = 100
     estimate_maps: bool = True       # False: the maps stay as given (fixed-map mode)
@@ -114,7 +114,9 @@ class JointProblem:
         self.nufft = nufft     # non-Cartesian samples at its points: NUFFT for M F, no mask
         self.z = kspace if nufft is not None else kspace * self.mask.unsqueeze(-3)
         self.regulariser = regulariser
-        self.lam = lam
+        self.lam = lam   # a number, or one per slice (B,)
+        # lam on image-shaped arrays (B, H, W)
+        self.image_lam = lam.view(-1, 1, 1) if isinstance(lam, torch.Tensor) else lam
         self.fourier = None if nufft is not None else _CoilFourier(self.z, mask)
 
     @staticmethod
@@ -183,7 +185,7 @@ class JointProblem:
             else:  # S^H F^H M r; in the frame: Re sum_c conj(unit) F^-1 r
                 adjoint = _inner_coils(unit, self.fourier.adjoint(residual))
             # lam on the image-sized adjoint: a pass over the coils cheaper
-            data_grad = self.lam * adjoint
+            data_grad = self.image_lam * adjoint
         return data + prior, data_grad + prior_grad
 
     def _image_residual(self, u, unit):
@@ -209,7 +211,7 @@ class JointProblem:
             residual = fourier.residual(self._complex_image(u) * unit)
             data = 0.5 * self.lam * _squared_norm(residual)
             # lam A_u^H r = A_{lam u}^H r: lam scales the image, not the coil images
-            g = fourier.adjoint(residual).mul_(self._complex_image(self.lam * u).conj())
+            g = fourier.adjoint(residual).mul_(self._complex_image(self.image_lam * u).conj())
             radial = _as_complex(_inner_coils(unit, g).unsqueeze(-3), g)
             return data, g.sub_(unit * radial).mul_(inverse)
 
@@ -337,8 +339,11 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
         # zero, as SENSE's minimum-norm solution has it, not at its aliased RSS value.
         u = u * ((c.real.square() + c.imag.square()).sum(-3) > _TINY).to(u.dtype)
     z = kspace / _expand(scale, kspace)
-    problem = JointProblem(z, mask, regulariser, options.lam, nufft)
-    residual0 = problem.data(u, c) * 2 / options.lam
+    lam = options.lam
+    if isinstance(lam, torch.Tensor):
+        lam = lam.to(device=u.device, dtype=u.dtype).expand(kspace.shape[0])
+    problem = JointProblem(z, mask, regulariser, lam, nufft)
+    residual0 = problem.data(u, c) * 2 / lam
 
     batch = kspace.shape[0]
     lip_u = torch.ones(batch, device=u.device, dtype=u.dtype)

@@ -94,6 +94,29 @@ def test_learned_prior_default_lambda_is_the_posterior_weight():
     assert default_for(0.05, "auto")[0] == 50.0
 
 
+def test_each_slice_gets_the_lambda_of_its_own_noise():
+    """Two slices, the second with twice the noise, in one ipalm call: TV's default lambdas
+    are each slice's alone (ratio 2^1.5), and each slice's image is the one it gets alone."""
+    from mrgen.acquisition import Acquisition
+    from mrgen.apps.ipalm import IpalmSettings, PriorChoice, choose_lambda, ipalm_app, \
+        slice_lambdas
+
+    _, prior = PriorChoice().build(torch.device("cpu"))
+    mask = torch.from_numpy(make_mask("random-exact:4:0.08", (64, 64), seed=1))[None]
+    slices = [smooth_scan(s, coils=2, size=64) * mask[:, None] for s in (0.05, 0.1)]
+    both = Acquisition(torch.cat(slices), mask, None)
+    alone = [Acquisition(k, mask, None) for k in slices]
+    lams = slice_lambdas("", prior, both)
+    assert lams.tolist() == pytest.approx([choose_lambda("", prior, a) for a in alone])
+    assert float(lams[0] / lams[1]) == pytest.approx(2 ** 1.5, rel=0.1)
+    settings = IpalmSettings(PriorChoice(), iters=20)
+    together = ipalm_app(both, settings)
+    assert "each slice's from its noise" in together.description
+    for index, acquisition in enumerate(alone):
+        assert torch.allclose(together.image[index], ipalm_app(acquisition, settings).image[0],
+                              rtol=1e-4, atol=1e-5 * float(together.image.max()))
+
+
 def test_sharp_edges_do_not_fool_the_calibration_estimate():
     """Shepp-Logan's edges keep signal at the k-space edge (the edge estimate is ~10x the
     noise); the calibration matrix's lower eigenvalues still give the noise."""

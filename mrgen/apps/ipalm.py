@@ -56,12 +56,12 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
     regulariser, prior = settings.prior.build(acq.device)
     equaliser = _equaliser(prior) if settings.equalise else None  # fail before the long run
     options = IpalmOptions(
-        lam=choose_lambda(settings.lam, prior, acq), iters=settings.iters,
+        lam=slice_lambdas(settings.lam, prior, acq), iters=settings.iters,
         mu=settings.mu if settings.mu is not None else prior.default_mu,
         estimate_maps=acq.maps is None, align_map_phase=not acq.single_coil,
         slack=1.0 if settings.strict else prior.slack, max_backtracks=settings.max_backtracks,
         scale_crop=prior.crop)
-    description = (f"{prior.description}, lam {options.lam:.4g}, mu {options.mu:.4g}, "
+    description = (f"{prior.description}, {_describe(options.lam)}, mu {options.mu:.4g}, "
                    f"{settings.iters} iterations, {acq.slice_count} slice(s) of {acq.coils} "
                    f"coil(s), {'joint maps' if options.estimate_maps else 'fixed maps'}")
     if log is not None:
@@ -74,6 +74,26 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
 
         image = apply_equaliser(image, result.scale, equaliser)
     return IpalmReconstruction(image, result.maps, result.energies, description)
+
+
+def slice_lambdas(text: str, prior, acq: Acquisition) -> float | torch.Tensor:
+    """ipalm's lambda: ``choose_lambda``'s, except that the default from the data's noise is
+    each slice's own (S,): a slice's posterior weight is its own noise's, whatever other
+    slices share the file or the process (the rule's validation solved slices alone)."""
+    if text == "" and acq.nufft is None and acq.slice_count > 1:
+        per_slice = prior.slice_lambdas_for_noise(acq.kspace, acq.mask)
+        if per_slice is not None:
+            return per_slice
+    return choose_lambda(text, prior, acq)
+
+
+def _describe(lam) -> str:
+    if not isinstance(lam, torch.Tensor):
+        return f"lam {lam:.4g}"
+    low, high = float(lam.min()), float(lam.max())
+    if low == high:
+        return f"lam {low:.4g}"
+    return f"lam {low:.4g}..{high:.4g} (each slice's from its noise)"
 
 
 def choose_lambda(text: str, prior, acq: Acquisition | None = None) -> float:

@@ -46,6 +46,19 @@ class PriorInfo:
             return None
         return self.noise_rule.lambda_at(relative)
 
+    def slice_lambdas_for_noise(self, kspace: torch.Tensor,
+                                mask: torch.Tensor) -> torch.Tensor | None:
+        """The noise rule at each slice's own s (S,) (a slice without an estimate takes the
+        median's); None without a rule or any estimate."""
+        if self.noise_rule is None:
+            return None
+        relative = relative_noise(kspace, mask, self.crop)
+        median = relative.nanmedian()
+        if not float(median) > 0:
+            return None
+        relative = torch.where(relative > 0, relative, median)
+        return torch.tensor([self.noise_rule.lambda_at(float(r)) for r in relative])
+
     def lambda_for(self, kspace: torch.Tensor, mask: torch.Tensor) -> float:
         """lambda = max(slope * r0 + intercept, minimum) from the initial residual r0, averaged
         over the slices of the batch (one lambda per call)."""
