@@ -34,8 +34,8 @@ def ipalm(
         "--lam", metavar="VALUE|auto", help="Weight of the data term (the authors' code "
         "convention: H = lam/2 ||data residual||^2 + R(u)). auto: the linear fit on the initial "
         "residual stored in the model (Zach, Knoll, Pock 2023, preprint, Section 2.6). Default: "
-        "from the noise std s (estimated from the k-space edge and the calibration centre) "
-        "over the data scale: a whole-image learned prior c / s^2 (the posterior's weight, c "
+        "from each slice's noise std s (estimated from the k-space edge and the calibration "
+        "centre) over its data scale: a whole-image learned prior c / s^2 (the posterior's weight, c "
         "= 2 or its calibrated value) in [0.1, 100] / sigma^2; TV 0.4 / s^1.5 in [1, 1000] "
         "(1000 for noise-free data). Without an estimate (non-Cartesian data): the fit, "
         "else the prior's default.", show_default=False)] = "",
