@@ -32,7 +32,7 @@ def _preset_help(key: str) -> str:
                  "patch": AT_LEAST_1, "sigma_range": POSITIVE, "clip_norm": AT_LEAST_0,
                  "checkpoint_every": AT_LEAST_0, "png_every": AT_LEAST_0},
          choices={"preset": ("auto", "paper", "cpu", "cpu-ml"), "normalise": ("max", "minmax"),
-                  "objective": ("ml", "dsm"), "head": ("global", "local")})
+                  "objective": ("ml", "dsm"), "head": ("global", "local", "unet")})
 def train_prior(
     data: Annotated[list[str], typer.Argument(
         metavar="DATA...", help="Training images: fastMRI or mrgen phantom .h5 volumes (their "
@@ -109,13 +109,15 @@ def train_prior(
         "--restart", metavar="P", help="Chance that a chain restarts from data or permuted "
         "data (50/50) after each update.", rich_help_panel="Sampler")] = 0.01,
     head: Annotated[Optional[str], typer.Option(
-        "--head", metavar="global|local", help="global: the paper's network, one energy for "
-        "the central --crop square; local: a fully convolutional energy, a sum of per-pixel "
-        "terms, that regularises every pixel of an image of any size. "
+        "--head", metavar="global|local|unet", help="global: the paper's network, one energy "
+        "for the central --crop square; local: a fully convolutional energy, a sum of "
+        "per-pixel terms, that regularises every pixel of an image of any size; unet: the same "
+        "energy with a U-Net residual (--stages 2x poolings), whose field spans the image. "
         + _preset_help("head"), rich_help_panel="Architecture", show_default=False)] = None,
     dilations: Annotated[Optional[str], typer.Option(
         "--dilations", metavar="D,D,...", help="Local head: one 3 x 3 convolution per "
-        "dilation. " + _preset_help("dilations"), rich_help_panel="Architecture",
+        "dilation (unet head: at its coarsest level). " + _preset_help("dilations"),
+        rich_help_panel="Architecture",
         show_default=False)] = None,
     patch: Annotated[Optional[int], typer.Option(
         "--patch", metavar="P", help="dsm: random P x P patches of the training images. "

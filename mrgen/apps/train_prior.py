@@ -33,7 +33,7 @@ PRESETS = {
                "buffer": 1000, "width": 16, "stages": 4, "crop": 64},
 }
 OBJECTIVES = ("ml", "dsm")
-HEADS = ("global", "local")
+HEADS = ("global", "local", "unet")
 
 
 @dataclass
@@ -41,7 +41,7 @@ class PriorOptions:
     """The prior's recipe; a None takes the value of the preset."""
     preset: str = "auto"                   # auto (paper on CUDA, cpu elsewhere), paper, cpu, cpu-ml
     objective: str | None = None           # ml (maximum likelihood) or dsm (score matching)
-    head: str | None = None                # global (the paper's crop network) or local
+    head: str | None = None                # global (the paper's crop network), local or unet
     steps: int | None = None
     batch: int | None = None
     lr: float | None = None
@@ -60,7 +60,7 @@ class PriorOptions:
     growth: float = 1.75
     stages: int | None = None
     crop: int | None = None
-    dilations: str | None = None           # local head: "1,2,4,8,4,2,1"
+    dilations: str | None = None           # local head (unet: its coarsest level): "1,2,4,8,4,2,1"
     patch: int | None = None               # dsm: patch size
     sigma_range: tuple[float, float] | None = None   # dsm: noise levels drawn log-uniformly
     clip_norm: float | None = None         # dsm: clip the gradient's norm (0: off)
@@ -140,32 +140,41 @@ def recipe(resolved: PriorOptions):
     """(architecture, objective config) from options whose preset values are filled in."""
     from ..errors import UsageError
     from ..priors.energy import EnergyConfig
+    from ..priors.energy import RESIDUAL_HEADS
     from ..priors.local_energy import LocalEnergyConfig
+    from ..priors.unet_energy import UNetEnergyConfig
     from ..training.prior import PriorConfig
     from ..training.score import ScoreConfig
 
     if resolved.objective not in OBJECTIVES:
         raise UsageError(f"--objective {resolved.objective}: choose ml or dsm")
     if resolved.head not in HEADS:
-        raise UsageError(f"--head {resolved.head}: choose global or local")
-    if resolved.head == "local":
-        architecture = LocalEnergyConfig(width=resolved.width,
-                                         dilations=parse_integers(resolved.dilations,
-                                                                  "--dilations"),
-                                         sigma=resolved.sigma_range[0] * 4)
-        if not architecture.dilations or min(architecture.dilations) < 1:
+        raise UsageError(f"--head {resolved.head}: choose global, local or unet")
+    if resolved.head in RESIDUAL_HEADS:
+        dilations = parse_integers(resolved.dilations, "--dilations")
+        if not dilations or min(dilations) < 1:
             raise UsageError(f"--dilations {resolved.dilations}: positive integers like "
                              f"1,2,4,2,1")
+        if resolved.head == "unet":
+            if resolved.stages < 1:
+                raise UsageError(f"--stages {resolved.stages}: at least 1 for --head unet")
+            architecture = UNetEnergyConfig(width=resolved.width, stages=resolved.stages,
+                                            dilations=dilations,
+                                            sigma=resolved.sigma_range[0] * 4)
+        else:
+            architecture = LocalEnergyConfig(width=resolved.width, dilations=dilations,
+                                             sigma=resolved.sigma_range[0] * 4)
     else:
         architecture = EnergyConfig(base_width=resolved.width, growth=resolved.growth,
                                     stages=resolved.stages, crop=resolved.crop)
     milestones = parse_milestones(resolved.milestones)
-    if resolved.objective == "dsm" and resolved.head != "local":
-        raise UsageError("--objective dsm: needs --head local (the global head's absolute "
-                         "value gives no denoiser)")
-    if resolved.objective == "ml" and resolved.head == "local":
-        raise UsageError("--objective ml: needs --head global (the local head is read as "
-                         "-log p_sigma of score matching, which maximum likelihood does not give)")
+    if resolved.objective == "dsm" and resolved.head not in RESIDUAL_HEADS:
+        raise UsageError("--objective dsm: needs --head local or unet (the global head's "
+                         "absolute value gives no denoiser)")
+    if resolved.objective == "ml" and resolved.head in RESIDUAL_HEADS:
+        raise UsageError(f"--objective ml: needs --head global (the {resolved.head} head is "
+                         "read as -log p_sigma of score matching, which maximum likelihood "
+                         "does not give)")
     if resolved.objective == "dsm":
         low, high = resolved.sigma_range
         return architecture, ScoreConfig(batch=resolved.batch, patch=resolved.patch,
@@ -198,6 +207,9 @@ def _report_recipe(log, resolved: PriorOptions, chosen: str, architecture, steps
     if resolved.head == "local":
         shape = (f"local head, width {resolved.width}, dilations {resolved.dilations} "
                  f"(radius {architecture.radius})")
+    elif resolved.head == "unet":
+        shape = (f"U-Net head, width {resolved.width}, {resolved.stages} stages, dilations "
+                 f"{resolved.dilations} at the coarsest")
     else:
         shape = f"width {resolved.width}, {resolved.stages} stages, crop {resolved.crop}"
     if resolved.objective == "dsm":

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from ..resize import crop_or_pad
 
 KIND = "energy-prior"  # the model kind in model files (mrgen.model_files)
+RESIDUAL_HEADS = ("local", "unet")   # score-matching energies that cover the whole image
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,9 @@ class EnergyNet(nn.Module):
 
 def build_model(architecture: dict) -> nn.Module:
     """The network a model file's architecture describes: the fully convolutional prior of
-    ``local_energy`` when it says ``head: local``, else this module's global-head network."""
-    if architecture.get("head") == "local":
+    ``local_energy`` (``unet_energy``) when it says ``head: local`` (``unet``), else this
+    module's global-head network."""
+    if architecture.get("head") in RESIDUAL_HEADS:
         from .local_energy import build_local_model
 
         return build_local_model(architecture)

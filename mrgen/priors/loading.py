@@ -104,7 +104,7 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
     if not model:
         raise UsageError("--reg learned: needs --model FILE.pt (or a shipped model name)")
     from ..model_files import load_model, resolve_model
-    from .energy import KIND
+    from .energy import KIND, RESIDUAL_HEADS
 
     path = resolve_model(model)
     network, metadata = load_model(path, device, kind=KIND)
@@ -112,7 +112,7 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
         p.requires_grad_(False)
     fitted = metadata.get("fitted", {}) or {}
     architecture = metadata["architecture"]
-    if architecture.get("head") == "local":   # sees every pixel: no crop
+    if architecture.get("head") in RESIDUAL_HEADS:   # sees every pixel: no crop
         if "sigma" in fitted:            # the level calibration chose (train calibrate)
             network.set_sigma(fitted["sigma"])
         # R = -log p_sigma, its gradient Lipschitz ~ 1 / sigma^2: ULA at temperature 1 with

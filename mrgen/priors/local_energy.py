@@ -17,7 +17,8 @@ Every pixel gets energy and gradient: a network trained on P x P patches regular
 H x W image of any size. Without stride the map e is translation-equivariant; zero padding
 changes it only within ``radius`` pixels of the border (the receptive field's half-width), so
 the energy of an image equals the sum of the energy maps of tiles cut with a ``radius`` halo.
-The paper's fixed-crop global head (``energy.EnergyNet``) stays for paper-scale models.
+The paper's fixed-crop global head (``energy.EnergyNet``) stays for paper-scale models;
+``unet_energy`` puts the same energy on a U-Net whose field spans the image.
 """
 
 from __future__ import annotations
@@ -49,43 +50,26 @@ class LocalEnergyConfig:
         return out
 
 
-class LocalEnergyNet(nn.Module):
-    """R: images (B, H, W) or (B, 1, H, W), real -> energies (B,); ``energy_map`` gives the
-    per-pixel terms (B, H, W). ``sigma`` (a buffer) is the level R is evaluated at; training
-    passes its own levels to ``energy_map``."""
+class ResidualEnergy(nn.Module):
+    """The energy r(x; sigma)^2 / (2 sigma^2) summed over pixels, for any network r fed the
+    image and a constant sigma channel (``features``, (B, 2, H, W) -> (B, 1, H, W)); the
+    residual is that output plus ``high_pass(x)``. ``sigma`` (a buffer) is the level R is
+    evaluated at; training passes its own levels to ``energy_map`` and ``residual``."""
 
-    def __init__(self, config: LocalEnergyConfig = LocalEnergyConfig()):
+    def __init__(self, sigma: float):
         super().__init__()
-        if config.width < 1 or not config.dilations or min(config.dilations) < 1:
-            raise ValueError("width and dilations must be positive")
-        self.config = config
-        w = config.width
-        self.first = nn.Conv2d(2, w, 3, padding=1)
-        self.hidden = nn.ModuleList(nn.Conv2d(w, w, 3, padding=d, dilation=d)
-                                    for d in config.dilations)
-        self.last = nn.Conv2d(w, 1, 3, padding=1)
-        self.register_buffer("sigma", torch.tensor(float(config.sigma)))
-        self.reset_parameters()
+        self.register_buffer("sigma", torch.tensor(float(sigma)))
 
-    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Variance-preserving normal weights (gain 1.68: E silu(z)^2 = 0.355 for z ~ N(0, 1)),
-        zero biases, and a zero last layer: r starts as the high pass (see ``high_pass``)."""
-        for conv in [self.first, *self.hidden, self.last]:
-            fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
-            gain = 0.0 if conv is self.last else 1.68
-            with torch.no_grad():
-                conv.weight.normal_(0.0, gain / math.sqrt(fan_in), generator=generator)
-                conv.bias.zero_()
+    def features(self, inputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def residual(self, images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """r(x; sigma) (B, 1, H, W); ``sigma`` a scalar or one level per image (B,)."""
         x = images if images.dim() == 4 else images.unsqueeze(1)
         level = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
         level = (level.log() + 4) / 2      # about -0.6 .. 1.2 for sigma 0.005 .. 0.2
-        h = F.silu(self.first(torch.cat([x, level.expand(x.shape[0], 1, *x.shape[-2:])], 1)))
-        for conv in self.hidden:
-            h = F.silu(conv(h))
-        return self.last(h) + high_pass(x)
+        inputs = torch.cat([x, level.expand(x.shape[0], 1, *x.shape[-2:])], 1)
+        return self.features(inputs) + high_pass(x)
 
     def energy_map(self, images: torch.Tensor, sigma=None) -> torch.Tensor:
         """e(x) (B, H, W): the per-pixel energies r^2 / (2 sigma^2)."""
@@ -101,6 +85,43 @@ class LocalEnergyNet(nn.Module):
         self.sigma.fill_(float(sigma))
 
 
+def init_convolutions(convs, last, generator: torch.Generator | None = None) -> None:
+    """Variance-preserving normal weights (gain 1.68: E silu(z)^2 = 0.355 for z ~ N(0, 1)),
+    zero biases, and a zero ``last`` layer: r starts as the high pass (see ``high_pass``)."""
+    for conv in [*convs, last]:
+        fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        gain = 0.0 if conv is last else 1.68
+        with torch.no_grad():
+            conv.weight.normal_(0.0, gain / math.sqrt(fan_in), generator=generator)
+            conv.bias.zero_()
+
+
+class LocalEnergyNet(ResidualEnergy):
+    """R: images (B, H, W) or (B, 1, H, W), real -> energies (B,); ``energy_map`` gives the
+    per-pixel terms (B, H, W)."""
+
+    def __init__(self, config: LocalEnergyConfig = LocalEnergyConfig()):
+        super().__init__(config.sigma)
+        if config.width < 1 or not config.dilations or min(config.dilations) < 1:
+            raise ValueError("width and dilations must be positive")
+        self.config = config
+        w = config.width
+        self.first = nn.Conv2d(2, w, 3, padding=1)
+        self.hidden = nn.ModuleList(nn.Conv2d(w, w, 3, padding=d, dilation=d)
+                                    for d in config.dilations)
+        self.last = nn.Conv2d(w, 1, 3, padding=1)
+        self.reset_parameters()
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        init_convolutions([self.first, *self.hidden], self.last, generator)
+
+    def features(self, inputs: torch.Tensor) -> torch.Tensor:
+        h = F.silu(self.first(inputs))
+        for conv in self.hidden:
+            h = F.silu(conv(h))
+        return self.last(h)
+
+
 def high_pass(images: torch.Tensor) -> torch.Tensor:
     """x - G x, G a 5 x 5 Gaussian blur (std 1 pixel), zero padded. The residual starts here
     (the network's last layer at zero): a quadratic smoothness energy, from which training
@@ -112,7 +133,17 @@ def high_pass(images: torch.Tensor) -> torch.Tensor:
     return images - F.conv2d(images, kernel, padding=2)
 
 
-def build_local_model(architecture: dict) -> LocalEnergyNet:
+def build_local_model(architecture: dict) -> ResidualEnergy:
+    """The network of a model file's architecture: ``head`` local or unet."""
     config = dict(architecture)
     config["dilations"] = tuple(config.get("dilations", LocalEnergyConfig.dilations))
+    if config.get("head") == "unet":
+        from .unet_energy import UNetEnergyConfig, UNetEnergyNet
+
+        return UNetEnergyNet(UNetEnergyConfig(**config))
     return LocalEnergyNet(LocalEnergyConfig(**config))
+
+
+def build_residual_energy(config) -> ResidualEnergy:
+    """The network of a LocalEnergyConfig or a UNetEnergyConfig."""
+    return build_local_model(config.to_dict())

@@ -114,11 +114,11 @@ def draw_sigmas(count: int, config: ScoreConfig, generator: torch.Generator) -> 
 
 
 class ScoreTraining(TrainingMethod):
-    """Denoising score matching of a ``LocalEnergyNet``, for the engine."""
+    """Denoising score matching of a residual energy (local or U-Net head), for the engine."""
 
     def __init__(self, images: torch.Tensor, architecture, config: ScoreConfig,
                  context: DistContext, seed: int = 0):
-        from ..priors.local_energy import LocalEnergyNet
+        from ..priors.local_energy import build_residual_energy
 
         check_score_config(config, min(images.shape[-2:]), context.world_size)
         if images.shape[0] < 1:
@@ -128,7 +128,7 @@ class ScoreTraining(TrainingMethod):
         self.device = context.device
         self.images = images.to(self.device, torch.float32)
         self.batch = config.batch // context.world_size
-        model = LocalEnergyNet(architecture)  # initialised on the CPU: the same everywhere
+        model = build_residual_energy(architecture)  # on the CPU: the same everywhere
         model.reset_parameters(init_generator(seed, 0, "cpu", INIT_MODEL))
         self.model = model.to(self.device)
         self._broadcast_parameters()
