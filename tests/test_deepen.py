@@ -212,6 +212,7 @@ def test_cli_map_sample_and_errors(tmp_path, data, model_file):
                  "--start", "sense", "--seed", 2)
     assert pre.exit_code == 0, pre.stderr
     assert "k-space preconditioned ULA, step 0.2" in pre.stderr and "start SENSE" in pre.stderr
+    assert "slice 0: k-space preconditioner, curvature" in pre.stderr
     assert np.isfinite(np.load(tmp_path / "pre.npy")).all()
     for args in (["--mode", "bad"], ["--iters", 0], ["--var", tmp_path / "v.npy"],
                  ["--model", tmp_path / "missing.pt"]):

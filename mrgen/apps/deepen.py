@@ -110,7 +110,7 @@ def deepen_sample_app(acq: Acquisition, model: DeepenModel, settings: SampleSett
     result = deepen_sample(model.energy, acq.kspace, acq.maps, acq.mask, eps,
                            settings.samples, settings.steps, init_std, settings.chunk,
                            generator, on_sample, progress, settings.keep,
-                           settings.precondition, settings.step, settings.start)
+                           settings.precondition, settings.step, settings.start, log)
     if log is not None and result.traces is not None and result.traces.shape[1] >= 4:
         from ..convergence import report
 

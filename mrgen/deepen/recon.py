@@ -156,7 +156,8 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
                   eps: float, samples: int = 100, steps: int = 100, init_std: float = 1.0,
                   chunk: int = 25, generator: torch.Generator | None = None, on_sample=None,
                   progress=None, keep: int = 1, precondition: bool = False,
-                  step: float | None = None, start: str = "noise") -> SampleResult:
+                  step: float | None = None, start: str = "noise",
+                  log=None) -> SampleResult:
     """Posterior samples by Eq. 16 (see the module doc) for k-space (S, C, H, W), maps
     (S, C, H, W), mask (S, H, W). ``samples`` chains, each keeping its last ``keep`` states
     (1: the paper's one sample per chain), ``chunk`` chains advancing as one batch; the
@@ -164,7 +165,8 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
     over chunks). ``on_sample(index, slice, x)`` sees each kept state (H, W) of each slice
     in the data scale (streamed, never all held); ``progress(n)`` advances by the Langevin
     steps done (chains x steps). ``traces`` (chains, keep, 9 x S): energies and watched
-    pixels of the kept states, for ``mrgen.convergence``.
+    pixels of the kept states, for ``mrgen.convergence``. ``log(line)`` hears what the
+    preconditioner found for each slice.
 
     ``precondition``: k-space preconditioned chains (``mrgen.preconditioning.deepen_preconditioner``,
     the energy's curvature probed at the slice's SENSE image) at the dimensionless ``step``
@@ -174,6 +176,7 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
     posterior is; from noise the piecewise-linear energy pulls back only linearly, and on
     the README's phantom 100 steps leave the chains at 5 dB)."""
     from ..mcmc import FourierPreconditioner, merge_moments, sample
+    from ..posterior import stiffness_note
     from ..preconditioning import deepen_preconditioner
 
     mask = mask.to(kspace.real.dtype)
@@ -192,10 +195,14 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
             at = torch.view_as_real((sense[s:s + 1] / scale[s]).contiguous())
             one_chain = Posterior(energy, maps[s:s + 1], mask[s:s + 1],
                                   kspace[s:s + 1] / scale[s])
-            weights = deepen_preconditioner(energy, maps[s:s + 1], mask[s:s + 1], at,
-                                            eps ** 2 / 2, generator,
-                                            posterior=one_chain.real_energy,
-                                            step=step)[0].weights
+            found, summary = deepen_preconditioner(energy, maps[s:s + 1], mask[s:s + 1], at,
+                                                   eps ** 2 / 2, generator,
+                                                   posterior=one_chain.real_energy, step=step)
+            weights = found.weights
+            if log is not None:
+                log(f"deepen sample: slice {s}: k-space preconditioner, curvature "
+                    f"{summary['total'][0]:.3g}..{summary['total'][1]:.3g}"
+                    f"{stiffness_note(summary)}")
         while left > 0:
             n = min(chunk, left)
             post = Posterior(energy, maps[s:s + 1].expand(n, -1, -1, -1),
