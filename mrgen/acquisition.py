@@ -186,9 +186,7 @@ def _read_kspace(path: str, slices, single_coil: bool) -> np.ndarray:
 
     if not single_coil:
         return io.read_array(path, io.roles.KSPACE, slices)
-    data = io.read_array(path, io.roles.COIL_IMAGES, slices)
-    if data.dtype.kind != "c":
-        raise DataError(f"{path}: the k-space must be complex, got {data.dtype}")
+    data = io.read_array(path, io.roles.SINGLE_COIL_KSPACE, slices)
     if data.ndim == 4 and data.shape[1] != 1:
         raise DataError(f"{path}: --single-coil needs (H, W), (slices, H, W) or (slices, 1, H, "
                         f"W) k-space, got {data.shape[1]} coils (shape {data.shape})")

@@ -24,6 +24,7 @@ as one batch, each with its own Lipschitz constants.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -54,6 +55,38 @@ class IpalmOptions:
     min_lipschitz_maps: float = 0.5
     scale_crop: int | None = None    # normalise by the max of the initial RSS in this crop
     align_map_phase: bool = True     # given maps: absorb the image's phase (align_map_phase)
+    anneal: Annealing | None = None  # a noise-conditional prior's levels, coarse to fine
+
+
+@dataclass(frozen=True)
+class Annealing:
+    """Coarse-to-fine iterations for a noise-conditional prior R_sigma = -log p_sigma (the
+    score-matching energies of ``priors.local_energy``): the prior's level falls
+    geometrically from ``start`` to its own over the first ``iters`` iterations, and the
+    data weight with it (``annealed_lam``); the rest run at the prior's level and lam.
+
+    Why: at its own small level the prior is nearly flat along smooth image changes (its
+    denoiser keeps them), so where the data miss the low frequencies (single-coil sampling
+    without the k-space centre) gradient steps barely move them; at a larger level the
+    density is smoother and the step longer, and the smooth content is settled first. The
+    same schedule as annealed Langevin dynamics (Song and Ermon 2019) and its MRI use with
+    the measurement noise inflated by the level (Jalal et al. 2021), here for the MAP."""
+    start: float
+    iters: int
+
+    def level(self, k: int, final: float) -> float:
+        """The prior's level at iteration k (0-based)."""
+        if k >= self.iters or self.start <= final:
+            return final
+        return self.start * (final / self.start) ** (k / self.iters)
+
+
+def annealed_lam(lam, level: float, final: float):
+    """The data weight at prior level ``level``: lam = 2 / s^2 at ``final`` means noise of
+    variance s^2; an image smoothed by N(0, level^2) instead of N(0, final^2) sees
+    s^2 + level^2 - final^2 (the noise added in the image reaches k-space unchanged, the
+    transform being orthonormal)."""
+    return 1.0 / (1.0 / lam + (level * level - final * final) / 2)
 
 
 @dataclass
@@ -114,10 +147,14 @@ class JointProblem:
         self.nufft = nufft     # non-Cartesian samples at its points: NUFFT for M F, no mask
         self.z = kspace if nufft is not None else kspace * self.mask.unsqueeze(-3)
         self.regulariser = regulariser
-        self.lam = lam   # a number, or one per slice (B,)
+        self.set_lam(lam)
+        self.fourier = None if nufft is not None else _CoilFourier(self.z, mask)
+
+    def set_lam(self, lam) -> None:
+        """The data weight: a number, or one per slice (B,)."""
+        self.lam = lam
         # lam on image-shaped arrays (B, H, W)
         self.image_lam = lam.view(-1, 1, 1) if isinstance(lam, torch.Tensor) else lam
-        self.fourier = None if nufft is not None else _CoilFourier(self.z, mask)
 
     @staticmethod
     def normalise(c):
@@ -320,7 +357,10 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
 
     ``regulariser`` maps real images (B, H, W) to energies (B,). ``maps`` (B, C, H, W), when
     given, replace the initial maps of Eq. 15 (and stay fixed unless options.estimate_maps).
-    ``callback(k, u, c, energies)`` is called after each iteration.
+    ``callback(k, u, c, energies)`` is called after each iteration. With
+    ``options.anneal`` the regulariser's level (``set_sigma``) and the data weight follow
+    ``Annealing`` (the energies of those iterations are at their own level); the
+    regulariser is left at its own level.
 
     The maps are also carried in the DST-II basis of their smoothness prox: the prox is a
     division there, and the transform is linear, so the extrapolated point's coefficients
@@ -354,52 +394,76 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
     smoothness = _map_smoothness(options.mu)
     energies = []
     unit_maps = problem.unit_maps(c)[0]  # renewed whenever c changes
-    for k in range(options.iters):
-        beta = k / (k + 3)
+    with _annealed(regulariser, options.anneal) as level_at:
+        for k in range(options.iters):
+            if level_at is not None:
+                level, final = level_at(k)
+                problem.set_lam(annealed_lam(lam, level, final))
+            beta = k / (k + 3)
 
-        u_bar = _extrapolate(u, u_old, beta)
-        energy_bar, grad_u = problem.grad_image(u_bar, c, unit_maps)
-        u_old = u
-        u, energy, lip_u, _ = backtrack(
-            lambda x, unit=unit_maps: problem.image_energy(x, unit),
-            lambda lip: ((u_bar - grad_u / _expand(lip, grad_u)).clamp_min(0), None),
-            u_bar, energy_bar, grad_u, lip_u, options)
-        lip_u = lip_u / options.shrink
+            u_bar = _extrapolate(u, u_old, beta)
+            energy_bar, grad_u = problem.grad_image(u_bar, c, unit_maps)
+            u_old = u
+            u, energy, lip_u, _ = backtrack(
+                lambda x, unit=unit_maps: problem.image_energy(x, unit),
+                lambda lip: ((u_bar - grad_u / _expand(lip, grad_u)).clamp_min(0), None),
+                u_bar, energy_bar, grad_u, lip_u, options)
+            lip_u = lip_u / options.shrink
 
-        if options.estimate_maps:
-            prior_u = problem.prior(u).detach()  # constant while the maps move
-            c_bar = _extrapolate(c, c_old, beta)
-            coef_bar = _extrapolate(coef, coef_old, beta)
-            data_bar, grad_c = problem.grad_maps(u, c_bar)
-            coef_grad = dst2d(grad_c)
+            if options.estimate_maps:
+                prior_u = problem.prior(u).detach()  # constant while the maps move
+                c_bar = _extrapolate(c, c_old, beta)
+                coef_bar = _extrapolate(coef, coef_old, beta)
+                data_bar, grad_c = problem.grad_maps(u, c_bar)
+                coef_grad = dst2d(grad_c)
 
-            def candidate(lip):
-                step = _as_complex(_expand(1 / lip, grad_c), grad_c)
-                new = prox_in_dst_basis(coef_bar - coef_grad * step,
-                                        options.mu / _expand(lip, grad_c))
-                return idst2d(new), new
+                def candidate(lip):
+                    step = _as_complex(_expand(1 / lip, grad_c), grad_c)
+                    new = prox_in_dst_basis(coef_bar - coef_grad * step,
+                                            options.mu / _expand(lip, grad_c))
+                    return idst2d(new), new
 
-            tried = {}  # the last try's unit maps: backtrack returns that try
+                tried = {}  # the last try's unit maps: backtrack returns that try
 
-            def maps_energy(x):
-                data, tried["unit"] = problem.maps_data(u, x)
-                return data + prior_u
+                def maps_energy(x):
+                    data, tried["unit"] = problem.maps_data(u, x)
+                    return data + prior_u
 
-            c_old, coef_old = c, coef
-            c, energy, lip_c, coef = backtrack(maps_energy, candidate, c_bar,
-                                               data_bar + prior_u, grad_c, lip_c, options)
-            unit_maps = tried["unit"]
-            lip_c = (lip_c / options.shrink).clamp_min(options.min_lipschitz_maps)
-        total = energy + smoothness(c)
-        energies.append(total)
-        if callback is not None:
-            callback(k, u, c, total)
+                c_old, coef_old = c, coef
+                c, energy, lip_c, coef = backtrack(maps_energy, candidate, c_bar,
+                                                   data_bar + prior_u, grad_c, lip_c, options)
+                unit_maps = tried["unit"]
+                lip_c = (lip_c / options.shrink).clamp_min(options.min_lipschitz_maps)
+            total = energy + smoothness(c)
+            energies.append(total)
+            if callback is not None:
+                callback(k, u, c, total)
 
     maps = problem.normalise(c)[0].detach()
     return IpalmResult(image=u.detach() * _expand(scale, u), maps=maps,
                        energies=torch.stack(energies) if energies else torch.empty(0, batch),
                        scale=scale, initial_residual=residual0.detach(),
                        lipschitz={"image": lip_u, "maps": lip_c})
+
+
+@contextmanager
+def _annealed(regulariser, anneal: Annealing | None):
+    """None without annealing; else ``level_at(k)`` -> (level, the prior's own level), which
+    also sets the regulariser to that level. The regulariser is left at its own level."""
+    if anneal is None:
+        yield None
+        return
+    final = float(regulariser.sigma)
+
+    def level_at(k):
+        level = anneal.level(k, final)
+        regulariser.set_sigma(level)
+        return level, final
+
+    try:
+        yield level_at
+    finally:
+        regulariser.set_sigma(final)
 
 
 PHASE_BLUR = 0.05  # the image phase's blur, as a fraction of the smaller image side

@@ -8,7 +8,10 @@ import torch
 
 from ..acquisition import Acquisition
 from ..errors import UsageError
-from ..ipalm import IpalmOptions, ipalm
+from ..ipalm import Annealing, IpalmOptions, ipalm
+
+# The share of the iterations a score-matching prior spends annealing (mrgen.ipalm.Annealing)
+ANNEAL_SHARE = 0.7
 
 
 @dataclass
@@ -34,6 +37,8 @@ class IpalmSettings:
     equalise: bool = False        # map intensities through the model's fitted equaliser
     max_backtracks: int = 40
     strict: bool = False          # the paper's exact sufficient-decrease test (no 1.01 slack)
+    anneal: str = ""              # the prior's start level: "" its default, "off", or a number
+    anneal_iters: int | None = None   # None: ANNEAL_SHARE of iters
 
 
 @dataclass
@@ -60,10 +65,14 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
         mu=settings.mu if settings.mu is not None else prior.default_mu,
         estimate_maps=acq.maps is None, align_map_phase=not acq.single_coil,
         slack=1.0 if settings.strict else prior.slack, max_backtracks=settings.max_backtracks,
-        scale_crop=prior.crop)
+        scale_crop=prior.crop, anneal=annealing(settings, prior, acq.single_coil))
+    annealed = "" if options.anneal is None else (
+        f", annealed from sigma {options.anneal.start:g} over {options.anneal.iters} "
+        f"iterations")
+    maps = "joint maps" if options.estimate_maps else "fixed maps"
     description = (f"{prior.description}, {_describe(options.lam)}, mu {options.mu:.4g}, "
-                   f"{settings.iters} iterations, {acq.slice_count} slice(s) of {acq.coils} "
-                   f"coil(s), {'joint maps' if options.estimate_maps else 'fixed maps'}")
+                   f"{settings.iters} iterations{annealed}, {acq.slice_count} slice(s) of "
+                   f"{acq.coils} coil(s), {maps}")
     if log is not None:
         log(f"ipalm: {description}, {acq.device}")
     result = ipalm(acq.kspace, acq.mask, regulariser, options, maps=acq.maps, callback=progress,
@@ -74,6 +83,45 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
 
         image = apply_equaliser(image, result.scale, equaliser)
     return IpalmReconstruction(image, result.maps, result.energies, description)
+
+
+def annealing(settings: IpalmSettings, prior, single_coil: bool) -> Annealing | None:
+    """--anneal: by default a score-matching prior anneals from its top trained level on
+    single-coil data (see ``default_anneal_start``); "off" (or 0) does not; a number is the
+    start level."""
+    text = settings.anneal.strip().lower()
+    if text in ("off", "0", "none"):
+        return None
+    if text == "":
+        start = default_anneal_start(prior, single_coil)
+    else:
+        try:
+            start = float(text)
+        except ValueError:
+            raise UsageError(f"--anneal {settings.anneal}: expected a noise level, or off") \
+                from None
+        if not start > 0:
+            raise UsageError(f"--anneal {settings.anneal}: must be positive (or off)")
+        if prior.anneal_from is None:
+            raise UsageError(f"--anneal {settings.anneal}: needs a score-matching prior "
+                             "(a model trained with --objective dsm), not "
+                             f"{prior.description}")
+    if start is None:
+        return None
+    iters = settings.anneal_iters
+    if iters is None:
+        iters = round(ANNEAL_SHARE * settings.iters)
+    if not 0 <= iters <= settings.iters:
+        raise UsageError(f"--anneal-iters {iters}: between 0 and --iters {settings.iters}")
+    return Annealing(start, iters)
+
+
+def default_anneal_start(prior, single_coil: bool) -> float | None:
+    """Annealing by default: single-coil data only, measured on validation slices
+    (benchmarks/bench_anneal.py): without the k-space centre a single coil leaves the smooth
+    content to the prior, which only a coarse level moves; with 8 coils and joint maps the
+    calibration lines carry it, and the early small data weight lets the maps drift."""
+    return prior.anneal_from if single_coil else None
 
 
 def slice_lambdas(text: str, prior, acq: Acquisition) -> float | torch.Tensor:

@@ -23,6 +23,9 @@ class Role:
 
 
 KSPACE = Role("k-space", ("kspace",), (COIL, READ, PHS1), complex_only=True)
+# --single-coil: (H, W), (slices, H, W) or (slices, 1, H, W)
+SINGLE_COIL_KSPACE = Role("single-coil k-space", ("kspace",), (COIL, READ, PHS1),
+                          complex_only=True, min_rank=2)
 MAPS = Role("sensitivity maps", ("maps",), (COIL, READ, PHS1), complex_only=True, max_extra=2)
 COIL_IMAGES = Role("coil images", ("coil_images", "kspace"), (COIL, READ, PHS1))
 IMAGE = Role("image", ("reconstruction", "image", "reconstruction_rss"), (READ, PHS1))

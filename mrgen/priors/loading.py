@@ -35,6 +35,8 @@ class PriorInfo:
     equaliser: dict | None = None      # cubic spline of Zach, Knoll, Pock 2023, 2.6 (mrgen.tuning)
     slack: float = 1.01                # iPALM's sufficient-decrease slack (mrgen.ipalm)
     noise_rule: NoiseRule | None = None  # the default lambda from the data's noise
+    anneal_from: float | None = None   # a noise-conditional prior's top trained level: ipalm
+                                       # anneals from it by default (mrgen.ipalm.Annealing)
 
     def lambda_for_noise(self, kspace: torch.Tensor, mask: torch.Tensor) -> float | None:
         """The noise rule at s, the median over slices of the noise std (mrgen.noise) over
@@ -131,12 +133,20 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
             default_lambda=1.0 / sigma ** 2, default_mu=25.0 / sigma ** 2,
             lambda_fit=fitted.get("lambda_fit"), equaliser=fitted.get("equaliser"),
             sampling_step=step, sampling_noise=(2 * step) ** 0.5, slack=1.0 + 1e-5,
-            noise_rule=posterior_rule(sigma, rule.get("coefficient", BAYES_COEFFICIENT)))
+            noise_rule=posterior_rule(sigma, rule.get("coefficient", BAYES_COEFFICIENT)),
+            anneal_from=_top_level(metadata))
     crop = int(architecture["crop"])
     return network, PriorInfo(f"learned prior {path.name} (crop {crop})",
                               default_lambda=1.0, default_mu=10.0, crop=crop,
                               lambda_fit=fitted.get("lambda_fit"),
                               equaliser=fitted.get("equaliser"))
+
+
+def _top_level(metadata: dict) -> float | None:
+    """The largest noise level a score-matching prior was trained at (None if unrecorded)."""
+    training = metadata.get("training") or {}
+    level = (training.get("hyperparameters") or {}).get("sigma_max")
+    return float(level) if level else None
 
 
 # R = -log p (denoising score matching learns the score at temperature 1) and complex noise
