@@ -116,3 +116,14 @@ def test_cli_anneals_a_score_matching_prior_by_default_and_refuses_it_for_tv(tmp
     asked = invoke("ipalm", coils, out, "--iters", 4, "--model", "prior-brain-small",
                    "--anneal", "0.2")
     assert "annealed from sigma 0.2 over 3 iterations" in asked.stderr
+
+
+def test_langevin_starts_single_coil_chains_from_the_annealed_map(tmp_path):
+    kspace, _ = _single_coil(32, 2)
+    path = tmp_path / "k.npy"
+    np.save(path, kspace[0, 0].numpy())
+    result = invoke("langevin", path, tmp_path / "m.npy", "--single-coil", "--model",
+                    "prior-brain-small", "--ipalm-iters", 4, "--burn-in", 2, "--samples", 2,
+                    "--thin", 1, "--chains", 1)
+    assert result.exit_code == 0, result.stderr
+    assert "4 iPALM iterations for the start (annealed from sigma 0.2)" in result.stderr
