@@ -30,9 +30,10 @@ def _brain_like(size, margin, seed=0):
     return image
 
 
-def _trained_on_64(steps=3):
+def _trained_on_64(steps=3, config=SMALL):
+    """A model of ``config`` after a few score-matching steps on 64 x 64 images."""
     images = torch.stack([_brain_like(64, 8, s) for s in range(4)])
-    method = ScoreTraining(images, SMALL, ScoreConfig(batch=4, patch=64), DistContext())
+    method = ScoreTraining(images, config, ScoreConfig(batch=4, patch=64), DistContext())
     method.bind(DistContext())
     for step in range(steps):
         method.train_step(step, torch.Generator().manual_seed(step))

@@ -8,11 +8,10 @@ import torch
 from mrgen.model_files import load_model
 from mrgen.priors.energy import build_model, energy_and_grad
 from mrgen.priors.unet_energy import UNetEnergyConfig, UNetEnergyNet
-from mrgen.training.distributed import DistContext
-from mrgen.training.score import ScoreConfig, ScoreTraining
 
 from .conftest import invoke
 from .test_local_energy import _brain_like
+from .test_local_energy import _trained_on_64 as trained_on_64
 
 SMALL = UNetEnergyConfig(width=4, stages=2, dilations=(1, 2))
 NARROW = UNetEnergyConfig(width=4, stages=1, dilations=(1,))     # radius 13, period 2
@@ -20,13 +19,8 @@ NARROW = UNetEnergyConfig(width=4, stages=1, dilations=(1,))     # radius 13, pe
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _trained_on_64(config=SMALL, steps=3):
-    images = torch.stack([_brain_like(64, 8, s) for s in range(4)])
-    method = ScoreTraining(images, config, ScoreConfig(batch=4, patch=64), DistContext())
-    method.bind(DistContext())
-    for step in range(steps):
-        method.train_step(step, torch.Generator().manual_seed(step))
-    return method.model.eval()
+def _trained_on_64(config=SMALL):
+    return trained_on_64(config=config)
 
 
 def test_a_64_trained_unet_prior_regularises_every_region_of_a_256_image():
