@@ -14,7 +14,8 @@ import torch
 
 from .ipalm import JointProblem, initialise
 from .mcmc import SamplingResult, sample
-from .preconditioning import data_curvature, deepen_preconditioner, kspace_preconditioner
+from .preconditioning import (data_curvature, deepen_preconditioner, kspace_preconditioner,
+                              stiffness_note)
 
 def posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop=None, nufft=None):
     """(energy, scale, zero-filled start) for k-space (B, C, H, W) and fixed maps (B, C, H, W)
@@ -88,15 +89,6 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
     return SamplingResult(result.mean * view, result.variance * view ** 2, result.count,
                           result.last * view.repeat(chains, 1, 1), result.acceptance,
                           result.step, result.traces, chains), scale[:view.shape[0]]
-
-
-def stiffness_note(summary: dict) -> str:
-    """The log's words on ``kspace_preconditioner``'s stiffness bound, when it acted."""
-    if summary.get("scaled", 1.0) <= 1.0:
-        return ""
-    return (f"; the diagonal model underestimates the curvature up to "
-            f"{summary['stiffness']:.3g}x (coupling through the maps): steps scaled down "
-            f"{summary['scaled']:.3g}x to stay stable")
 
 
 def _repeat(chains, *tensors):

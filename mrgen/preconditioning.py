@@ -142,3 +142,12 @@ def deepen_preconditioner(energy, maps, mask, x, temperature, generator, chains=
     return kspace_preconditioner(data, on_views, x, temperature ** 0.5, generator,
                                  complex_view=True, chains=chains, posterior=posterior,
                                  step=step)
+
+
+def stiffness_note(summary: dict) -> str:
+    """The log's words on ``kspace_preconditioner``'s stiffness bound, when it acted."""
+    if summary.get("scaled", 1.0) <= 1.0:
+        return ""
+    return (f"; the diagonal model underestimates the curvature up to "
+            f"{summary['stiffness']:.3g}x (coupling through the maps): steps scaled down "
+            f"{summary['scaled']:.3g}x to stay stable")

@@ -176,8 +176,7 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
     posterior is; from noise the piecewise-linear energy pulls back only linearly, and on
     the README's phantom 100 steps leave the chains at 5 dB)."""
     from ..mcmc import FourierPreconditioner, merge_moments, sample
-    from ..posterior import stiffness_note
-    from ..preconditioning import deepen_preconditioner
+    from ..preconditioning import deepen_preconditioner, stiffness_note
 
     mask = mask.to(kspace.real.dtype)
     kspace = kspace * mask.unsqueeze(1)

@@ -91,7 +91,11 @@ def build_model(architecture: dict) -> nn.Module:
     """The network a model file's architecture describes: the fully convolutional prior of
     ``local_energy`` (``unet_energy``) when it says ``head: local`` (``unet``), else this
     module's global-head network."""
-    if architecture.get("head") in RESIDUAL_HEADS:
+    if architecture.get("head") == "unet":
+        from .unet_energy import build_unet_model
+
+        return build_unet_model(architecture)
+    if architecture.get("head") == "local":
         from .local_energy import build_local_model
 
         return build_local_model(architecture)

@@ -133,17 +133,7 @@ def high_pass(images: torch.Tensor) -> torch.Tensor:
     return images - F.conv2d(images, kernel, padding=2)
 
 
-def build_local_model(architecture: dict) -> ResidualEnergy:
-    """The network of a model file's architecture: ``head`` local or unet."""
+def build_local_model(architecture: dict) -> LocalEnergyNet:
     config = dict(architecture)
     config["dilations"] = tuple(config.get("dilations", LocalEnergyConfig.dilations))
-    if config.get("head") == "unet":
-        from .unet_energy import UNetEnergyConfig, UNetEnergyNet
-
-        return UNetEnergyNet(UNetEnergyConfig(**config))
     return LocalEnergyNet(LocalEnergyConfig(**config))
-
-
-def build_residual_energy(config) -> ResidualEnergy:
-    """The network of a LocalEnergyConfig or a UNetEnergyConfig."""
-    return build_local_model(config.to_dict())

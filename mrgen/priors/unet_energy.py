@@ -63,6 +63,12 @@ class UNetEnergyConfig:
         return out
 
 
+def build_unet_model(architecture: dict) -> UNetEnergyNet:
+    config = dict(architecture)
+    config["dilations"] = tuple(config.get("dilations", UNetEnergyConfig.dilations))
+    return UNetEnergyNet(UNetEnergyConfig(**config))
+
+
 def _conv(c_in: int, c_out: int, dilation: int = 1) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, 3, padding=dilation, dilation=dilation)
 

@@ -118,7 +118,7 @@ class ScoreTraining(TrainingMethod):
 
     def __init__(self, images: torch.Tensor, architecture, config: ScoreConfig,
                  context: DistContext, seed: int = 0):
-        from ..priors.local_energy import build_residual_energy
+        from ..priors.energy import build_model
 
         check_score_config(config, min(images.shape[-2:]), context.world_size)
         if images.shape[0] < 1:
@@ -128,7 +128,7 @@ class ScoreTraining(TrainingMethod):
         self.device = context.device
         self.images = images.to(self.device, torch.float32)
         self.batch = config.batch // context.world_size
-        model = build_residual_energy(architecture)  # on the CPU: the same everywhere
+        model = build_model(architecture.to_dict())  # on the CPU: the same everywhere
         model.reset_parameters(init_generator(seed, 0, "cpu", INIT_MODEL))
         self.model = model.to(self.device)
         self._broadcast_parameters()
