@@ -139,14 +139,27 @@ def test_patches_cover_the_border_and_keep_the_values():
     assert {0.0, 9.0, 90.0, 99.0} <= values          # corners are drawn too
 
 
-def test_model_file_round_trip_keeps_sigma(tmp_path):
+def _round_trip(model, config, sigma, path):
+    """(loaded model, metadata) of ``model`` at ``sigma`` saved as an energy prior."""
     from mrgen.model_files import model_description, save_model
 
+    model.set_sigma(sigma)
+    save_model(path, model, model_description("energy-prior", config.to_dict(), "max", {}))
+    return load_model(path, "cpu", kind="energy-prior")
+
+
+def _same_weights(first, second) -> dict:
+    """Assert two prior files hold the same weights bit for bit; the first one's metadata."""
+    a, meta = load_model(first, "cpu", kind="energy-prior")
+    b, _ = load_model(second, "cpu", kind="energy-prior")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
+    return meta
+
+
+def test_model_file_round_trip_keeps_sigma(tmp_path):
     model = LocalEnergyNet(SMALL)
-    model.set_sigma(0.031)
-    path = tmp_path / "m.pt"
-    save_model(path, model, model_description("energy-prior", SMALL.to_dict(), "max", {}))
-    loaded, metadata = load_model(path, "cpu", kind="energy-prior")
+    loaded, metadata = _round_trip(model, SMALL, 0.031, tmp_path / "m.pt")
     assert isinstance(loaded, LocalEnergyNet) and float(loaded.sigma) == pytest.approx(0.031)
     x = torch.rand(2, 20, 20)
     assert torch.equal(loaded(x), model(x))
@@ -166,10 +179,7 @@ def test_cli_dsm_training_resumes_bit_identically(tmp_path):
     assert part.exit_code == 0, part.stderr
     rest = invoke(*args, "--steps", "6", "--resume")
     assert rest.exit_code == 0, rest.stderr
-    a, meta = load_model(tmp_path / "a.pt", "cpu", kind="energy-prior")
-    b, _ = load_model(tmp_path / "b.pt", "cpu", kind="energy-prior")
-    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
-        assert torch.equal(p, q), name
+    meta = _same_weights(tmp_path / "a.pt", tmp_path / "b.pt")
     assert meta["architecture"]["head"] == "local"
     assert meta["training"]["objective"].startswith("denoising score matching")
     bad = invoke("train", "prior", data, tmp_path / "c.pt", "--objective", "dsm",

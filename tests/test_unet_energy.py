@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from mrgen.model_files import load_model
 from mrgen.priors.energy import build_model, energy_and_grad
 from mrgen.priors.unet_energy import UNetEnergyConfig, UNetEnergyNet
 
 from .conftest import invoke
-from .test_local_energy import _brain_like
+from .test_local_energy import _brain_like, _round_trip, _same_weights
 from .test_local_energy import _trained_on_64 as trained_on_64
 
 SMALL = UNetEnergyConfig(width=4, stages=2, dilations=(1, 2))
@@ -82,14 +81,11 @@ def test_shifts_by_the_pooling_period_shift_energy_map_and_gradient(shift):
 
 
 def test_unet_model_file_round_trip_and_ipalm_regulariser(tmp_path):
-    from mrgen.model_files import model_description, save_model
     from mrgen.priors.loading import build_regulariser
 
     model = UNetEnergyNet(SMALL)
-    model.set_sigma(0.03)
     path = tmp_path / "u.pt"
-    save_model(path, model, model_description("energy-prior", SMALL.to_dict(), "max", {}))
-    loaded, metadata = load_model(path, "cpu", kind="energy-prior")
+    loaded, metadata = _round_trip(model, SMALL, 0.03, path)
     assert isinstance(loaded, UNetEnergyNet) and metadata["architecture"]["head"] == "unet"
     x = torch.rand(2, 24, 24)
     assert torch.equal(loaded(x), model(x))
@@ -112,10 +108,7 @@ def test_cli_trains_a_unet_prior_and_resumes_bit_identically(tmp_path):
     assert invoke(*args, "--steps", "2", "--checkpoint-every", "2").exit_code == 0
     rest = invoke(*args, "--steps", "4", "--resume")
     assert rest.exit_code == 0, rest.stderr
-    a, meta = load_model(tmp_path / "a.pt", "cpu", kind="energy-prior")
-    b, _ = load_model(tmp_path / "b.pt", "cpu", kind="energy-prior")
-    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
-        assert torch.equal(p, q), name
+    meta = _same_weights(tmp_path / "a.pt", tmp_path / "b.pt")
     assert meta["architecture"] == {**SMALL.to_dict(), "sigma": pytest.approx(0.02)}
     bad = invoke(*args[:4], "--head", "unet", "--stages", "0", "--steps", "1")
     assert bad.exit_code == 2 and "--stages 0" in bad.stderr
