@@ -509,11 +509,6 @@ def info(message: str) -> None:
         sys.stderr.flush()
 
 
-def show_progress() -> bool:
-    """Progress bars only on a terminal and without --quiet."""
-    return not settings.quiet and sys.stderr.isatty()
-
-
 def progress_bar(total: int, desc: str, unit: str = "it"):
     """Progress on stderr unless --quiet: a bar on a terminal, else a line every ~10 s (for
     logs and make; mrgen.progress). Use as a context manager and pass ``bar.update`` to an

@@ -130,12 +130,12 @@ def training_run(data, output, checkpoint, steps, checkpoint_every, resume, nan_
 
     from mrgen.apps.train_run import TrainingRun
 
-    from .cli import command_line, info, settings, show_progress
+    from .cli import command_line, info, settings
 
     out = Path(output)
     ckpt = Path(checkpoint) if checkpoint else default_checkpoint(out)
     check_training_paths(out, ckpt, data, samples_png)
     return TrainingRun(output=out, checkpoint=ckpt, steps=steps,
                        checkpoint_every=checkpoint_every, resume=resume, nan_guard=nan_guard,
-                       seed=settings.seed, progress=show_progress(), log=info,
+                       seed=settings.seed, progress=not settings.quiet, log=info,
                        command=command_line(), samples_png=samples_png, png_every=png_every)

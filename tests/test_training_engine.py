@@ -218,10 +218,15 @@ def test_resume_refusals(tmp_path):
                                           resume=True))
 
 
-def test_progress_bar_and_report_lines(capsys):
+def test_progress_lines_and_report_lines(capsys, monkeypatch):
+    # stderr is not a terminal here: timed lines with rate and ETA (every 0 s in this test),
+    # as in a log file or under make, not a bar
+    monkeypatch.setenv("MRGEN_PROGRESS_SECONDS", "0")
     run_training(Toy(), EngineOptions(steps=3, progress=True, description="toy"))
-    err = capsys.readouterr().err
-    assert "toy" in err and "loss=" in err and "norm=" in err and "step/s" in err
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("toy: 1/3 step (33%)") and "step/s, ETA" in err[0]
+    assert "loss " in err[0] and "norm " in err[0] and "\r" not in "".join(err)
+    assert err[-1].startswith("toy: 3/3 step (100%)") and "done in" in err[-1]
     lines = []
     run_training(Toy(), EngineOptions(steps=4, log=lines.append, log_every=2))
     assert len(lines) == 2 and lines[1].startswith("train: step 4/4 loss ")

@@ -13,9 +13,10 @@ with state beyond the model and optimizer (a replay buffer, a curriculum) expose
   seeded by (seed, r, h) (``distributed.step_generator``). A method that draws only from it is
   reproducible by construction, also after a resume; the global RNG states (torch CPU/CUDA,
   numpy, python ``random``) are saved and restored as well, for code that uses them;
-- a tqdm progress bar on stderr (rank 0, when ``options.progress``) with the loss, the
-  method's metrics averaged over the processes, and steps per second; without a bar, a report
-  line every ``options.log_every`` steps through ``options.log``;
+- progress on stderr (rank 0, when ``options.progress``; ``mrgen.progress``: a bar on a
+  terminal, else a line every ~10 s with rate and ETA) with the loss and the method's
+  metrics averaged over the processes; without it, a report line every
+  ``options.log_every`` steps through ``options.log``;
 - checkpoints every ``options.checkpoint_every`` steps and at the end, written atomically
   (a kill never leaves a partial or damaged file) by rank 0; ``options.resume`` continues from
   one exactly: on CPU, bit-identical to a run that was never interrupted;
@@ -45,7 +46,6 @@ from __future__ import annotations
 import copy
 import math
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,11 +157,12 @@ def run_training(method: TrainingMethod, options: EngineOptions,
         raise UsageError(f"{path}: folder {path.parent} does not exist")
     method.bind(context)
 
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
-    bar = tqdm(total=options.steps, initial=min(start, options.steps), file=sys.stderr,
-               disable=not (options.progress and context.is_main), desc=options.description,
-               unit="step", dynamic_ncols=True, smoothing=0.1)
+    # a bar on a terminal, a line every ~10 s with rate and ETA in a log or under make
+    bar = progress_bar(options.steps, options.description, unit="step",
+                       enabled=options.progress and context.is_main,
+                       initial=min(start, options.steps))
     metrics: dict = {}
     began = time.monotonic()
     last_saved = start if options.resume else None
