@@ -94,6 +94,8 @@ def annealing(settings: IpalmSettings, prior, single_coil: bool) -> Annealing | 
         return None
     if text == "":
         start = default_anneal_start(prior, single_coil)
+        if start is None:
+            return None
     else:
         try:
             start = float(text)
@@ -106,14 +108,17 @@ def annealing(settings: IpalmSettings, prior, single_coil: bool) -> Annealing | 
             raise UsageError(f"--anneal {settings.anneal}: needs a score-matching prior "
                              "(a model trained with --objective dsm), not "
                              f"{prior.description}")
-    if start is None:
-        return None
     iters = settings.anneal_iters
     if iters is None:
-        iters = round(ANNEAL_SHARE * settings.iters)
+        return default_annealing(start, settings.iters)
     if not 0 <= iters <= settings.iters:
         raise UsageError(f"--anneal-iters {iters}: between 0 and --iters {settings.iters}")
     return Annealing(start, iters)
+
+
+def default_annealing(start: float | None, iters: int) -> Annealing | None:
+    """From ``start`` over ANNEAL_SHARE of ``iters`` iterations (None: no annealing)."""
+    return None if start is None else Annealing(start, round(ANNEAL_SHARE * iters))
 
 
 def default_anneal_start(prior, single_coil: bool) -> float | None:

@@ -149,17 +149,16 @@ def _check_step(settings: ChainSettings, lam: float, norm: float, precondition: 
 
 def _maps_and_start(acq, fixed, start, regulariser, prior, iters, lam, log):
     """The fixed maps (``_fixed_maps``'s; else a joint iPALM run's) and the chain's start."""
-    from ..ipalm import Annealing, IpalmOptions, ipalm
-    from .ipalm import ANNEAL_SHARE, default_anneal_start
+    from ..ipalm import IpalmOptions, ipalm
+    from .ipalm import default_anneal_start, default_annealing
 
     from_ipalm = isinstance(start, str) and start == "ipalm"
     if fixed is None or from_ipalm:
-        top = default_anneal_start(prior, acq.single_coil)    # as ipalm's default
-        anneal = None if top is None else Annealing(top, round(ANNEAL_SHARE * iters))
-        if log is not None:
+        anneal = default_annealing(default_anneal_start(prior, acq.single_coil), iters)
+        if log is not None:      # annealed as ipalm's default is
             log(f"langevin: {iters} iPALM iterations for the "
                 f"{'maps and ' if fixed is None else ''}start"
-                + ("" if anneal is None else f" (annealed from sigma {top:g})"))
+                + ("" if anneal is None else f" (annealed from sigma {anneal.start:g})"))
         options = IpalmOptions(lam=lam, mu=prior.default_mu, iters=iters, slack=prior.slack,
                                scale_crop=prior.crop, estimate_maps=fixed is None,
                                align_map_phase=False, anneal=anneal)

@@ -139,8 +139,7 @@ def train_prior_app(data: list[str], options: PriorOptions, run, device):
 def recipe(resolved: PriorOptions):
     """(architecture, objective config) from options whose preset values are filled in."""
     from ..errors import UsageError
-    from ..priors.energy import EnergyConfig
-    from ..priors.energy import RESIDUAL_HEADS
+    from ..priors.energy import RESIDUAL_HEADS, EnergyConfig
     from ..priors.local_energy import LocalEnergyConfig
     from ..priors.unet_energy import UNetEnergyConfig
     from ..training.prior import PriorConfig

@@ -229,8 +229,8 @@ def train_prior(images, data_description: dict, architecture, config, output,
     the normalised training slices, ``data_description`` says where they came from. The
     objective follows ``config``: a ``PriorConfig`` trains by maximum likelihood (this
     module), a ``score.ScoreConfig`` by denoising score matching (``training.score``; needs a
-    ``LocalEnergyConfig`` or ``UNetEnergyConfig``). ``options`` is completed here with the fingerprint and the model's
-    self-description. Returns (engine result, the training method)."""
+    ``LocalEnergyConfig`` or ``UNetEnergyConfig``). ``options`` is completed here with the
+    fingerprint and the model's self-description. Returns (engine result, the training method)."""
     import dataclasses
 
     context = context or DistContext(device=torch.device("cpu"))
