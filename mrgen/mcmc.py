@@ -121,6 +121,21 @@ class FourierPreconditioner:
         z = ifft2c(d.to(v.dtype) * fft2c(v.to(_complex_of(v.dtype))))
         return z.real.to(v.dtype)
 
+    def noise(self, like: torch.Tensor, generator) -> torch.Tensor:
+        """A draw from N(0, P), shaped like the states ``like``."""
+        noise = torch.randn(like.shape, generator=generator, device=like.device,
+                            dtype=like.dtype)
+        return self.apply(noise, 0.5)
+
+    def inverse_quadratic(self, d: torch.Tensor) -> torch.Tensor:
+        """d^T P^-1 d per batch element (MALA's proposal density)."""
+        root = self.apply(d, -0.5).flatten(1)
+        return (root * root).sum(1)
+
+    def move(self, grad, step, noise_std, generator):
+        """-step P grad + noise_std P^(1/2) n, n standard normal: a preconditioned step."""
+        return noise_std * self.noise(grad, generator) - step * self.apply(grad)
+
 
 def _complex_of(dtype):
     return torch.complex128 if dtype == torch.float64 else torch.complex64
@@ -151,11 +166,12 @@ class MetropolisChain:
     step; one energy-and-gradient evaluation per step, as ULA."""
 
     def __init__(self, x, energy: Energy, step: float, temperature: float, generator=None,
-                 preconditioner: FourierPreconditioner | None = None):
+                 preconditioner=None):
         self.x, self.energy, self.temperature, self.generator = x.detach(), energy, \
             temperature, generator
         self.preconditioner = preconditioner
         self.value, self.grad = energy_and_grad(energy, self.x)
+        self.drift = self._precondition(self.grad)     # P grad E at the current state
         self.step = torch.full((x.shape[0],), float(step), device=x.device, dtype=torch.float64)
         self.accepted = torch.zeros(x.shape[0], device=x.device, dtype=torch.float64)
         self.proposed = 0
@@ -163,27 +179,35 @@ class MetropolisChain:
     def _view(self, v):
         return v.to(self.x.dtype).view(-1, *([1] * (self.x.dim() - 1)))
 
-    def _precondition(self, v, power=1.0):
-        return v if self.preconditioner is None else self.preconditioner.apply(v, power)
+    def _precondition(self, v):
+        return v if self.preconditioner is None else self.preconditioner.apply(v)
 
-    def _log_proposal(self, to, start, grad, step):
+    def _noise(self):
+        """A draw from N(0, P)."""
+        if self.preconditioner is not None:
+            return self.preconditioner.noise(self.x, self.generator)
+        return torch.randn(self.x.shape, generator=self.generator, device=self.x.device,
+                           dtype=self.x.dtype)
+
+    def _log_proposal(self, to, start, drift, step):
         """log q(to | start) up to a constant shared by both directions: a Gaussian of mean
-        start - step P grad and covariance 2 step T P."""
-        d = self._precondition(to - start + self._view(step) * self._precondition(grad),
-                               -0.5).flatten(1)
-        return -(d * d).sum(1).double() / (4 * step * self.temperature)
+        start - step P grad and covariance 2 step T P (``drift`` = P grad at ``start``)."""
+        d = to - start + self._view(step) * drift
+        if self.preconditioner is None:
+            quadratic = (d * d).flatten(1).sum(1)
+        else:
+            quadratic = self.preconditioner.inverse_quadratic(d)
+        return -quadratic.double() / (4 * step * self.temperature)
 
     def advance(self, adapt: bool) -> torch.Tensor:
         step = self.step
-        noise = torch.randn(self.x.shape, generator=self.generator, device=self.x.device,
-                            dtype=self.x.dtype)
-        proposal = (self.x - self._view(step) * self._precondition(self.grad)
-                    + self._view((2 * step * self.temperature).sqrt())
-                    * self._precondition(noise, 0.5)).detach()
+        proposal = (self.x - self._view(step) * self.drift
+                    + self._view((2 * step * self.temperature).sqrt()) * self._noise()).detach()
         value, grad = energy_and_grad(self.energy, proposal)
+        drift = self._precondition(grad)
         log_ratio = ((self.value - value).double() / self.temperature
-                     + self._log_proposal(self.x, proposal, grad, step)
-                     - self._log_proposal(proposal, self.x, self.grad, step))
+                     + self._log_proposal(self.x, proposal, drift, step)
+                     - self._log_proposal(proposal, self.x, self.drift, step))
         probability = torch.exp(log_ratio.clamp(max=0.0)).nan_to_num(0.0)
         uniform = torch.rand(probability.shape, generator=self.generator,
                              device=self.x.device, dtype=torch.float64)
@@ -192,6 +216,7 @@ class MetropolisChain:
         self.x = keep * proposal + (1 - keep) * self.x
         self.value = torch.where(accept, value, self.value)
         self.grad = keep * grad + (1 - keep) * self.grad
+        self.drift = keep * drift + (1 - keep) * self.drift
         if adapt:  # Robbins-Monro on log(step), with the acceptance probability (less noisy)
             self.step = self.step * torch.exp(ADAPT_RATE * (probability - TARGET_ACCEPTANCE))
         else:
@@ -252,10 +277,11 @@ def _ula_value_step(x, energy: Energy, step, noise_std, generator, project,
     """One ULA step (preconditioned with ``preconditioner``); (new state, energy of the old
     one)."""
     value, grad = energy_and_grad(energy, x)
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     if preconditioner is not None:
-        grad, noise = preconditioner.apply(grad), preconditioner.apply(noise, 0.5)
-    x = x - step * grad + noise_std * noise
+        x = x + preconditioner.move(grad, step, noise_std, generator)
+    else:
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x = x - step * grad + noise_std * noise
     return (project(x) if project is not None else x), value
 
 

@@ -14,7 +14,8 @@ import torch
 
 from .ipalm import JointProblem, initialise
 from .mcmc import SamplingResult, sample
-from .preconditioning import (data_curvature, deepen_preconditioner, kspace_preconditioner,
+from .linops import SenseOp
+from .preconditioning import (data_curvature, deepen_preconditioner, solved_preconditioner,
                               stiffness_note)
 
 def posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop=None, nufft=None):
@@ -29,13 +30,17 @@ def posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop=None, nuff
 
 def ipalm_preconditioner(mask, maps, regulariser, lam, x, temperature, generator, chains,
                          posterior=None, step: float = 1.0):
-    """``kspace_preconditioner`` for the iPALM posterior (real image, data weight lam):
-    the prior's curvature probed at the data's noise scale sqrt(T / lam); ``posterior``
-    (the energy of one chain's images) keeps the chain's ``step`` stable."""
+    """``solved_preconditioner`` for the iPALM posterior (real image, data weight lam, the
+    maps' SENSE operator): the prior's curvature probed at the data's noise scale
+    sqrt(T / lam); ``posterior`` (the energy of one chain's images) keeps the chain's
+    ``step`` stable."""
     unit = JointProblem.normalise(maps)[0]
-    data = data_curvature(mask.expand(unit.shape[0], *mask.shape[-2:]), unit, lam, True)
-    return kspace_preconditioner(data, regulariser, x, (temperature / lam) ** 0.5, generator,
-                                 chains=chains, posterior=posterior, step=step)
+    mask = mask.expand(unit.shape[0], *mask.shape[-2:])
+    data = data_curvature(mask, unit, lam, True)
+    operator = SenseOp(unit, mask, real_image=True)
+    return solved_preconditioner(operator, lam, data, regulariser, x,
+                                 (temperature / lam) ** 0.5, generator, chains=chains,
+                                 posterior=posterior, step=step)
 
 
 def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, samples, thin,
@@ -48,13 +53,14 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
     lam ||A^H A||, not lam, and ``step`` must be chosen for it (``apps.langevin`` checks a
     user's step against it, knowing the norm). ``chains``: that many chains per slice from
     the same start, advanced as one batch; the moments pooled over them (``mcmc.sample``).
-    ``precondition``: k-space preconditioned chains (``ipalm_preconditioner``, Cartesian
-    only); ``step`` is then the fraction of each direction's relaxation per step (about 0.1,
-    dimensionless) and T = noise_std^2 / (2 step) stays the temperature."""
+    ``precondition``: chains preconditioned by the posterior's curvature
+    (``ipalm_preconditioner``, Cartesian only); ``step`` is then the fraction of each
+    direction's relaxation per step (dimensionless, below 1) and T = noise_std^2 / (2 step)
+    stays the temperature."""
     if precondition and nufft is not None:
         from .errors import UsageError
 
-        raise UsageError("k-space preconditioning needs Cartesian samples (not --traj)")
+        raise UsageError("preconditioned chains need Cartesian samples (not --traj)")
     if step * lam >= 2 and not metropolis and nufft is None and not precondition:
         from .errors import UsageError
 
@@ -78,14 +84,16 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
             mask, maps, regulariser, lam, x, noise_std ** 2 / (2 * step), generator, chains,
             posterior=one_chain, step=step)
         if log is not None:
-            log(f"langevin: k-space preconditioner: curvature {summary['total'][0]:.3g}.."
-                f"{summary['total'][1]:.3g} (prior {summary['prior'][0]:.3g}.."
-                f"{summary['prior'][1]:.3g}, data lam {lam:.4g} where sampled)"
-                f"{stiffness_note(summary)}")
+            log(f"langevin: preconditioned by the posterior's curvature: the data term's "
+                f"(lam {lam:.4g}) solved by CG, the prior's {summary['prior'][0]:.3g}.."
+                f"{summary['prior'][1]:.3g} by k-space frequency{stiffness_note(summary)}")
     result = sample(x, energy, burn_in, samples, thin, step, noise_std, generator,
                     project=(lambda v: v.clamp_min(0)) if nonneg else None,
                     on_sample=stream, progress=progress, metropolis=metropolis, chains=chains,
                     preconditioner=preconditioner)
+    if preconditioner is not None and log is not None and preconditioner.iterations:
+        log(f"langevin: {sum(preconditioner.iterations) / len(preconditioner.iterations):.1f} "
+            f"CG iterations per step")
     return SamplingResult(result.mean * view, result.variance * view ** 2, result.count,
                           result.last * view.repeat(chains, 1, 1), result.acceptance,
                           result.step, result.traces, chains), scale[:view.shape[0]]

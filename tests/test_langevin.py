@@ -132,19 +132,24 @@ def test_cli_prior_only(tmp_path):
 
 
 def test_cli_preconditioned_langevin_is_reproducible_and_says_so(tmp_path):
-    """--precondition: the k-space preconditioned chain, the same output for the same seed,
-    the preconditioner's curvature range in the log; a step of 1 or more is refused."""
+    """Chains preconditioned by the posterior's curvature by default: the same output for
+    the same seed, the prior's curvature range and the CG work in the log; a step of 1 or
+    more is refused; --no-precondition runs the paper's plain ULA."""
     assert invoke("phantom", "--size", 32, 32, "--coils", 4, tmp_path / "d.h5").exit_code == 0
     assert invoke("mask", "--like", tmp_path / "d.h5", "--kind", "random-exact", "--accel", 2,
                   tmp_path / "m.npy").exit_code == 0
     args = ["langevin", "--mask", tmp_path / "m.npy", "--ipalm-iters", 5, "--burn-in", 10,
-            "--samples", 4, "--precondition", "--seed", 3, tmp_path / "d.h5"]
+            "--samples", 4, "--seed", 3, tmp_path / "d.h5"]
     first = invoke(*args, tmp_path / "a.npy", "--var", tmp_path / "v.npy")
     assert first.exit_code == 0, first.stderr
-    assert "k-space preconditioned ULA" in first.stderr
-    assert "k-space preconditioner: curvature" in first.stderr
-    assert invoke(*args, tmp_path / "b.npy").exit_code == 0
+    assert "preconditioned ULA" in first.stderr
+    assert "preconditioned by the posterior's curvature" in first.stderr
+    assert "CG iterations per step" in first.stderr
+    assert invoke(*args, "--precondition", tmp_path / "b.npy").exit_code == 0
     assert np.array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
     assert np.isfinite(np.load(tmp_path / "v.npy")).all()
     refused = invoke(*args, "--step", 1.5, tmp_path / "c.npy")
     assert refused.exit_code == 2 and "--step" in refused.stderr
+    plain = invoke(*args, "--no-precondition", tmp_path / "p.npy")
+    assert plain.exit_code == 0, plain.stderr
+    assert "preconditioned" not in plain.stderr

@@ -311,13 +311,15 @@ def test_deepen_sample_starts_from_the_sense_image_and_keeps_its_temperature():
 
 def test_preconditioned_stiffness_is_the_largest_eigenvalue_of_the_preconditioned_hessian():
     """On a circulant Gaussian with P modelling the curvature 3x too low in its stiff modes,
-    the power iteration finds 3 (P^(1/2) H P^(1/2) is diagonal in k-space: 1 or 3); on the
-    iPALM posterior with coil maps (not diagonal in k-space) it finds the dense matrix's
-    largest eigenvalue, and ``kspace_preconditioner`` given the posterior and a step of 1
-    brings it to 1."""
+    the power iteration finds 3 (P H is diagonal in k-space: 1 or 3); on the iPALM
+    posterior with coil maps (not diagonal in k-space) it finds the dense matrix's largest
+    eigenvalue for the k-space-diagonal model, and ``kspace_preconditioner`` given the
+    posterior and a step of 1 brings it to 1; the solved preconditioner of
+    ``ipalm_preconditioner`` (the data term exact) has 1 from the start."""
     from mrgen.mcmc import FourierPreconditioner
     from mrgen.posterior import ipalm_preconditioner, posterior_energy
-    from mrgen.preconditioning import preconditioned_stiffness
+    from mrgen.preconditioning import (data_curvature, kspace_preconditioner,
+                                       preconditioned_stiffness)
 
     energy, h = circulant_gaussian()
     model = torch.where(h > 1, h / 3, h)
@@ -336,22 +338,28 @@ def test_preconditioned_stiffness_is_the_largest_eigenvalue_of_the_preconditione
     op = SenseOp(maps, mask.double())
     a = dense(lambda e: op.forward(e.view(1, 6, 6)).flatten(), n)
     hessian = lam * (a.conj().T @ a).real + p * torch.eye(n, dtype=torch.float64)
-    plain, _ = ipalm_preconditioner(mask, maps, regulariser, lam, x, 1.0, gen, 1)
+    data = data_curvature(mask, maps, lam, True)
+    plain, _ = kspace_preconditioner(data, regulariser, x, 1e-3, gen)
     root = dense(lambda e: plain.apply(e.view(1, 6, 6), 0.5).to(torch.complex128).flatten(),
                  n).real
     exact = float(torch.linalg.eigvalsh(root @ hessian @ root).max())
     assert exact > 1.5      # the diagonal model misses the maps' coupling here
     got = float(preconditioned_stiffness(posterior, x, plain, 1e-3, gen, iterations=30)[0])
     assert got == pytest.approx(exact, rel=0.05)
-    bounded, summary = ipalm_preconditioner(mask, maps, regulariser, lam, x, 1.0, gen, 1,
-                                            posterior=posterior)
+    bounded, summary = kspace_preconditioner(data, regulariser, x, 1e-3, gen,
+                                             posterior=posterior)
     assert summary["stiffness"] == pytest.approx(exact, rel=0.2)
     after = float(preconditioned_stiffness(posterior, x, bounded, 1e-3, gen, iterations=30)[0])
     assert after == pytest.approx(1.0, rel=0.2)
     # a step small enough for the unscaled P (step x stiffness < 1) leaves P as it was
-    _, small = ipalm_preconditioner(mask, maps, regulariser, lam, x, 1.0, gen, 1,
-                                    posterior=posterior, step=0.5 / exact)
+    _, small = kspace_preconditioner(data, regulariser, x, 1e-3, gen, posterior=posterior,
+                                     step=0.5 / exact)
     assert small["scaled"] == 1.0
+    # the solved preconditioner: the data term exact, the prior's curvature p exact
+    _, solved = ipalm_preconditioner(mask, maps, regulariser, lam, x, 1.0, gen, 1,
+                                     posterior=posterior)
+    assert solved["stiffness"] == pytest.approx(1.0, rel=0.02)
+    assert solved["scaled"] == pytest.approx(1.0, rel=0.02)
 
 
 def test_a_diverging_chain_stops_with_a_runtime_failure():

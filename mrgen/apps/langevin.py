@@ -22,7 +22,8 @@ class ChainSettings:
     metropolis: bool = False           # MALA instead of ULA
     nonneg: bool = False               # project on u >= 0 after each step (ULA only)
     chains: int = 4                    # chains per slice, advanced as one batch, pooled
-    precondition: bool = False         # k-space preconditioned ULA (not the paper's)
+    precondition: bool | None = None   # preconditioned chains (not the paper's); None:
+                                       # on for the iPALM posterior of Cartesian data
 
     @property
     def total_steps(self) -> int:
@@ -33,15 +34,18 @@ PRECONDITIONED_STEP = 0.2   # preconditioned chains: the fraction of relaxation 
 
 
 def preconditioned(settings: ChainSettings, acq) -> bool:
-    """Whether the chains are k-space preconditioned: when asked, on Cartesian samples.
-    Off by default: on the README file (prior-brain-small, 4 chains x 200 steps) it raised
-    the ESS of most traced pixels 1.5-3x but not of the slowest one, so R-hat was the same
-    (1.50 against 1.51), at a variance bias of 1 / (1 - step / 2) (11% at step 0.2) in
-    the directions its curvature model fits."""
+    """Whether the iPALM posterior's chains are preconditioned by its curvature
+    (``mrgen.posterior.ipalm_preconditioner``): by default on Cartesian samples. On the
+    README file (prior-brain-small, lam 1.1e5, 4 chains from the MAP, 90 steps) they reached
+    split R-hat 1.35 (ESS 12) where plain ULA's step, bounded by 1 / lam, left R-hat at 2.5
+    after 250 steps; a step costs about 1.7x (the CG solve). ULA's bias inflates the variance
+    by 1 / (1 - step / 2) (11% at the default 0.2) in the directions the model fits."""
     if settings.precondition and acq.nufft is not None:
         from ..errors import UsageError
 
         raise UsageError("--precondition needs Cartesian samples (not --traj)")
+    if settings.precondition is None:
+        return acq.nufft is None
     return settings.precondition
 
 
@@ -103,7 +107,7 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     maps, start = _maps_and_start(acq, fixed, start, regulariser, prior, ipalm_iters, lam, log)
     step, noise_std = step_and_noise(settings, prior, lam * norm, precondition)
     if log is not None:
-        kind = ("k-space preconditioned " if precondition else "") + \
+        kind = ("preconditioned " if precondition else "") + \
             ("MALA" if settings.metropolis else "ULA")
         log(f"langevin: {prior.description}, lam {lam:.4g}, {kind}, step {step:.3g}, noise "
             f"{noise_std:.3g}, {settings.chains} chain(s) x ({settings.burn_in} burn-in + "
@@ -134,7 +138,7 @@ def _check_step(settings: ChainSettings, lam: float, norm: float, precondition: 
     from ..errors import UsageError
 
     if precondition and settings.step is not None and settings.step >= 1:
-        raise UsageError(f"--step {settings.step:g} with k-space preconditioning: the step is "
+        raise UsageError(f"--step {settings.step:g} with preconditioned chains: the step is "
                          "the fraction of each direction's relaxation per step and must be "
                          f"below 1 (default {PRECONDITIONED_STEP})")
     if precondition or settings.step is None or settings.metropolis or \
