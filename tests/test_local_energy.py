@@ -67,8 +67,10 @@ def test_shifting_the_image_shifts_energy_map_and_gradient():
     # away from the border by r and 2r (the margin of 30 keeps the object in there)
     for field, moved, halo in ((m, m_s, r), (g, g_s, 2 * r)):
         inner = (slice(None), slice(halo + 7, 96 - halo - 7), slice(halo + 7, 96 - halo - 7))
+        # to float32 rounding of the largest value (oneDNN's channels-last convolutions
+        # round differently at different positions)
         assert torch.allclose(torch.roll(field, (7, -5), dims=(1, 2))[inner], moved[inner],
-                              rtol=1e-4, atol=1e-7)
+                              rtol=1e-4, atol=1e-6 * float(field.abs().max()))
     assert float(e) == pytest.approx(float(e_s), rel=1e-3)
 
 

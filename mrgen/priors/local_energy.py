@@ -63,12 +63,20 @@ class ResidualEnergy(nn.Module):
     def features(self, inputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def channels_last(self) -> "ResidualEnergy":
+        """The convolution weights in the channels-last layout ``residual`` feeds them."""
+        return self.to(memory_format=torch.channels_last)
+
     def residual(self, images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """r(x; sigma) (B, 1, H, W); ``sigma`` a scalar or one level per image (B,)."""
         x = images if images.dim() == 4 else images.unsqueeze(1)
         level = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
         level = (level.log() + 4) / 2      # about -0.6 .. 1.2 for sigma 0.005 .. 0.2
         inputs = torch.cat([x, level.expand(x.shape[0], 1, *x.shape[-2:])], 1)
+        # channels-last: oneDNN's convolutions on the CPU take ~25% less time that way (energy
+        # and gradient of 4 x 256 x 256, one thread: 1.9 against 2.5 s); the weights follow
+        # (``channels_last``)
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
         return self.features(inputs) + high_pass(x)
 
     def energy_map(self, images: torch.Tensor, sigma=None) -> torch.Tensor:
@@ -92,7 +100,10 @@ def init_convolutions(convs, last, generator: torch.Generator | None = None) -> 
         fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
         gain = 0.0 if conv is last else 1.68
         with torch.no_grad():
-            conv.weight.normal_(0.0, gain / math.sqrt(fan_in), generator=generator)
+            # drawn in the logical order whatever the weights' memory layout
+            drawn = torch.empty(conv.weight.shape, dtype=conv.weight.dtype,
+                                device=conv.weight.device)
+            conv.weight.copy_(drawn.normal_(0.0, gain / math.sqrt(fan_in), generator=generator))
             conv.bias.zero_()
 
 
@@ -111,6 +122,7 @@ class LocalEnergyNet(ResidualEnergy):
                                     for d in config.dilations)
         self.last = nn.Conv2d(w, 1, 3, padding=1)
         self.reset_parameters()
+        self.channels_last()
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         init_convolutions([self.first, *self.hidden], self.last, generator)

@@ -94,6 +94,7 @@ class UNetEnergyNet(ResidualEnergy):
                                     for s in range(config.stages))
         self.last = _conv(w[0], 1)
         self.reset_parameters()
+        self.channels_last()
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         convs = [self.first, *(c for pair in self.encode for c in pair), *self.middle,
