@@ -108,7 +108,7 @@ def langevin(
         "(default 0.2, dimensionless; ULA's bias inflates the variance by 1/(1 - step/2) "
         "where the model fits). For DEEPEN P is a k-space-diagonal model of its curvature. "
         "Cartesian samples only. Default: on for the learned prior and TV (on the README's "
-        "file it cut split R-hat from 2.5 after 250 plain steps to 1.35 after 90), off for "
+        "file 4 chains x 250 steps end at split R-hat 1.10, plain ULA's at 2.52), off for "
         "DEEPEN and --traj.", show_default=False)] = None,
     magnitude: Annotated[bool, typer.Option(
         "--magnitude", help="DEEPEN: write magnitudes instead of complex images.")] = False,
