@@ -30,12 +30,14 @@ def posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop=None, nuff
 
 def ipalm_preconditioner(mask, maps, regulariser, lam, x, temperature, generator, chains,
                          posterior=None, step: float = 1.0):
-    """``solved_preconditioner`` for the iPALM posterior (real image, data weight lam, the
-    maps' SENSE operator): the prior's curvature probed at the data's noise scale
+    """``solved_preconditioner`` for the iPALM posterior (real image, data weight lam: a
+    number or one per slice (B,), the maps' SENSE operator): the prior's curvature probed at the data's noise scale
     sqrt(T / lam); ``posterior`` (the energy of one chain's images) keeps the chain's
     ``step`` stable."""
     unit = JointProblem.normalise(maps)[0]
     mask = mask.expand(unit.shape[0], *mask.shape[-2:])
+    if isinstance(lam, torch.Tensor):       # one per slice: on image-shaped arrays
+        lam = lam.to(unit.real.dtype).view(-1, 1, 1)
     data = data_curvature(mask, unit, lam, True)
     operator = SenseOp(unit, mask, real_image=True)
     return solved_preconditioner(operator, lam, data, regulariser, x,
@@ -54,21 +56,25 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
     user's step against it, knowing the norm). ``chains``: that many chains per slice from
     the same start, advanced as one batch; the moments pooled over them (``mcmc.sample``).
     ``precondition``: chains preconditioned by the posterior's curvature
-    (``ipalm_preconditioner``, Cartesian only); ``step`` is then the fraction of each
+    (``ipalm_preconditioner``, Cartesian only; ``lam`` may then be one per slice (B,));
+    ``step`` is then the fraction of each
     direction's relaxation per step (dimensionless, below 1) and T = noise_std^2 / (2 step)
     stays the temperature."""
     if precondition and nufft is not None:
         from .errors import UsageError
 
         raise UsageError("preconditioned chains need Cartesian samples (not --traj)")
-    if step * lam >= 2 and not metropolis and nufft is None and not precondition:
+    if isinstance(lam, torch.Tensor):
+        lam = lam.to(device=kspace.device, dtype=kspace.real.dtype)
+    if not (precondition or metropolis or nufft is not None) and step * _largest(lam) >= 2:
         from .errors import UsageError
 
         raise UsageError(f"--step {step:g} with --lam {lam:g}: ULA diverges when step x lam >= 2 "
                          "(the data term's Lipschitz constant is lam); lower one of them")
     mask = mask.expand(kspace.shape[0], *mask.shape[-2:])
+    every_chain_lam = _repeat(chains, lam)[0] if isinstance(lam, torch.Tensor) else lam
     energy, scale, u0 = posterior_energy(*_repeat(chains, kspace, mask, maps), regulariser,
-                                         lam, scale_crop, nufft)
+                                         every_chain_lam, scale_crop, nufft)
     view = scale[:scale.shape[0] // chains].view(-1, 1, 1)
     if isinstance(init, torch.Tensor):
         x = init.to(u0.dtype).repeat(chains, 1, 1) / view.repeat(chains, 1, 1)
@@ -85,7 +91,7 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
             posterior=one_chain, step=step)
         if log is not None:
             log(f"langevin: preconditioned by the posterior's curvature: the data term's "
-                f"(lam {lam:.4g}) solved by CG, the prior's {summary['prior'][0]:.3g}.."
+                f"solved by CG, the prior's {summary['prior'][0]:.3g}.."
                 f"{summary['prior'][1]:.3g} by k-space frequency{stiffness_note(summary)}")
     result = sample(x, energy, burn_in, samples, thin, step, noise_std, generator,
                     project=(lambda v: v.clamp_min(0)) if nonneg else None,
@@ -97,6 +103,10 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
     return SamplingResult(result.mean * view, result.variance * view ** 2, result.count,
                           result.last * view.repeat(chains, 1, 1), result.acceptance,
                           result.step, result.traces, chains), scale[:view.shape[0]]
+
+
+def _largest(lam) -> float:
+    return float(lam.max()) if isinstance(lam, torch.Tensor) else lam
 
 
 def _repeat(chains, *tensors):

@@ -131,6 +131,8 @@ def preconditioned_stiffness(energy, x, preconditioner, delta: float, generator,
     def per_element(a, b):
         return (a * b).flatten(1).sum(1)
 
+    if isinstance(delta, torch.Tensor):     # one per batch element
+        delta = delta.reshape(-1)
     v = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     largest = torch.zeros(x.shape[0], device=x.device, dtype=torch.float64)
     for _ in range(iterations):

@@ -225,10 +225,30 @@ def test_preconditioned_ula_samples_a_stiff_gaussian_in_few_steps():
     assert float(plain.variance.double().mean()) < 0.5 * expected
 
 
+def test_preconditioned_chains_take_one_lambda_per_slice():
+    """Two copies of one slice at lam 1 and 10 in one call: each pooled variance is its own
+    Gaussian posterior's (MALA, exact), not the other's or the median's."""
+    kspace, mask, maps = small_problem(2)
+    kspace, mask, maps = (t.repeat(2, *[1] * (t.dim() - 1)) for t in (kspace, mask, maps))
+    lams, p, T = torch.tensor([1.0, 10.0]), 0.5, 0.02
+    regulariser = lambda u: 0.5 * p * ((u - 0.4) ** 2).flatten(1).sum(1)  # noqa: E731
+    op = SenseOp(maps[:1].to(torch.complex128), mask[:1].double())
+    a = dense(lambda e: op.forward(e.view(1, 6, 6)).flatten(), 36)
+    gen = torch.Generator().manual_seed(5)
+    result, scale = sample_posterior(kspace, mask, maps, regulariser, lams, "zf", 200, 800, 2,
+                                     0.5, (2 * 0.5 * T) ** 0.5, gen, metropolis=True, chains=4,
+                                     precondition=True)
+    got = result.variance.double() / scale.view(-1, 1, 1) ** 2
+    for s, lam in enumerate(lams.tolist()):
+        h = lam * (a.conj().T @ a).real + p * torch.eye(36, dtype=torch.float64)
+        var = T * torch.linalg.inv(h).diagonal().view(6, 6)
+        assert float((got[s] / var).mean()) == pytest.approx(1.0, rel=0.2)
+
+
 def test_preconditioned_mala_is_exact_on_the_ipalm_posterior():
-    """The k-space preconditioner of the iPALM posterior (data term's exact k-space diagonal
-    plus the prior's probed curvature) with MALA: the Gaussian posterior's mean and variance,
-    and preconditioned ULA at the default step 0.2 within its bias."""
+    """The preconditioner of the iPALM posterior (the data term's exact curvature, solved by
+    CG, plus the prior's probed curvature) with MALA: the Gaussian posterior's mean and
+    variance, and preconditioned ULA at the default step 0.2 within its bias."""
     kspace, mask, maps = small_problem(2)
     lam, p, T = 1.0, 0.5, 0.02
     regulariser = lambda u: 0.5 * p * ((u - 0.4) ** 2).flatten(1).sum(1)  # noqa: E731

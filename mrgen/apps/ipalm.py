@@ -70,7 +70,7 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
         f", annealed from sigma {options.anneal.start:g} over {options.anneal.iters} "
         f"iterations")
     maps = "joint maps" if options.estimate_maps else "fixed maps"
-    description = (f"{prior.description}, {_describe(options.lam)}, mu {options.mu:.4g}, "
+    description = (f"{prior.description}, {describe_lambda(options.lam)}, mu {options.mu:.4g}, "
                    f"{settings.iters} iterations{annealed}, {acq.slice_count} slice(s) of "
                    f"{acq.coils} coil(s), {maps}")
     if log is not None:
@@ -142,7 +142,8 @@ def slice_lambdas(text: str, prior, acq: Acquisition) -> float | torch.Tensor:
     return choose_lambda(text, prior, acq)
 
 
-def _describe(lam) -> str:
+def describe_lambda(lam) -> str:
+    """The log's words for lambda: one number, or the per-slice range."""
     if not isinstance(lam, torch.Tensor):
         return f"lam {lam:.4g}"
     low, high = float(lam.min()), float(lam.max())

@@ -87,30 +87,35 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     in the data's scale). ``start``: "ipalm", "noise", "zf" or an image (S, H, W)."""
     from ..posterior import sample_posterior
 
+    import torch
+
+    from .ipalm import choose_lambda, describe_lambda, slice_lambdas
+
     regulariser, prior = choice.build(acq.device)
     if acq.nufft is not None and acq.maps is None:
         from ..trajectory import NO_JOINT_MAPS
         from ..errors import UsageError
 
         raise UsageError(NO_JOINT_MAPS)
-    if lam is None:                  # the posterior whose MAP ipalm computes by default
-        from .ipalm import choose_lambda
-
-        lam = choose_lambda("", prior, acq)
     fixed = _fixed_maps(acq)
     # ULA's step bound is 1 / Lipschitz: lam for a Cartesian (orthonormal) model, lam ||A^H A||
     # for a NUFFT, whose dense centre makes ||A^H A|| several times 1 (known before any
     # iPALM run: the maps are given with a trajectory)
     norm = 1.0 if acq.nufft is None else _nufft_norm(acq, fixed)
     precondition = preconditioned(settings, acq)
-    _check_step(settings, lam, norm, precondition)
+    if lam is None:                  # the posterior whose MAP ipalm computes by default:
+        # preconditioned chains take each slice's own (their step is dimensionless); plain
+        # ULA's step is bounded by 1 / lam, one for the batch: the slices' median
+        lam = slice_lambdas("", prior, acq) if precondition else choose_lambda("", prior, acq)
+    bound = float(lam.max()) if isinstance(lam, torch.Tensor) else lam
+    _check_step(settings, bound, norm, precondition)
     maps, start = _maps_and_start(acq, fixed, start, regulariser, prior, ipalm_iters, lam, log)
-    step, noise_std = step_and_noise(settings, prior, lam * norm, precondition)
+    step, noise_std = step_and_noise(settings, prior, bound * norm, precondition)
     if log is not None:
         kind = ("preconditioned " if precondition else "") + \
             ("MALA" if settings.metropolis else "ULA")
-        log(f"langevin: {prior.description}, lam {lam:.4g}, {kind}, step {step:.3g}, noise "
-            f"{noise_std:.3g}, {settings.chains} chain(s) x ({settings.burn_in} burn-in + "
+        log(f"langevin: {prior.description}, {describe_lambda(lam)}, {kind}, step {step:.3g}, "
+            f"noise {noise_std:.3g}, {settings.chains} chain(s) x ({settings.burn_in} burn-in + "
             f"{settings.samples} x {settings.thin}) steps, {acq.device}")
     result, _ = sample_posterior(acq.kspace, acq.mask, maps, regulariser, lam, start,
                                  settings.burn_in, settings.samples, settings.thin, step,
