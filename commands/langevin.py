@@ -54,10 +54,12 @@ def langevin(
         "--samples", help="Samples kept per chain (the paper: 200 of one chain).")] = 50,
     thin: Annotated[int, typer.Option("--thin", help="Keep every k-th state (paper: 15).")] = 3,
     step: Annotated[Optional[float], typer.Option(
-        "--step", help="Gradient step of ULA. Default: the prior's own (1 for a learned prior, "
-        "eps/10 for TV), lowered to 1/lam (with --traj 1/(lam ||A^H A||)) when the data term "
-        "needs it for stability; 1 for DEEPEN (Eq. 16). ULA refuses a step of 2/(lam ||A^H "
-        "A||) or more.",
+        "--step", help="Gradient step. Preconditioned chains (the default on Cartesian data, "
+        "see --precondition): the fraction of each direction's relaxation per step, 0.2, below "
+        "1. Plain ULA: the prior's own (0.25 sigma^2 for a whole-image learned prior, 1 for "
+        "the paper's crop head, eps/10 for TV), "
+        "lowered to 1/lam (with --traj 1/(lam ||A^H A||)) when the data term needs it for "
+        "stability; 1 for DEEPEN (Eq. 16). ULA refuses a step of 2/(lam ||A^H A||) or more.",
         show_default=False)] = None,
     noise_std: Annotated[Optional[float], typer.Option(
         "--noise-std", help="Std of the ULA noise. Default: sqrt(2 step T) at the prior's "
