@@ -26,11 +26,13 @@ after it so the kept states are a valid chain.
 Preconditioned Langevin (``preconditioner=P``, a constant symmetric positive definite P):
 x <- x - step P grad E(x) + noise_std P^(1/2) n, whose continuous-time limit keeps exp(-E/T)
 for any such P (the drift P grad E and the diffusion 2 T P match); MALA's proposal density
-then measures moves in the P^(-1) norm. ``FourierPreconditioner`` is P = F^H D F with D
-diagonal in k-space: for MRI posteriors the stiff directions (sampled k-space, weighted by
-the data term's lam) and the soft ones (unsampled k-space, held by the prior alone) are
-nearly Fourier modes, so D = 1 / curvature lets one step size fit all of them
-(``mrgen.preconditioning.kspace_preconditioner``).
+then measures moves in the P^(-1) norm. A preconditioner offers ``apply`` (P v), ``noise``
+(a draw from N(0, P)), ``inverse_quadratic`` (v^T P^-1 v) and ``move`` (a whole ULA
+increment). ``FourierPreconditioner`` is P = F^H D F with D diagonal in k-space: for MRI
+posteriors the stiff directions (sampled k-space, weighted by the data term's lam) and the
+soft ones (unsampled k-space, held by the prior alone) are nearly Fourier modes, so D = 1 /
+curvature lets one step size fit all of them; the coil maps couple the modes, which
+``mrgen.preconditioning.SolvedPreconditioner`` solves for.
 """
 
 from __future__ import annotations
@@ -170,8 +172,8 @@ class MetropolisChain:
         self.x, self.energy, self.temperature, self.generator = x.detach(), energy, \
             temperature, generator
         self.preconditioner = preconditioner
-        self.value, self.grad = energy_and_grad(energy, self.x)
-        self.drift = self._precondition(self.grad)     # P grad E at the current state
+        self.value, grad = energy_and_grad(energy, self.x)
+        self.drift = self._precondition(grad)     # P grad E at the current state
         self.step = torch.full((x.shape[0],), float(step), device=x.device, dtype=torch.float64)
         self.accepted = torch.zeros(x.shape[0], device=x.device, dtype=torch.float64)
         self.proposed = 0
@@ -215,7 +217,6 @@ class MetropolisChain:
         keep = self._view(accept.to(self.x.dtype))
         self.x = keep * proposal + (1 - keep) * self.x
         self.value = torch.where(accept, value, self.value)
-        self.grad = keep * grad + (1 - keep) * self.grad
         self.drift = keep * drift + (1 - keep) * self.drift
         if adapt:  # Robbins-Monro on log(step), with the acceptance probability (less noisy)
             self.step = self.step * torch.exp(ADAPT_RATE * (probability - TARGET_ACCEPTANCE))
