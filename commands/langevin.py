@@ -111,7 +111,7 @@ def langevin(
         "where the model fits). For DEEPEN P is a k-space-diagonal model of its curvature. "
         "Cartesian samples only. Default: on for the learned prior and TV (on the README's "
         "file 4 chains x 250 steps end at split R-hat 1.10, plain ULA's at 2.52), off for "
-        "DEEPEN and --traj.", show_default=False)] = None,
+        "DEEPEN, --traj and --nonneg.", show_default=False)] = None,
     magnitude: Annotated[bool, typer.Option(
         "--magnitude", help="DEEPEN: write magnitudes instead of complex images.")] = False,
     tv_eps: Annotated[float, typer.Option("--tv-eps", help="Charbonnier TV smoothing.")] = 1e-3,

@@ -153,3 +153,8 @@ def test_cli_preconditioned_langevin_is_reproducible_and_says_so(tmp_path):
     plain = invoke(*args, "--no-precondition", tmp_path / "p.npy")
     assert plain.exit_code == 0, plain.stderr
     assert "preconditioned" not in plain.stderr
+    # --nonneg's projection is in the plain norm: plain ULA by default, refused with both
+    projected = invoke(*args, "--nonneg", tmp_path / "n.npy")
+    assert projected.exit_code == 0 and "preconditioned" not in projected.stderr
+    both = invoke(*args, "--nonneg", "--precondition", tmp_path / "both.npy")
+    assert both.exit_code == 2 and "--nonneg" in both.stderr

@@ -44,6 +44,14 @@ def preconditioned(settings: ChainSettings, acq) -> bool:
         from ..errors import UsageError
 
         raise UsageError("--precondition needs Cartesian samples (not --traj)")
+    if settings.nonneg:      # the projection on u >= 0 would have to be in P's norm
+        if settings.precondition:
+            from ..errors import UsageError
+
+            raise UsageError("--nonneg projects each step on u >= 0 in the plain norm, which "
+                             "preconditioned chains do not sample correctly; drop one of "
+                             "--nonneg and --precondition")
+        return False
     if settings.precondition is None:
         return acq.nufft is None
     return settings.precondition
