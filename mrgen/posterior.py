@@ -30,10 +30,10 @@ def posterior_energy(kspace, mask, maps, regulariser, lam, scale_crop=None, nuff
 
 def ipalm_preconditioner(mask, maps, regulariser, lam, x, temperature, generator, chains,
                          posterior=None, step: float = 1.0):
-    """``solved_preconditioner`` for the iPALM posterior (real image, data weight lam: a
-    number or one per slice (B,), the maps' SENSE operator): the prior's curvature probed at the data's noise scale
-    sqrt(T / lam); ``posterior`` (the energy of one chain's images) keeps the chain's
-    ``step`` stable."""
+    """``solved_preconditioner`` for the iPALM posterior (real image, the maps' SENSE
+    operator, data weight lam: a number or one per slice (B,)): the prior's curvature probed
+    at the data's noise scale sqrt(T / lam); ``posterior`` (the energy of one chain's
+    images) keeps the chain's ``step`` stable."""
     unit = JointProblem.normalise(maps)[0]
     mask = mask.expand(unit.shape[0], *mask.shape[-2:])
     if isinstance(lam, torch.Tensor):       # one per slice: on image-shaped arrays
@@ -57,9 +57,8 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
     the same start, advanced as one batch; the moments pooled over them (``mcmc.sample``).
     ``precondition``: chains preconditioned by the posterior's curvature
     (``ipalm_preconditioner``, Cartesian only; ``lam`` may then be one per slice (B,));
-    ``step`` is then the fraction of each
-    direction's relaxation per step (dimensionless, below 1) and T = noise_std^2 / (2 step)
-    stays the temperature."""
+    ``step`` is then the fraction of each direction's relaxation per step (dimensionless,
+    below 1) and T = noise_std^2 / (2 step) stays the temperature."""
     if precondition and nufft is not None:
         from .errors import UsageError
 
