@@ -5,7 +5,9 @@
 The chain of ``mrgen langevin`` on the iPALM posterior with fixed maps (mrgen.posterior), for
 the paper-size learned prior (EnergyConfig(): 48-channel base, 6 stages, 320 crop; random
 weights: the cost of a step does not depend on them) and for TV, on a synthetic 15-coil scan of
-``--size``; ``--chains`` slices advance together as one batch. Samples per second count every
+``--size``, each as plain ULA and with the solved preconditioner of langevin's default (its
+setup, a few dozen energy gradients, not counted); ``--chains`` slices advance together as
+one batch. Samples per second count every
 ``--thin``-th step (the papers keep every 15th). The default size is the paper's 320 x 320 with
 15 coils, for a GPU (benchmarks/gpu_checks.sh); on a CPU use e.g. --size 128 --coils 8.
 
@@ -57,25 +59,27 @@ def synthetic_scan(size: int, coils: int, chains: int, device, seed: int = 0):
     return kspace.to(device), mask.to(device), maps.to(device)
 
 
-def steps_per_second(regulariser, lam, step, noise, scan, steps, device, scale_crop):
-    """Time ``steps`` Langevin steps (after two warm-up steps) of ``mrgen.posterior``."""
+def steps_per_second(regulariser, lam, step, noise, scan, steps, device, scale_crop,
+                     precondition=False):
+    """Langevin steps per second of ``mrgen.posterior`` (``precondition``: the solved
+    preconditioner, its setup excluded): a run of ``steps`` + 2 steps timed against one of 2."""
     from mrgen.device import generator
     from mrgen.posterior import sample_posterior
 
     kspace, mask, maps = scan
 
-    def run(count):
+    def seconds(count):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
         sample_posterior(kspace, mask, maps, regulariser, lam, "zf", 0, count, 1, step, noise,
-                         generator(0, device), scale_crop)
+                         generator(0, device), scale_crop, precondition=precondition)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
 
-    run(2)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    run(steps)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return steps / (time.perf_counter() - start)
+    seconds(2)                                       # warm-up
+    return steps / max(seconds(steps + 2) - seconds(2), 1e-9)
 
 
 def main(argv=None):
@@ -99,10 +103,16 @@ def main(argv=None):
                 ("Charbonnier TV", CharbonnierTV(1e-3).to(device), 1000.0, 1e-4, 4.5e-4, None)]
     print(f"Langevin posterior sampling, {args.chains} x {args.coils} x {args.size} x "
           f"{args.size}, {device} ({torch.get_num_threads()} CPU threads)")
-    print(f"{'energy':<34} {'steps/s':>9} {'s/step':>9} {f'samples/s (thin {args.thin})':>22}")
+    print(f"{'energy':<52} {'steps/s':>9} {'s/step':>9} {f'samples/s (thin {args.thin})':>22}")
     for name, energy, lam, step, noise, crop in energies:
-        rate = steps_per_second(energy, lam, step, noise, scan, args.steps, device, crop)
-        print(f"{name:<34} {rate:>9.3g} {1 / rate:>9.3g} {rate * args.chains / args.thin:>22.3g}")
+        temperature = noise ** 2 / (2 * step)
+        for label, preconditioned, chain_step in (("", False, step),
+                                                  (", preconditioned", True, 0.2)):
+            rate = steps_per_second(energy, lam, chain_step,
+                                    (2 * chain_step * temperature) ** 0.5, scan, args.steps,
+                                    device, crop, preconditioned)
+            print(f"{name + label:<52} {rate:>9.3g} {1 / rate:>9.3g} "
+                  f"{rate * args.chains / args.thin:>22.3g}")
 
 
 def _run(args, cwd, env):
