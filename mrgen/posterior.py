@@ -65,7 +65,7 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
         raise UsageError("preconditioned chains need Cartesian samples (not --traj)")
     if isinstance(lam, torch.Tensor):
         lam = lam.to(device=kspace.device, dtype=kspace.real.dtype)
-    if not (precondition or metropolis or nufft is not None) and step * _largest(lam) >= 2:
+    if not (precondition or metropolis or nufft is not None) and step * largest_lambda(lam) >= 2:
         from .errors import UsageError
 
         raise UsageError(f"--step {step:g} with --lam {lam:g}: ULA diverges when step x lam >= 2 "
@@ -104,7 +104,8 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
                           result.step, result.traces, chains), scale[:view.shape[0]]
 
 
-def _largest(lam) -> float:
+def largest_lambda(lam) -> float:
+    """The largest data weight of a number or a per-slice tensor (ULA's step bound)."""
     return float(lam.max()) if isinstance(lam, torch.Tensor) else lam
 
 

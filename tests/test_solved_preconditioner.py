@@ -66,12 +66,7 @@ def test_chains_sample_the_gaussian_posterior(metropolis, step, tolerance):
 
     unit, mask, kspace, lam = problem(3)
     p, T, chains = 0.7, 0.05, 32
-    pre, op = preconditioner(unit, mask, lam, p)
-    pre = SolvedPreconditioner(SenseOp(unit.repeat(chains, 1, 1, 1), mask.repeat(chains, 1, 1),
-                                       real_image=True), lam,
-                               torch.full((chains, *SIZE), p, dtype=torch.float64),
-                               data_curvature(mask, unit, lam, True).repeat(chains, 1, 1),
-                               tol=1e-8, iters=200)
+    pre, op = preconditioner(unit, mask, lam, p, tol=1e-8)   # one slice, every chain
     energy = (lambda u: 0.5 * lam * (op.forward(u) - kspace).abs().square().flatten(1).sum(1)
               + 0.5 * p * (u - 0.4).square().flatten(1).sum(1))
     h = dense_real(lambda v: lam * op.normal(v) + p * v, SIZE)

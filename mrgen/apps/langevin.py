@@ -95,8 +95,7 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     in the data's scale). ``start``: "ipalm", "noise", "zf" or an image (S, H, W)."""
     from ..posterior import sample_posterior
 
-    import torch
-
+    from ..posterior import largest_lambda
     from .ipalm import choose_lambda, describe_lambda, slice_lambdas
 
     regulariser, prior = choice.build(acq.device)
@@ -115,7 +114,7 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
         # preconditioned chains take each slice's own (their step is dimensionless); plain
         # ULA's step is bounded by 1 / lam, one for the batch: the slices' median
         lam = slice_lambdas("", prior, acq) if precondition else choose_lambda("", prior, acq)
-    bound = float(lam.max()) if isinstance(lam, torch.Tensor) else lam
+    bound = largest_lambda(lam)
     _check_step(settings, bound, norm, precondition)
     maps, start = _maps_and_start(acq, fixed, start, regulariser, prior, ipalm_iters, lam, log)
     step, noise_std = step_and_noise(settings, prior, bound * norm, precondition)
