@@ -30,9 +30,11 @@ def _preset_help(key: str) -> str:
                  "buffer": AT_LEAST_1, "restart": UNIT, "width": AT_LEAST_1, "growth": POSITIVE,
                  "stages": AT_LEAST_1, "crop": AT_LEAST_1, "central_slices": AT_LEAST_0,
                  "patch": AT_LEAST_1, "sigma_range": POSITIVE, "clip_norm": AT_LEAST_0,
-                 "checkpoint_every": AT_LEAST_0, "png_every": AT_LEAST_0},
+                 "checkpoint_every": AT_LEAST_0, "png_every": AT_LEAST_0,
+                 "factor": AT_LEAST_1, "coarse_weight": AT_LEAST_0},
          choices={"preset": ("auto", "paper", "cpu", "cpu-ml"), "normalise": ("max", "minmax"),
-                  "objective": ("ml", "dsm"), "head": ("global", "local", "unet")})
+                  "objective": ("ml", "dsm"),
+                  "head": ("global", "local", "unet", "multiscale")})
 def train_prior(
     data: Annotated[list[str], typer.Argument(
         metavar="DATA...", help="Training images: fastMRI or mrgen phantom .h5 volumes (their "
@@ -109,11 +111,25 @@ def train_prior(
         "--restart", metavar="P", help="Chance that a chain restarts from data or permuted "
         "data (50/50) after each update.", rich_help_panel="Sampler")] = 0.01,
     head: Annotated[Optional[str], typer.Option(
-        "--head", metavar="global|local|unet", help="global: the paper's network, one energy "
-        "for the central --crop square; local: a fully convolutional energy, a sum of "
-        "per-pixel terms, that regularises every pixel of an image of any size; unet: the same "
-        "energy with a U-Net residual (--stages 2x poolings), whose field spans the image. "
-        + _preset_help("head"), rich_help_panel="Architecture", show_default=False)] = None,
+        "--head", metavar="global|local|unet|multiscale", help="global: the paper's network, "
+        "one energy for the central --crop square; local: a fully convolutional energy, a sum "
+        "of per-pixel terms, that regularises every pixel of an image of any size; unet: the "
+        "same energy with a U-Net residual (--stages 2x poolings), whose field spans the image; "
+        "multiscale: a trained local or unet energy (--fine) plus --coarse-weight x a local "
+        "energy of the image's means over --factor x --factor blocks, trained here on whole "
+        "training images so that it sees the whole object (--patch does not apply). " + _preset_help("head"),
+        rich_help_panel="Architecture", show_default=False)] = None,
+    fine: Annotated[Optional[str], typer.Option(
+        "--fine", metavar="MODEL", help="--head multiscale: the trained fine energy (a "
+        "model file or a shipped name), kept as it is; its fitted level and lambda carry "
+        "over.", rich_help_panel="Architecture", show_default=False)] = None,
+    factor: Annotated[int, typer.Option(
+        "--factor", metavar="F", help="--head multiscale: the coarse energy sees the means "
+        "of F x F blocks (8: 256 x 256 -> 32 x 32, which its field covers).",
+        rich_help_panel="Architecture")] = 8,
+    coarse_weight: Annotated[float, typer.Option(
+        "--coarse-weight", metavar="W", help="--head multiscale: R(x) = R_fine(x) + W "
+        "R_coarse(D x).", rich_help_panel="Architecture")] = 4.0,
     dilations: Annotated[Optional[str], typer.Option(
         "--dilations", metavar="D,D,...", help="Local head: one 3 x 3 convolution per "
         "dilation (unet head: at its coarsest level). " + _preset_help("dilations"),
@@ -217,7 +233,8 @@ def train_prior(
 
     dev = device()   # before the file checks, as the preset depends on it
     options = PriorOptions(
-        preset=preset, objective=objective, head=head, dilations=dilations, patch=patch,
+        preset=preset, objective=objective, head=head, fine=fine, factor=factor,
+        coarse_weight=coarse_weight, dilations=dilations, patch=patch,
         sigma_range=sigma_range, clip_norm=clip_norm, steps=steps, batch=batch, lr=lr,
         milestones=milestones, gamma=gamma, energy_penalty=energy_penalty,
         sample_range=sample_range, data_noise=data_noise, ula_step=ula_step,

@@ -33,7 +33,7 @@ PRESETS = {
                "buffer": 1000, "width": 16, "stages": 4, "crop": 64},
 }
 OBJECTIVES = ("ml", "dsm")
-HEADS = ("global", "local", "unet")
+HEADS = ("global", "local", "unet", "multiscale")
 
 
 @dataclass
@@ -41,7 +41,7 @@ class PriorOptions:
     """The prior's recipe; a None takes the value of the preset."""
     preset: str = "auto"                   # auto (paper on CUDA, cpu elsewhere), paper, cpu, cpu-ml
     objective: str | None = None           # ml (maximum likelihood) or dsm (score matching)
-    head: str | None = None                # global (the paper's crop network), local or unet
+    head: str | None = None                # global (the paper's crop network), local, unet or multiscale
     steps: int | None = None
     batch: int | None = None
     lr: float | None = None
@@ -64,6 +64,9 @@ class PriorOptions:
     patch: int | None = None               # dsm: patch size
     sigma_range: tuple[float, float] | None = None   # dsm: noise levels drawn log-uniformly
     clip_norm: float | None = None         # dsm: clip the gradient's norm (0: off)
+    fine: str | None = None                # multiscale: the trained fine energy (file or name)
+    factor: int = 8                        # multiscale: the coarse energy's downsampling
+    coarse_weight: float = 4.0             # multiscale: w in R_fine(x) + w R_coarse(D x)
     central_slices: int = 11               # middle slices of each .h5 volume (0: all)
     normalise: str = "max"                 # max or minmax, per slice
 
@@ -113,12 +116,17 @@ def train_prior_app(data: list[str], options: PriorOptions, run, device):
     resolved, chosen = with_preset(options, device)
     run = replace(run, steps=run.steps if run.steps is not None else resolved.steps)
     run.check_checkpoint()
-    architecture, config = recipe(resolved)
+    fine = load_fine(resolved)
+    if fine is not None:   # the coarse energy learns whole images
+        resolved = replace(resolved, patch=resolved.crop // resolved.factor)
+    architecture, config = recipe(resolved, fine)
     run.check_counts(resolved.central_slices)
     with distributed(device) as context:
         check_recipe(architecture, config, resolved.crop, context.world_size)
         loaded = load_training_images(data, resolved.central_slices, resolved.crop,
                                       resolved.normalise)
+        if fine is not None:
+            loaded.description["fine"] = fine.record()
         log = run.main_log(context.is_main)
         if context.is_main:   # the parameter count builds a network: rank 0 only
             _report_recipe(log, resolved, chosen, architecture, run.steps, device)
@@ -126,7 +134,12 @@ def train_prior_app(data: list[str], options: PriorOptions, run, device):
         result, _ = train_prior(loaded.images, loaded.description, architecture, config,
                                 run.output, run.engine_options("train prior", context.is_main),
                                 context, samples_png=run.samples_png, png_every=run.png_every,
-                                command=run.command)
+                                command=run.command,
+                                initial=fine.initial_weights() if fine else None)
+        if fine is not None and fine.fitted and context.is_main:
+            from ..model_files import store_fitted_entries
+
+            store_fitted_entries(run.output, fine.fitted)   # the fine energy's level, lambda
         m = result.metrics
         gap = f", energy gap {m['loss']:.4g}" if "loss" in m and resolved.objective == "ml" \
             else (f", loss {m['loss']:.4g}" if "loss" in m else "")
@@ -136,8 +149,57 @@ def train_prior_app(data: list[str], options: PriorOptions, run, device):
         return result
 
 
-def recipe(resolved: PriorOptions):
-    """(architecture, objective config) from options whose preset values are filled in."""
+@dataclass
+class FineEnergy:
+    """The trained fine energy a multiscale prior is built on (``--fine``)."""
+    path: str
+    architecture: dict
+    state_dict: dict
+    fitted: dict
+    training: dict
+
+    def record(self) -> dict:
+        """What the model file says of its fine energy."""
+        return {"file": self.path, "architecture": self.architecture,
+                "training": self.training, "fitted": self.fitted}
+
+    def initial_weights(self) -> dict:
+        return {f"fine.{key}": value for key, value in self.state_dict.items()}
+
+
+def load_fine(resolved: PriorOptions) -> FineEnergy | None:
+    """``--fine``'s model for --head multiscale (None for other heads); UsageError when one is
+    missing or given without the other, or is not a whole-image score-matching energy."""
+    from ..errors import UsageError
+
+    if resolved.head != "multiscale":
+        if resolved.fine:
+            raise UsageError("--fine: only with --head multiscale")
+        return None
+    if not resolved.fine:
+        raise UsageError("--head multiscale: needs --fine MODEL, the trained fine energy "
+                         "(e.g. a --head local model)")
+    if resolved.factor < 2 or resolved.factor % 2 or resolved.crop // resolved.factor < 8:
+        raise UsageError(f"--factor {resolved.factor}: an even number >= 2 that leaves the "
+                         f"{resolved.crop}-pixel training images at least 8 pixels")
+    if resolved.objective != "dsm":
+        raise UsageError("--head multiscale: trains by --objective dsm")
+    from ..model_files import read_model, resolve_model
+    from ..priors.energy import KIND
+
+    path = resolve_model(resolved.fine)
+    raw = read_model(path)
+    head = raw.get("architecture", {}).get("head", "global")
+    if raw.get("kind") != KIND or head not in ("local", "unet"):
+        raise UsageError(f"--fine {resolved.fine}: needs a --head local or unet energy prior "
+                         f"(this holds a '{raw.get('kind')}' model, --head {head})")
+    return FineEnergy(str(path), raw["architecture"], raw["state_dict"],
+                      dict(raw.get("fitted") or {}), dict(raw.get("training") or {}))
+
+
+def recipe(resolved: PriorOptions, fine: FineEnergy | None = None):
+    """(architecture, objective config) from options whose preset values are filled in;
+    ``fine`` (--head multiscale) the trained fine energy."""
     from ..errors import UsageError
     from ..priors.energy import RESIDUAL_HEADS, EnergyConfig
     from ..priors.local_energy import LocalEnergyConfig
@@ -148,7 +210,7 @@ def recipe(resolved: PriorOptions):
     if resolved.objective not in OBJECTIVES:
         raise UsageError(f"--objective {resolved.objective}: choose ml or dsm")
     if resolved.head not in HEADS:
-        raise UsageError(f"--head {resolved.head}: choose global, local or unet")
+        raise UsageError(f"--head {resolved.head}: choose global, local, unet or multiscale")
     if resolved.head in RESIDUAL_HEADS:
         dilations = parse_integers(resolved.dilations, "--dilations")
         if not dilations or min(dilations) < 1:
@@ -163,6 +225,13 @@ def recipe(resolved: PriorOptions):
         else:
             architecture = LocalEnergyConfig(width=resolved.width, dilations=dilations,
                                              sigma=resolved.sigma_range[0] * 4)
+        if fine is not None:
+            from ..priors.multiscale_energy import MultiScaleConfig
+
+            architecture = MultiScaleConfig(fine=fine.architecture,
+                                            coarse=architecture.to_dict(),
+                                            factor=resolved.factor,
+                                            coarse_weight=resolved.coarse_weight)
     else:
         architecture = EnergyConfig(base_width=resolved.width, growth=resolved.growth,
                                     stages=resolved.stages, crop=resolved.crop)
@@ -206,6 +275,11 @@ def _report_recipe(log, resolved: PriorOptions, chosen: str, architecture, steps
     if resolved.head == "local":
         shape = (f"local head, width {resolved.width}, dilations {resolved.dilations} "
                  f"(radius {architecture.radius})")
+    elif resolved.head == "multiscale":
+        shape = (f"multiscale: the fine energy {resolved.fine} (kept as it is) plus "
+                 f"{resolved.coarse_weight:g} x a local head (width {resolved.width}, "
+                 f"dilations {resolved.dilations}) on the image's means over "
+                 f"{resolved.factor} x {resolved.factor} blocks")
     elif resolved.head == "unet":
         shape = (f"U-Net head, width {resolved.width}, {resolved.stages} stages, dilations "
                  f"{resolved.dilations} at the coarsest")

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..resize import crop_or_pad
 
 KIND = "energy-prior"  # the model kind in model files (mrgen.model_files)
-RESIDUAL_HEADS = ("local", "unet")   # score-matching energies that cover the whole image
+RESIDUAL_HEADS = ("local", "unet", "multiscale")   # score-matching energies of the whole image
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,12 @@ class EnergyNet(nn.Module):
 
 def build_model(architecture: dict) -> nn.Module:
     """The network a model file's architecture describes: the fully convolutional prior of
-    ``local_energy`` (``unet_energy``) when it says ``head: local`` (``unet``), else this
-    module's global-head network."""
+    ``local_energy`` (``unet_energy``, ``multiscale_energy``) when it says ``head: local``
+    (``unet``, ``multiscale``), else this module's global-head network."""
+    if architecture.get("head") == "multiscale":
+        from .multiscale_energy import build_multiscale_model
+
+        return build_multiscale_model(architecture)
     if architecture.get("head") == "unet":
         from .unet_energy import build_unet_model
 

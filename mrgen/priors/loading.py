@@ -121,7 +121,9 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
         # a step well inside that. Its energies are large sums (every pixel adds a term), so
         # iPALM's 1% slack would accept steps that raise the energy: float32 slack only.
         sigma = float(network.sigma)
-        step = 0.25 * sigma ** 2
+        # a multiscale energy's coarse part adds up to its weight times that along block-
+        # constant directions (curvature w / sigma^2 through the block mean)
+        step = 0.25 * sigma ** 2 / (1.0 + getattr(network, "coarse_weight", 0.0))
         rule = fitted.get("noise_lambda") or {}
         return network, PriorInfo(
             f"learned prior {path.name} (whole image, sigma {sigma:g})",
@@ -143,8 +145,12 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
 
 
 def _top_level(metadata: dict) -> float | None:
-    """The largest noise level a score-matching prior was trained at (None if unrecorded)."""
+    """The largest noise level a score-matching prior was trained at (None if unrecorded);
+    a multiscale prior's is its fine energy's (its coarse one's levels are lower)."""
     training = metadata.get("training") or {}
+    fine = (training.get("data") or {}).get("fine")
+    if fine:
+        return _top_level(fine)
     level = (training.get("hyperparameters") or {}).get("sigma_max")
     return float(level) if level else None
 

@@ -224,19 +224,21 @@ def _check_ml(config: PriorConfig, world: int) -> None:
 
 def train_prior(images, data_description: dict, architecture, config, output,
                 options: EngineOptions, context: DistContext | None = None, samples_png=None,
-                png_every: int = 0, command: str | None = None):
+                png_every: int = 0, command: str | None = None, initial: dict | None = None):
     """Train a prior and write the model file ``output`` (rank 0). ``images`` (N, H, W) are
     the normalised training slices, ``data_description`` says where they came from. The
     objective follows ``config``: a ``PriorConfig`` trains by maximum likelihood (this
     module), a ``score.ScoreConfig`` by denoising score matching (``training.score``; needs a
     ``LocalEnergyConfig`` or ``UNetEnergyConfig``). ``options`` is completed here with the
-    fingerprint and the model's self-description. Returns (engine result, the training method)."""
+    fingerprint and the model's self-description; ``initial`` are weights loaded over the fresh
+    model (a multiscale energy's fine network). Returns (engine result, the training method)."""
     import dataclasses
 
     context = context or DistContext(device=torch.device("cpu"))
     images = torch.as_tensor(images)
     if isinstance(config, ScoreConfig):
-        method, objective = ScoreTraining(images, architecture, config, context, options.seed), \
+        method, objective = ScoreTraining(images, architecture, config, context, options.seed,
+                                          initial), \
             "denoising score matching (Vincent 2011; Song, Ermon 2019)"
         optimizer = "Adam, MultiStepLR"
     else:

@@ -16,9 +16,11 @@ passes' cost); no Langevin chains, which is what makes a CPU budget enough.
 
 Patches of P x P are cut at random positions of random training images (every pixel can be
 drawn, the border too, so the prior learns the zero background as well), turned by a random
-multiple of 90 degrees and flipped at random. Under torchrun each process takes batch / W
-patches; the gradients are averaged by an all-reduce (DDP's hooks do not see the double
-backward pass).
+multiple of 90 degrees and flipped at random. A multiscale energy (``multiscale_energy``)
+fits only its coarse network, on the whole training images averaged over f x f blocks (the
+patch is the whole image); its fine network comes trained and stays as it is. Under
+torchrun each process takes batch / W patches; the gradients are averaged by an all-reduce
+(DDP's hooks do not see the double backward pass).
 """
 
 from __future__ import annotations
@@ -117,22 +119,32 @@ class ScoreTraining(TrainingMethod):
     """Denoising score matching of a residual energy (local or U-Net head), for the engine."""
 
     def __init__(self, images: torch.Tensor, architecture, config: ScoreConfig,
-                 context: DistContext, seed: int = 0):
+                 context: DistContext, seed: int = 0, initial: dict | None = None):
+        """``initial``: weights loaded over the fresh model, e.g. a multiscale energy's
+        trained fine network (``fine.*``); only the model's ``trained_part`` is fitted."""
         from ..priors.energy import build_model
 
-        check_score_config(config, min(images.shape[-2:]), context.world_size)
         if images.shape[0] < 1:
             raise UsageError("no training slices")
         self.config = config
         self.context = context
         self.device = context.device
-        self.images = images.to(self.device, torch.float32)
-        self.batch = config.batch // context.world_size
         model = build_model(architecture.to_dict())  # on the CPU: the same everywhere
         model.reset_parameters(init_generator(seed, 0, "cpu", INIT_MODEL))
+        if initial:
+            _, unexpected = model.load_state_dict(initial, strict=False)
+            if unexpected:
+                raise UsageError(f"initial weights do not fit the model: {unexpected[:3]}")
+        images = images.to(torch.float32)
+        if hasattr(model, "coarse_images"):   # a multiscale energy learns whole images at 1/f
+            images = model.coarse_images(images)
+        check_score_config(config, min(images.shape[-2:]), context.world_size)
+        self.images = images.to(self.device)
+        self.batch = config.batch // context.world_size
         self.model = model.to(self.device)
+        self.target = model.trained_part() if hasattr(model, "trained_part") else self.model
         self._broadcast_parameters()
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(self.target.parameters(), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(config.milestones), gamma=config.gamma)
         self.last_samples: torch.Tensor | None = None
@@ -146,12 +158,12 @@ class ScoreTraining(TrainingMethod):
             clean = random_patches(self.images, self.batch, cfg.patch, generator)
             sigma = draw_sigmas(self.batch, cfg, generator)
             noise = torch.randn(clean.shape, generator=generator, device=self.device)
-        loss, denoised = dsm_loss(self.model, clean, sigma, noise)
+        loss, denoised = dsm_loss(self.target, clean, sigma, noise)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        average_gradients(self.model, self.context)
+        average_gradients(self.target, self.context)
         if cfg.clip_norm > 0:   # a rare huge double-backward gradient wrecked long runs
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+            torch.nn.utils.clip_grad_norm_(self.target.parameters(), cfg.clip_norm)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
