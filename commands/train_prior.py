@@ -117,7 +117,8 @@ def train_prior(
         "same energy with a U-Net residual (--stages 2x poolings), whose field spans the image; "
         "multiscale: a trained local or unet energy (--fine) plus --coarse-weight x a local "
         "energy of the image's means over --factor x --factor blocks, trained here on whole "
-        "training images so that it sees the whole object (--patch does not apply). " + _preset_help("head"),
+        "training images so that it sees the whole object (--patch does not apply). "
+        + _preset_help("head"),
         rich_help_panel="Architecture", show_default=False)] = None,
     fine: Annotated[Optional[str], typer.Option(
         "--fine", metavar="MODEL", help="--head multiscale: the trained fine energy (a "

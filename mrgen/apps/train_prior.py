@@ -41,7 +41,7 @@ class PriorOptions:
     """The prior's recipe; a None takes the value of the preset."""
     preset: str = "auto"                   # auto (paper on CUDA, cpu elsewhere), paper, cpu, cpu-ml
     objective: str | None = None           # ml (maximum likelihood) or dsm (score matching)
-    head: str | None = None                # global (the paper's crop network), local, unet or multiscale
+    head: str | None = None                # global (the paper's crop), local, unet, multiscale
     steps: int | None = None
     batch: int | None = None
     lr: float | None = None
