@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mrgen.model_files import load_model, store_fitted_entries
-from mrgen.priors.energy import energy_and_grad
+from mrgen.priors.energy import build_model, energy_and_grad
 from mrgen.priors.local_energy import LocalEnergyConfig
 from mrgen.priors.multiscale_energy import (MultiScaleConfig, MultiScaleEnergy, downsample,
                                             noise_gain)
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(seed=0):
-    model = MultiScaleEnergy(CONFIG)
+    model = build_model(CONFIG.to_dict())
     g = torch.Generator().manual_seed(seed)
     for part in (model.fine, model.coarse):   # random residual layers, not the zero start
         for p in part.parameters():
@@ -60,7 +60,7 @@ def test_every_region_of_a_256_image_gets_a_gradient_and_the_coarse_part_reaches
     _, grad = energy_and_grad(model, image)
     assert grad[0].abs().reshape(8, 32, 8, 32).amax(dim=(1, 3)).min() > 0
     # one pixel changes the coarse energy's gradient far beyond the fine field (radius 4)
-    coarse_only = MultiScaleEnergy(CONFIG)
+    coarse_only = build_model(CONFIG.to_dict())
     coarse_only.load_state_dict(model.state_dict())
     for p in coarse_only.fine.parameters():
         p.data.zero_()

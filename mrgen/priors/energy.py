@@ -94,7 +94,7 @@ def build_model(architecture: dict) -> nn.Module:
     if architecture.get("head") == "multiscale":
         from .multiscale_energy import build_multiscale_model
 
-        return build_multiscale_model(architecture)
+        return build_multiscale_model(architecture, build_model)
     if architecture.get("head") == "unet":
         from .unet_energy import build_unet_model
 
