@@ -6,9 +6,9 @@ R_fine is a patch-trained whole-image energy (``local_energy`` or ``unet_energy`
 averages f x f blocks (``downsample``; f = 8 takes 256 x 256 to 32 x 32), and R_coarse is a
 local energy trained by denoising score matching on *whole* training images passed through
 D, so its 49 x 49 field covers the object: where the head ends, that the background is
-black, how bright the tissue is across the image. Both are R = -log p_sigma energies of their own images
-(``local_energy``); w weighs the coarse one (it repeats what the fine one knows of the lowest
-frequencies, so it is a product of experts, not one density).
+black, how bright the tissue is across the image. Both are R = -log p_sigma energies of
+their own images (``local_energy``); w weighs the coarse one (it repeats what the fine one
+knows of the lowest frequencies, so it is a product of experts, not one density).
 
 Why: sampling without a dense k-space centre (3x uniform random, Zach, Knoll, Pock 2023
 Table 1) leaves some of the lowest frequencies unmeasured, waves as long as the image. A
