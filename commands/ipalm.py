@@ -46,7 +46,10 @@ def ipalm(
         "1 / sigma^2), 1000 for TV (TV needs a large --lam, and the map step only sees "
         "lam/mu).",
         show_default=False)] = None,
-    iters: Annotated[int, typer.Option("--iters", help="iPALM iterations.")] = 100,
+    iters: Annotated[Optional[int], typer.Option(
+        "--iters", help="iPALM iterations. Default: 100; 1000 for TV with --single-coil (the "
+        "unmeasured k-space converges slowly without other coils).",
+        show_default=False)] = None,
     mask: Annotated[Optional[str], typer.Option(
         "--mask", metavar="FILE", help="Sampling mask (1 = sampled); default: the non-zero "
         "pattern of the data.", show_default=False)] = None,
@@ -101,7 +104,7 @@ def ipalm(
     samples; M F becomes the NUFFT) needs --maps: the joint maps' prox assumes a grid."""
     from mrgen import io
     from mrgen.acquisition import read_acquisition
-    from mrgen.apps.ipalm import IpalmSettings, PriorChoice, ipalm_app
+    from mrgen.apps.ipalm import IpalmSettings, PriorChoice, ipalm_app, iterations
 
     inputs = [kspace, mask, maps, traj]
     acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_), single_coil, traj,
@@ -109,6 +112,7 @@ def ipalm(
     acq = acq.to(device())
     settings = IpalmSettings(PriorChoice(model, reg, tv_eps), lam, mu, iters, equalise,
                              max_backtracks, strict, anneal, anneal_iters)
+    iters = iterations(settings, acq.single_coil)
     with progress_bar(iters, "ipalm") as bar:
         result = ipalm_app(acq, settings, _energy_progress(bar, iters), info)
     save(output, acq.squeeze(result.image), io.roles.IMAGE, inputs=inputs)
