@@ -85,6 +85,11 @@ def ipalm(
         "the model was trained at (3x random sampling without the k-space centre, validation "
         "slices: +2.4 dB), else off (8 coils, joint maps: the maps drift, -11 dB).",
         show_default=False)] = "",
+    start: Annotated[str, typer.Option(
+        "--start", metavar="zero-filled|tv", help="The initial image: zero-filled (Eq. 15) or "
+        "tv (ipalm-TV's result at its defaults). Default: tv for a learned prior with "
+        "--single-coil (it then does not anneal), else zero-filled.",
+        show_default=False)] = "",
     anneal_iters: Annotated[Optional[int], typer.Option(
         "--anneal-iters", metavar="N", help="Iterations of --anneal. Default: 70% of --iters.",
         show_default=False)] = None,
@@ -111,7 +116,7 @@ def ipalm(
                            grid)
     acq = acq.to(device())
     settings = IpalmSettings(PriorChoice(model, reg, tv_eps), lam, mu, iters, equalise,
-                             max_backtracks, strict, anneal, anneal_iters)
+                             max_backtracks, strict, anneal, anneal_iters, start)
     iters = iterations(settings, acq.single_coil)
     with progress_bar(iters, "ipalm") as bar:
         result = ipalm_app(acq, settings, _energy_progress(bar, iters), info)

@@ -349,7 +349,8 @@ def backtrack(energy_fn, candidate, x_bar, energy_bar, grad, lipschitz, options)
 
 
 def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmOptions,
-          maps: torch.Tensor | None = None, callback=None, nufft=None) -> IpalmResult:
+          maps: torch.Tensor | None = None, callback=None, nufft=None,
+          start: torch.Tensor | None = None) -> IpalmResult:
     """Algorithm 1 on k-space (B, C, H, W) with masks (B or 1, H, W).
 
     ``nufft``: non-Cartesian samples (B, C, shots, samples) at its points (mask ignored);
@@ -357,7 +358,9 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
 
     ``regulariser`` maps real images (B, H, W) to energies (B,). ``maps`` (B, C, H, W), when
     given, replace the initial maps of Eq. 15 (and stay fixed unless options.estimate_maps).
-    ``callback(k, u, c, energies)`` is called after each iteration. With
+    ``start`` (B, H, W), in the data's scale, replaces the initial image of Eq. 15 (its
+    negative values clipped). ``callback(k, u, c, energies)`` is called after each
+    iteration. With
     ``options.anneal`` the regulariser's level (``set_sigma``) and the data weight follow
     ``Annealing`` (the energies of those iterations are at their own level); the
     regulariser is left at its own level.
@@ -378,6 +381,8 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
         # No data reach a pixel that no map covers (ESPIRiT's eigenvalue crop): start it at
         # zero, as SENSE's minimum-norm solution has it, not at its aliased RSS value.
         u = u * ((c.real.square() + c.imag.square()).sum(-3) > _TINY).to(u.dtype)
+    if start is not None:
+        u = (start.to(u.dtype) / _expand(scale, u)).clamp_min(0)
     z = kspace / _expand(scale, kspace)
     lam = options.lam
     if isinstance(lam, torch.Tensor):

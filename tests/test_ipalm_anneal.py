@@ -89,7 +89,7 @@ def test_cli_anneals_a_score_matching_prior_by_default_and_refuses_it_for_tv(tmp
     kspace, mask = _single_coil(32, 1)
     path, out = tmp_path / "k.npy", tmp_path / "u.npy"
     np.save(path, kspace[0, 0].numpy())
-    args = ["ipalm", path, out, "--single-coil", "--iters", 10]
+    args = ["ipalm", path, out, "--single-coil", "--iters", 10, "--start", "zero-filled"]
     learned = invoke(*args, "--model", "prior-brain-small")
     assert learned.exit_code == 0, learned.stderr
     assert "annealed from sigma 0.2 over 7 iterations" in learned.stderr
