@@ -360,10 +360,9 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
     given, replace the initial maps of Eq. 15 (and stay fixed unless options.estimate_maps).
     ``start`` (B, H, W), in the data's scale, replaces the initial image of Eq. 15 (its
     negative values clipped). ``callback(k, u, c, energies)`` is called after each
-    iteration. With
-    ``options.anneal`` the regulariser's level (``set_sigma``) and the data weight follow
-    ``Annealing`` (the energies of those iterations are at their own level); the
-    regulariser is left at its own level.
+    iteration. With ``options.anneal`` the regulariser's level (``set_sigma``) and the data
+    weight follow ``Annealing`` (the energies of those iterations are at their own level);
+    the regulariser is left at its own level.
 
     The maps are also carried in the DST-II basis of their smoothness prox: the prox is a
     division there, and the transform is linear, so the extrapolated point's coefficients

@@ -46,7 +46,7 @@ class IpalmSettings:
     strict: bool = False          # the paper's exact sufficient-decrease test (no 1.01 slack)
     anneal: str = ""              # the prior's start level: "" its default, "off", or a number
     anneal_iters: int | None = None   # None: ANNEAL_SHARE of iters
-    start: str = ""               # zero-filled | tv | "" (``default_start``)
+    start: str = ""               # zero-filled | tv | "" (``starting_image``)
 
 
 @dataclass
@@ -79,7 +79,8 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
         estimate_maps=acq.maps is None, align_map_phase=not acq.single_coil,
         slack=1.0 if settings.strict else prior.slack, max_backtracks=settings.max_backtracks,
         scale_crop=prior.crop,
-        anneal=annealing(settings, prior, acq.single_coil and settings.start != "tv"))
+        # annealing by default is for single-coil runs from the zero-filled image only
+        anneal=annealing(settings, prior, acq.single_coil and start is None))
     annealed = "" if options.anneal is None else (
         f", annealed from sigma {options.anneal.start:g} over {options.anneal.iters} "
         f"iterations")
@@ -108,7 +109,9 @@ def starting_image(settings: IpalmSettings, single_coil: bool) -> str:
     learned prior starts from TV on single-coil data: its own minimum near the zero-filled
     image fills the unmeasured lowest frequencies with blotches; from TV's image it keeps
     TV's. 5 validation cases (benchmarks/bench_start.py), mean PSNR: from the zero-filled
-    image (annealed) 20.20 dB, from TV's 28.28, TV alone 28.46 (the prior adds nothing yet)."""
+    image (annealed) 20.20 dB, from TV's 28.28, TV alone 28.46 (the prior adds nothing yet).
+    From TV's image the prior does not anneal, which would throw that image away (3 of the
+    cases: 23.21 / 21.91 / 20.43 dB annealed, 25.92 / 25.46 / 26.79 not)."""
     text = settings.start.strip().lower()
     if text == "":
         return "tv" if single_coil and not settings.prior.is_tv else "zero-filled"
@@ -144,10 +147,9 @@ def default_iters(prior: PriorChoice, single_coil: bool) -> int:
 
 def annealing(settings: IpalmSettings, prior, single_coil: bool) -> Annealing | None:
     """--anneal: by default a score-matching prior anneals from its top trained level on
-    single-coil data (see ``default_anneal_start``; the caller passes single_coil False for a
-    run from TV's image, which annealing would throw away: on 3 validation cases it gave
-    23.21 / 21.91 / 20.43 dB against 25.92 / 25.46 / 26.79 without); "off" (or 0) does not;
-    a number is the start level."""
+    single-coil data (see ``default_anneal_start``; ``ipalm_app`` passes False for a run from
+    TV's image, see ``starting_image``); "off" (or 0) does not; a number is the start
+    level."""
     text = settings.anneal.strip().lower()
     if text in ("off", "0", "none"):
         return None
