@@ -109,7 +109,7 @@ def ipalm(
     samples; M F becomes the NUFFT) needs --maps: the joint maps' prox assumes a grid."""
     from mrgen import io
     from mrgen.acquisition import read_acquisition
-    from mrgen.apps.ipalm import IpalmSettings, PriorChoice, ipalm_app, iterations
+    from mrgen.apps.ipalm import IpalmSettings, PriorChoice, ipalm_app, total_iterations
 
     inputs = [kspace, mask, maps, traj]
     acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_), single_coil, traj,
@@ -117,7 +117,7 @@ def ipalm(
     acq = acq.to(device())
     settings = IpalmSettings(PriorChoice(model, reg, tv_eps), lam, mu, iters, equalise,
                              max_backtracks, strict, anneal, anneal_iters, start)
-    iters = iterations(settings, acq.single_coil)
+    iters = total_iterations(settings, acq.single_coil)
     with progress_bar(iters, "ipalm") as bar:
         result = ipalm_app(acq, settings, _energy_progress(bar, iters), info)
     save(output, acq.squeeze(result.image), io.roles.IMAGE, inputs=inputs)

@@ -97,3 +97,17 @@ def test_the_cli_starts_a_learned_prior_from_tv_without_annealing(tmp_path):
     bad = invoke(*args, "--start", "sense")
     assert bad.exit_code == 2 and "--start sense" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_progress_counts_the_tv_start_before_the_learned_run():
+    from mrgen.apps.ipalm import total_iterations
+
+    _, acq = _uniform_random(32, 4)
+    learned = IpalmSettings(PriorChoice(model="prior-brain-small"), iters=5)
+    assert total_iterations(learned, single_coil=True) == 1000 + 5
+    assert total_iterations(learned, single_coil=False) == 5
+    assert total_iterations(IpalmSettings(PriorChoice(reg="tv")), single_coil=True) == 1000
+    steps = []
+    ipalm_app(acq, learned, progress=lambda k, u, c, energies: steps.append(k))
+    assert len(steps) == total_iterations(learned, single_coil=True)
+    assert steps[:2] == [0, 1] and steps[1000:1002] == [0, 1]    # TV's, then the prior's

@@ -70,7 +70,7 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
                        start=starting_image(settings, acq.single_coil))
     start = None
     if settings.start == "tv":
-        start = _tv_start(acq, log)
+        start = _tv_start(acq, log, progress)
     regulariser, prior = settings.prior.build(acq.device)
     equaliser = _equaliser(prior) if settings.equalise else None  # fail before the long run
     options = IpalmOptions(
@@ -120,11 +120,20 @@ def starting_image(settings: IpalmSettings, single_coil: bool) -> str:
     return text
 
 
-def _tv_start(acq: Acquisition, log) -> torch.Tensor:
-    """ipalm-TV's image at its defaults (the start of a learned prior's run)."""
+def _tv_start(acq: Acquisition, log, progress) -> torch.Tensor:
+    """ipalm-TV's image at its defaults (the start of a learned prior's run); ``progress``
+    hears its iterations first (``total_iterations`` counts them)."""
     tv = IpalmSettings(PriorChoice(reg="tv"), start="zero-filled")
-    return ipalm_app(acq, tv, log=None if log is None else
+    return ipalm_app(acq, tv, progress, log=None if log is None else
                      (lambda line: log(line.replace("ipalm: ", "ipalm: start: ", 1)))).image
+
+
+def total_iterations(settings: IpalmSettings, single_coil: bool) -> int:
+    """The iterations ``ipalm_app`` reports to its progress callback: those of the run, and
+    before them those of ipalm-TV's start when it starts there."""
+    start = starting_image(settings, single_coil)
+    tv = default_iters(PriorChoice(reg="tv"), single_coil) if start == "tv" else 0
+    return tv + iterations(settings, single_coil)
 
 
 def iterations(settings: IpalmSettings, single_coil: bool) -> int:
