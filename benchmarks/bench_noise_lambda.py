@@ -10,7 +10,7 @@ of the validation split (ITK's k-means T1 head: never trained on) built at each 
 4x 1D Cartesian with 8% ACS, joint maps, the prior's sigma and mu), and the mean over slices
 per c: the c that ipalm's default should take, measured away from the test split.
 --sigma evaluates the prior at another of its trained noise levels (the map smoothness mu
-follows it as 1 / sigma^2, as ipalm's default does).
+is ipalm's default, its ratio to each lambda).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def validation_split(folder: Path, snr: float) -> Path:
     return out / "validation.h5"
 
 
-def psnr_row(path: Path, index: int, regulariser, prior, grid, iters: int, mu: float):
+def psnr_row(path: Path, index: int, regulariser, prior, grid, iters: int):
     """(s, [PSNR for each c]) of validation slice ``index``."""
     from mrgen.ipalm import IpalmOptions, ipalm
     from mrgen.masks import make_mask
@@ -50,8 +50,8 @@ def psnr_row(path: Path, index: int, regulariser, prior, grid, iters: int, mu: f
     s = float(relative_noise(kspace, mask, prior.crop)[0])
     scores = []
     for c in grid:
-        options = IpalmOptions(lam=c / s ** 2, mu=mu, iters=iters,
-                               slack=prior.slack)
+        options = IpalmOptions(lam=c / s ** 2, mu=None, mu_per_lambda=prior.mu_per_lambda,
+                               iters=iters, slack=prior.slack)
         image = ipalm(kspace, mask, regulariser, options).image
         scores.append(float(psnr(reference, image)))
     return s, scores
@@ -73,11 +73,9 @@ def main() -> None:
     from mrgen.priors.loading import build_regulariser
 
     regulariser, prior = build_regulariser(args.model, "", 1e-3, "cpu")
-    mu = prior.default_mu
     if args.sigma is not None:
-        mu *= (float(regulariser.sigma) / args.sigma) ** 2
         regulariser.set_sigma(args.sigma)
-    print(f"sigma {float(regulariser.sigma):g}, mu {mu:.4g}")
+    print(f"sigma {float(regulariser.sigma):g}, mu {prior.mu_per_lambda:.3g} x lambda")
     print("| SNR dB | slice | s | " + " | ".join(f"c {c:g}" for c in grid) + " |")
     print("|---|---|---|" + "---|" * len(grid))
     every = []
@@ -86,7 +84,7 @@ def main() -> None:
             path = validation_split(Path(folder), snr)
             rows = []
             for index in slices:
-                s, scores = psnr_row(path, index, regulariser, prior, grid, args.iters, mu)
+                s, scores = psnr_row(path, index, regulariser, prior, grid, args.iters)
                 rows.append(scores)
                 print(f"| {snr:g} | {index} | {s:.4f} | " +
                       " | ".join(f"{p:.2f}" for p in scores) + " |", flush=True)

@@ -41,10 +41,9 @@ def ipalm(
         "(1000 for noise-free data). Without an estimate (non-Cartesian data): the fit, "
         "else the prior's default.", show_default=False)] = "",
     mu: Annotated[Optional[float], typer.Option(
-        "--mu", help="Weight of the map smoothness (Eq. 12). Default: 10 for a crop-head "
-        "learned prior (paper), 25 / sigma^2 for a whole-image one (its energy scales as "
-        "1 / sigma^2), 1000 for TV (TV needs a large --lam, and the map step only sees "
-        "lam/mu).",
+        "--mu", help="Weight of the map smoothness (Eq. 12). Default: 30 x each slice's "
+        "lambda (18 x for a crop-head learned prior, the authors' ratio): the maps' step sees "
+        "mu / lambda alone, so the maps stay equally smooth whatever lambda the noise gives.",
         show_default=False)] = None,
     iters: Annotated[Optional[int], typer.Option(
         "--iters", help="iPALM iterations. Default: 100; 1000 for TV with --single-coil (the "

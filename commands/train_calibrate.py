@@ -28,8 +28,9 @@ def calibrate(
         "--grid", metavar="L1,L2,...", help="Lambda values searched per slice.")]
     = "0.05,0.1,0.2,0.5,1,2,5,10,20",
     mu: Annotated[Optional[float], typer.Option(
-        "--mu", help="Map smoothness; default: what `mrgen ipalm` uses with this prior (the "
-        "paper's 10 for its network, 25 / sigma^2 at each --sigmas level for a local one).",
+        "--mu", help="Map smoothness; default: what `mrgen ipalm` uses with this prior, a "
+        "ratio to each lambda of the grid (18 x lambda for the paper's network, 30 x for a "
+        "whole-image one).",
         show_default=False)] = None,
     iters: Annotated[int, typer.Option("--iters", help="iPALM iterations per solve.")] = 50,
     central_slices: Annotated[Optional[int], typer.Option(

@@ -46,7 +46,8 @@ _TINY = 1e-12
 @dataclass
 class IpalmOptions:
     lam: float | torch.Tensor = 1.0  # weight of the data term: a number or one per slice (B,)
-    mu: float = 10.0                 # weight of the map smoothness
+    mu: float | torch.Tensor | None = 10.0  # weight of the map smoothness (number, or (B,));
+    mu_per_lambda: float = 30.0      # None above: mu = mu_per_lambda x lam (``map_smoothness``)
     iters: int = 100
     estimate_maps: bool = True       # False: the maps stay as given (fixed-map mode)
     max_backtracks: int = 40         # the paper loops until success; the code stops at 10
@@ -390,12 +391,13 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
     residual0 = problem.data(u, c) * 2 / lam
 
     batch = kspace.shape[0]
+    mu = map_smoothness(options, batch, u)
     lip_u = torch.ones(batch, device=u.device, dtype=u.dtype)
     lip_c = torch.ones(batch, device=u.device, dtype=u.dtype)
     u_old, c_old = u.clone(), c.clone()
     coef = dst2d(c) if options.estimate_maps else None
     coef_old = coef
-    smoothness = _map_smoothness(options.mu)
+    smoothness = _map_smoothness(mu)
     energies = []
     unit_maps = problem.unit_maps(c)[0]  # renewed whenever c changes
     with _annealed(regulariser, options.anneal) as level_at:
@@ -424,7 +426,7 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
                 def candidate(lip):
                     step = _as_complex(_expand(1 / lip, grad_c), grad_c)
                     new = prox_in_dst_basis(coef_bar - coef_grad * step,
-                                            options.mu / _expand(lip, grad_c))
+                                            _expand(mu / lip, grad_c))
                     return idst2d(new), new
 
                 tried = {}  # the last try's unit maps: backtrack returns that try
@@ -509,6 +511,20 @@ def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
 def _extrapolate(x, x_old, beta):
     """x + beta (x - x_old), the inertial point, in one new array instead of three."""
     return (x - x_old).mul_(beta).add_(x)
+
+
+def map_smoothness(options: IpalmOptions, batch: int, like: torch.Tensor) -> torch.Tensor:
+    """mu per slice (B,): ``options.mu``, or ``mu_per_lambda`` times each slice's lam. The
+    maps' own sub-problem, lam/2 ||data|| + mu F(c), depends on mu / lam alone, so a ratio
+    keeps the maps equally smooth whatever lam the data's noise gives (the authors' code:
+    mu 10 at lam 0.55, a ratio of 18)."""
+    mu = options.mu
+    if mu is None:
+        lam = options.lam
+        lam = lam.to(like) if isinstance(lam, torch.Tensor) else torch.tensor(lam).to(like)
+        mu = options.mu_per_lambda * lam
+    mu = mu.to(like) if isinstance(mu, torch.Tensor) else torch.tensor(float(mu)).to(like)
+    return mu.expand(batch)
 
 
 def _map_smoothness(mu):

@@ -265,3 +265,26 @@ def test_closed_form_tv_gradient_equals_autograd():
     reference_energy, reference_grad = energy_and_grad(tv, images)
     assert torch.allclose(energy, reference_energy, rtol=1e-14)
     assert torch.allclose(grad, reference_grad, rtol=0, atol=1e-13)
+
+
+def test_map_smoothness_by_default_is_a_ratio_to_each_slices_lambda():
+    """mu None: each slice's mu is mu_per_lambda times its own lam, so a batch of slices with
+    their own lambdas solves each slice as a run with that mu given."""
+    from mrgen.ipalm import map_smoothness
+
+    like = torch.zeros(1, dtype=torch.float64)
+    ratio = IpalmOptions(lam=torch.tensor([300.0, 1000.0]), mu=None, mu_per_lambda=3.0)
+    assert map_smoothness(ratio, 2, like).tolist() == [900.0, 3000.0]
+    assert map_smoothness(IpalmOptions(lam=5.0, mu=None, mu_per_lambda=2.0), 3, like).tolist() \
+        == [10.0] * 3
+    assert map_smoothness(IpalmOptions(lam=5.0, mu=7.0), 2, like).tolist() == [7.0, 7.0]
+    ph = make_phantom("shepp-logan", size=(32, 24), coils=3, noise=0.002, seed=4)
+    mask = torch.from_numpy(make_mask("random-exact:2:0.2", (32, 24), seed=2)).double()[None]
+    kspace = (torch.from_numpy(ph.kspace).to(torch.complex128) * mask).repeat(2, 1, 1, 1)
+    batch = ipalm(kspace, mask, CharbonnierTV(), IpalmOptions(
+        lam=torch.tensor([300.0, 1000.0]), mu=None, mu_per_lambda=3.0, iters=12))
+    for index, (lam, mu) in enumerate([(300.0, 900.0), (1000.0, 3000.0)]):
+        alone = ipalm(kspace[:1], mask, CharbonnierTV(), IpalmOptions(lam=lam, mu=mu, iters=12))
+        assert torch.allclose(batch.image[index], alone.image[0], rtol=0,
+                              atol=1e-9 * float(alone.image.max()))
+        assert torch.allclose(batch.energies[:, index], alone.energies[:, 0], rtol=1e-10)

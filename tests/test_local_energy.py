@@ -222,7 +222,7 @@ def test_calibration_picks_and_stores_sigma_and_ipalm_uses_it(tmp_path):
 def _sigma_choice_is_the_lowest_error():
     """_search keeps the sigma whose best single lambda has the least error, and leaves the
     model at it (grid_search_lambda replaced by set errors per sigma); the map smoothness
-    follows ipalm's default, mu ~ 1 / sigma^2, at each level."""
+    is ipalm's default at each level, its ratio to each lambda of the grid (mu None)."""
     import mrgen.tuning as tuning
     from mrgen.apps.train_calibrate import CalibrationOptions, _search
     from mrgen.ipalm import IpalmOptions
@@ -233,7 +233,7 @@ def _sigma_choice_is_the_lowest_error():
 
     def fake(kspace, mask, reference, regulariser, grid, options, progress=None):
         errors = torch.tensor(table[round(float(regulariser.sigma), 4)])
-        mus[round(float(regulariser.sigma), 4)] = options.mu
+        mus[round(float(regulariser.sigma), 4)] = (options.mu, options.mu_per_lambda)
         return np.asarray(grid)[errors.argmin(0).numpy()], errors, reference
 
     original, tuning.grid_search_lambda = tuning.grid_search_lambda, fake
@@ -241,14 +241,15 @@ def _sigma_choice_is_the_lowest_error():
         # 0.02: each slice's own best lambda gives 1 + 1, but one lambda for both at best
         # 10; 0.05: 6 either way. A constant lambda ships, so 0.05 must win.
         kept = _search(model, CalibrationOptions(lambdas=[1, 2], sigmas=[0.02, 0.05]),
-                       None, None, torch.zeros(2), IpalmOptions(mu=1000.0), lambda m: None,
+                       None, None, torch.zeros(2), IpalmOptions(mu=None, mu_per_lambda=7.0),
+                       lambda m: None,
                        False)
     finally:
         tuning.grid_search_lambda = original
     return kept.sigma == 0.05 and float(model.sigma) == pytest.approx(0.05) and \
         kept.grid == pytest.approx([1 / 0.05 ** 2, 2 / 0.05 ** 2]) and \
-        mus == pytest.approx({0.02: 1000.0, 0.05: 160.0}) and \
-        kept.mu == pytest.approx(160.0) and kept.errors.tolist() == table[0.05]
+        mus == {0.02: (None, 7.0), 0.05: (None, 7.0)} and \
+        kept.mu is None and kept.errors.tolist() == table[0.05]
 
 
 def test_clip_norm_bounds_the_update_gradient():

@@ -77,7 +77,7 @@ def test_learned_prior_default_lambda_is_the_posterior_weight():
     from mrgen.priors.loading import PriorInfo, posterior_rule, relative_noise
 
     sigma = 0.03
-    prior = PriorInfo("test", default_lambda=1.0, default_mu=1.0,
+    prior = PriorInfo("test", default_lambda=1.0, mu_per_lambda=1.0,
                       lambda_fit={"slope": 0.0, "intercept": 50.0, "minimum": 0.01},
                       noise_rule=posterior_rule(sigma, 2.0))
     mask = torch.from_numpy(make_mask("random-exact:4:0.08", (128, 128), seed=1))[None]

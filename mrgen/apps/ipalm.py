@@ -75,7 +75,7 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
     equaliser = _equaliser(prior) if settings.equalise else None  # fail before the long run
     options = IpalmOptions(
         lam=slice_lambdas(settings.lam, prior, acq), iters=settings.iters,
-        mu=settings.mu if settings.mu is not None else prior.default_mu,
+        mu=settings.mu, mu_per_lambda=prior.mu_per_lambda,
         estimate_maps=acq.maps is None, align_map_phase=not acq.single_coil,
         slack=1.0 if settings.strict else prior.slack, max_backtracks=settings.max_backtracks,
         scale_crop=prior.crop,
@@ -84,9 +84,9 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
     annealed = "" if options.anneal is None else (
         f", annealed from sigma {options.anneal.start:g} over {options.anneal.iters} "
         f"iterations")
-    maps = "joint maps" if options.estimate_maps else "fixed maps"
+    maps = f"joint maps ({describe_mu(options)})" if options.estimate_maps else "fixed maps"
     started = ", from ipalm-TV's image" if start is not None else ""
-    description = (f"{prior.description}, {describe_lambda(options.lam)}, mu {options.mu:.4g}, "
+    description = (f"{prior.description}, {describe_lambda(options.lam)}, "
                    f"{settings.iters} iterations{annealed}{started}, {acq.slice_count} "
                    f"slice(s) of {acq.coils} coil(s), {maps}")
     if log is not None:
@@ -220,6 +220,13 @@ def describe_lambda(lam) -> str:
     if low == high:
         return f"lam {low:.4g}"
     return f"lam {low:.4g}..{high:.4g} (each slice's from its noise)"
+
+
+def describe_mu(options: IpalmOptions) -> str:
+    """The log's words for the map smoothness: the number asked for, or its ratio to lam."""
+    if options.mu is not None:
+        return f"mu {options.mu:.4g}"
+    return f"mu {options.mu_per_lambda:.3g} x lam"
 
 
 def choose_lambda(text: str, prior, acq: Acquisition | None = None) -> float:

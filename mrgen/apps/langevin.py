@@ -175,7 +175,8 @@ def _maps_and_start(acq, fixed, start, regulariser, prior, iters, lam, log):
             log(f"langevin: {iters} iPALM iterations for the "
                 f"{'maps and ' if fixed is None else ''}start"
                 + ("" if anneal is None else f" (annealed from sigma {anneal.start:g})"))
-        options = IpalmOptions(lam=lam, mu=prior.default_mu, iters=iters, slack=prior.slack,
+        options = IpalmOptions(lam=lam, mu=None, mu_per_lambda=prior.mu_per_lambda,
+                               iters=iters, slack=prior.slack,
                                scale_crop=prior.crop, estimate_maps=fixed is None,
                                align_map_phase=False, anneal=anneal)
         result = ipalm(acq.kspace, acq.mask, regulariser, options, maps=fixed,

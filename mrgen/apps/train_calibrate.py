@@ -43,7 +43,7 @@ def calibrate_app(model: str, validation: list[str], options: CalibrationOptions
     log = log or (lambda message: None)
     spec = parse_mask_spec(options.mask_spec)
     regulariser, prior = build_regulariser(model, "learned", 1e-3, device)
-    ipalm = IpalmOptions(mu=prior.default_mu if options.mu is None else options.mu,
+    ipalm = IpalmOptions(mu=options.mu, mu_per_lambda=prior.mu_per_lambda,
                          iters=options.iters, scale_crop=prior.crop, slack=prior.slack)
     kspace, reference = validation_slices(validation, options.central_slices)
     generator = np.random.default_rng(options.seed)
@@ -61,6 +61,7 @@ def calibrate_app(model: str, validation: list[str], options: CalibrationOptions
     entries = {"lambda_fit": fit_lambda(r0, best, energy.cpu().numpy()),
                "calibration": {"files": list(validation), "mask_spec": options.mask_spec,
                                "grid": found.grid, "mu": found.mu,
+                               "mu_per_lambda": None if found.mu else prior.mu_per_lambda,
                                "iters": options.iters, "best_lambdas": best.tolist(),
                                "seed": options.seed}}
     log(f"calibrate: best lambdas {np.round(best, 4).tolist()} -> fit "
@@ -90,7 +91,7 @@ class LevelSearch(NamedTuple):
     grid: list                   # its lambdas
     best: object                 # (B,) best lambda per slice on the grid
     chosen: object               # (B, H, W) reconstructions at them
-    mu: float                    # the map smoothness the level was solved with
+    mu: float | None             # the map smoothness asked for (None: ipalm's ratio to lam)
     errors: object               # (len(grid), B) squared errors
 
 
@@ -100,41 +101,35 @@ def _search(regulariser, options: CalibrationOptions, kspace, mask, reference, i
     prior with a noise level (the local head) every sigma of ``options.sigmas`` (None: the
     model's own) is tried with the grid lambda / sigma^2 (R scales as 1 / sigma^2), and the
     sigma whose best single lambda (one for all slices, as a constant fit ships) gives the
-    smallest total error is kept. The map smoothness mu given in ``ipalm`` holds for the
-    model's own sigma; unless --mu fixes it, it follows ipalm's default at each level, which
-    scales as 1 / sigma^2 like R (a level calibrated under another mu than ipalm then uses
-    picks the wrong lambda)."""
-    from dataclasses import replace
-
+    smallest total error is kept. Unless --mu fixes it, the map smoothness is ipalm's default,
+    a ratio to each lambda of the grid (``mrgen.ipalm.map_smoothness``): at every level it is
+    what ipalm will use with the lambda found (a level calibrated under another mu than
+    ipalm then uses picks the wrong lambda)."""
     import numpy as np
 
     from ..progress import progress_bar
     from ..tuning import grid_search_lambda
 
     levels = [None]
-    own_sigma = None
     if hasattr(regulariser, "set_sigma"):
-        own_sigma = float(regulariser.sigma)
-        levels = options.sigmas or [own_sigma]
+        levels = options.sigmas or [float(regulariser.sigma)]
     found = None
     with progress_bar(len(levels) * len(options.lambdas), "lambda grid",
                       enabled=progress) as bar:
         for sigma in levels:
-            grid, solve = list(options.lambdas), ipalm
+            grid = list(options.lambdas)
             if sigma is not None:
                 regulariser.set_sigma(sigma)
                 grid = [lam / sigma ** 2 for lam in options.lambdas]
-                if options.mu is None:
-                    solve = replace(ipalm, mu=ipalm.mu * (own_sigma / sigma) ** 2)
             best, errors, chosen = grid_search_lambda(kspace, mask, reference, regulariser,
-                                                      grid, solve, progress=bar.update)
+                                                      grid, ipalm, progress=bar.update)
             total = float(errors.sum(1).min())
             total = total if np.isfinite(total) else float("inf")
             if sigma is not None:
                 log(f"calibrate: sigma {sigma:g}: best lambdas {np.round(best, 1).tolist()}, "
                     f"squared error {total:.4g}")
             if found is None or total < found[0]:
-                found = (total, LevelSearch(sigma, grid, best, chosen, solve.mu, errors))
+                found = (total, LevelSearch(sigma, grid, best, chosen, ipalm.mu, errors))
     kept = found[1]
     if kept.sigma is not None:
         regulariser.set_sigma(kept.sigma)

@@ -10,6 +10,15 @@ from ..errors import UsageError
 from .tv import CharbonnierTV
 
 
+# ipalm's default map smoothness is mu = ratio x lambda (mrgen.ipalm.map_smoothness): the
+# maps' sub-problem depends on mu / lambda alone. The authors' code has mu 10 at their
+# lambda 0.55 (18); the others were measured on validation slices (8 coils, 4x 1D with 8%
+# ACS, joint maps, 18 to 36 dB SNR): see benchmarks/bench_map_smoothness.py.
+AUTHORS_MU_PER_LAMBDA = 10.0 / 0.5477
+TV_MU_PER_LAMBDA = 30.0
+LEARNED_MU_PER_LAMBDA = 30.0
+
+
 @dataclass(frozen=True)
 class NoiseRule:
     """ipalm's default lambda from the data's noise: coefficient / s^power in [low, high], s
@@ -27,7 +36,7 @@ class NoiseRule:
 class PriorInfo:
     description: str
     default_lambda: float
-    default_mu: float
+    mu_per_lambda: float               # ipalm's default map smoothness mu, over its lambda
     crop: int | None = None            # the region the prior sees (and the data scale uses)
     sampling_step: float = 1.0         # ULA defaults for this energy's temperature
     sampling_noise: float = 7.5e-3
@@ -93,7 +102,8 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
         # default is the low temperature T = 1e-3 (a learned prior carries its own).
         step = tv_eps / 10
         return CharbonnierTV(tv_eps).to(device), PriorInfo(
-            f"Charbonnier TV (eps {tv_eps:g})", default_lambda=1000.0, default_mu=1000.0,
+            f"Charbonnier TV (eps {tv_eps:g})", default_lambda=1000.0,
+            mu_per_lambda=TV_MU_PER_LAMBDA,
             sampling_step=step, sampling_noise=(2 * step * 1e-3) ** 0.5,
             # ipalm's default lambda from the noise (fixed 1000 was 1.4 dB below the best
             # on 8-coil 30 dB test slices); 1000 when the data show no noise. The power was
@@ -127,19 +137,15 @@ def build_regulariser(model: str | None, reg: str, tv_eps: float, device):
         rule = fitted.get("noise_lambda") or {}
         return network, PriorInfo(
             f"learned prior {path.name} (whole image, sigma {sigma:g})",
-            # mu weighs the maps' smoothness against this energy, 1 / sigma^2 times the old
-            # prior's: mu 10 left maps and image free to trade (26.6 dB on a BrainWeb test
-            # slice, 8 coils, 4x), 25 / sigma^2 (1e4 at sigma 0.05) gave 32.8 dB. At the
-            # noise-based lambda 75 / sigma^2 won on validation by 0.12 dB (inside the ~0.3
-            # dB these joint-map PSNRs move by) and lost 0.57 dB on the test split: kept 25
-            default_lambda=1.0 / sigma ** 2, default_mu=25.0 / sigma ** 2,
+            default_lambda=1.0 / sigma ** 2, mu_per_lambda=LEARNED_MU_PER_LAMBDA,
             lambda_fit=fitted.get("lambda_fit"), equaliser=fitted.get("equaliser"),
             sampling_step=step, sampling_noise=(2 * step) ** 0.5, slack=1.0 + 1e-5,
             noise_rule=posterior_rule(sigma, rule.get("coefficient", BAYES_COEFFICIENT)),
             anneal_from=_top_level(metadata))
     crop = int(architecture["crop"])
     return network, PriorInfo(f"learned prior {path.name} (crop {crop})",
-                              default_lambda=1.0, default_mu=10.0, crop=crop,
+                              default_lambda=1.0, mu_per_lambda=AUTHORS_MU_PER_LAMBDA,
+                              crop=crop,
                               lambda_fit=fitted.get("lambda_fit"),
                               equaliser=fitted.get("equaliser"))
 
