@@ -75,7 +75,8 @@ def langevin(
         "the test: long ULA chains leave its posterior), ula otherwise.")] = "auto",
     init: Annotated[Optional[str], typer.Option(
         "--init", metavar="ipalm|noise|zf|sense|FILE", help="Start: the iPALM image (the "
-        "default; as the authors for parallel imaging: a short burn-in suffices), uniform "
+        "default; as the authors for parallel imaging: a short burn-in suffices; the MAP "
+        "ipalm computes by default, on single-coil data from ipalm-TV's image), uniform "
         "noise in [0, 1] of the scaled data (the single-coil study of Zach, Knoll, Pock 2023, preprint, with a long "
         "burn-in), the zero-filled RSS, or an image file. For DEEPEN: its MAP (map, the "
         "default: the posterior's mode, mrgen deepen), the SENSE image (sense), Gaussian "

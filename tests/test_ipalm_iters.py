@@ -111,3 +111,19 @@ def test_the_progress_counts_the_tv_start_before_the_learned_run():
     ipalm_app(acq, learned, progress=lambda k, u, c, energies: steps.append(k))
     assert len(steps) == total_iterations(learned, single_coil=True)
     assert steps[:2] == [0, 1] and steps[1000:1002] == [0, 1]    # TV's, then the prior's
+
+
+def test_langevin_starts_its_single_coil_chains_from_ipalms_default_map():
+    from mrgen.apps.langevin import ChainSettings, sample_posterior_app
+
+    _, acq = _uniform_random(32, 4)
+    learned = PriorChoice(model="prior-brain-small")
+    mapped = ipalm_app(acq, IpalmSettings(learned, iters=5)).image    # from TV's image
+    lines = []
+    chains = ChainSettings(burn_in=0, samples=1, thin=1, step=1e-12, noise_std=0.0,
+                           chains=1, precondition=False)
+    result = sample_posterior_app(acq, learned, chains, "ipalm", torch.Generator(),
+                                  ipalm_iters=5, log=lines.append)
+    assert any("from ipalm-TV's image" in line for line in lines), lines
+    # one step of size 1e-12 without noise: the chain's sample is its start
+    assert torch.allclose(result.mean, mapped, atol=1e-5 * float(mapped.max()))

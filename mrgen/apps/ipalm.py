@@ -70,7 +70,7 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
                        start=starting_image(settings, acq.single_coil))
     start = None
     if settings.start == "tv":
-        start = _tv_start(acq, log, progress)
+        start = tv_start(acq, log, progress)
     regulariser, prior = settings.prior.build(acq.device)
     equaliser = _equaliser(prior) if settings.equalise else None  # fail before the long run
     options = IpalmOptions(
@@ -120,7 +120,7 @@ def starting_image(settings: IpalmSettings, single_coil: bool) -> str:
     return text
 
 
-def _tv_start(acq: Acquisition, log, progress) -> torch.Tensor:
+def tv_start(acq: Acquisition, log, progress=None) -> torch.Tensor:
     """ipalm-TV's image at its defaults (the start of a learned prior's run); ``progress``
     hears its iterations first (``total_iterations`` counts them)."""
     tv = IpalmSettings(PriorChoice(reg="tv"), start="zero-filled")

@@ -116,7 +116,8 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
         lam = slice_lambdas("", prior, acq) if precondition else choose_lambda("", prior, acq)
     bound = largest_lambda(lam)
     _check_step(settings, bound, norm, precondition)
-    maps, start = _maps_and_start(acq, fixed, start, regulariser, prior, ipalm_iters, lam, log)
+    maps, start = _maps_and_start(acq, fixed, start, (regulariser, prior, choice),
+                                  ipalm_iters, lam, log)
     step, noise_std = step_and_noise(settings, prior, bound * norm, precondition)
     if log is not None:
         kind = ("preconditioned " if precondition else "") + \
@@ -163,24 +164,33 @@ def _check_step(settings: ChainSettings, lam: float, norm: float, precondition: 
                      f"lam{model} >= 2; use a --step below {bound:.3g} (or lower --lam)")
 
 
-def _maps_and_start(acq, fixed, start, regulariser, prior, iters, lam, log):
-    """The fixed maps (``_fixed_maps``'s; else a joint iPALM run's) and the chain's start."""
+def _maps_and_start(acq, fixed, start, energy, iters, lam, log):
+    """The fixed maps (``_fixed_maps``'s; else a joint iPALM run's) and the chain's start.
+    ``energy``: (regulariser, PriorInfo, PriorChoice). The iPALM start is the MAP that ipalm
+    computes by default: on single-coil data a learned prior's run starts from ipalm-TV's
+    image (``starting_image``), else from the zero-filled one, annealed as ipalm anneals."""
     from ..ipalm import IpalmOptions, ipalm
-    from .ipalm import default_anneal_start, default_annealing
+    from .ipalm import (IpalmSettings, default_anneal_start, default_annealing,
+                        starting_image, tv_start)
 
+    regulariser, prior, choice = energy
     from_ipalm = isinstance(start, str) and start == "ipalm"
     if fixed is None or from_ipalm:
-        anneal = default_annealing(default_anneal_start(prior, acq.single_coil), iters)
-        if log is not None:      # annealed as ipalm's default is
+        from_tv = starting_image(IpalmSettings(choice), acq.single_coil) == "tv"
+        anneal = None if from_tv else \
+            default_annealing(default_anneal_start(prior, acq.single_coil), iters)
+        if log is not None:
+            how = " (annealed from sigma {:g})".format(anneal.start) if anneal else \
+                (" (from ipalm-TV's image)" if from_tv else "")
             log(f"langevin: {iters} iPALM iterations for the "
-                f"{'maps and ' if fixed is None else ''}start"
-                + ("" if anneal is None else f" (annealed from sigma {anneal.start:g})"))
+                f"{'maps and ' if fixed is None else ''}start{how}")
+        image = tv_start(acq, log) if from_tv else None
         options = IpalmOptions(lam=lam, mu=None, mu_per_lambda=prior.mu_per_lambda,
                                iters=iters, slack=prior.slack,
                                scale_crop=prior.crop, estimate_maps=fixed is None,
                                align_map_phase=False, anneal=anneal)
         result = ipalm(acq.kspace, acq.mask, regulariser, options, maps=fixed,
-                       nufft=acq.nufft)
+                       nufft=acq.nufft, start=image)
         fixed = result.maps if fixed is None else fixed
         if from_ipalm:
             return fixed, result.image
