@@ -118,7 +118,7 @@ def test_cli_anneals_a_score_matching_prior_by_default_and_refuses_it_for_tv(tmp
     assert "annealed from sigma 0.2 over 3 iterations" in asked.stderr
 
 
-def test_langevin_starts_single_coil_chains_from_the_annealed_map(tmp_path):
+def test_langevin_starts_single_coil_chains_from_ipalms_default_map(tmp_path):
     kspace, _ = _single_coil(32, 2)
     path = tmp_path / "k.npy"
     np.save(path, kspace[0, 0].numpy())
@@ -126,4 +126,6 @@ def test_langevin_starts_single_coil_chains_from_the_annealed_map(tmp_path):
                     "prior-brain-small", "--ipalm-iters", 4, "--burn-in", 2, "--samples", 2,
                     "--thin", 1, "--chains", 1)
     assert result.exit_code == 0, result.stderr
-    assert "4 iPALM iterations for the start (annealed from sigma 0.2)" in result.stderr
+    # ipalm's single-coil default: from ipalm-TV's image, not annealed (test_ipalm_iters)
+    assert "4 iPALM iterations for the start (from ipalm-TV's image)" in result.stderr
+    assert "start: Charbonnier TV" in result.stderr and "annealed" not in result.stderr

@@ -168,27 +168,24 @@ def _maps_and_start(acq, fixed, start, energy, iters, lam, log):
     """The fixed maps (``_fixed_maps``'s; else a joint iPALM run's) and the chain's start.
     ``energy``: (regulariser, PriorInfo, PriorChoice). The iPALM start is the MAP that ipalm
     computes by default: on single-coil data a learned prior's run starts from ipalm-TV's
-    image (``starting_image``), else from the zero-filled one, annealed as ipalm anneals."""
+    image (``starting_image``), else from the zero-filled one; neither anneals (ipalm
+    anneals only a single-coil run from the zero-filled image)."""
     from ..ipalm import IpalmOptions, ipalm
-    from .ipalm import (IpalmSettings, default_anneal_start, default_annealing,
-                        starting_image, tv_start)
+    from .ipalm import IpalmSettings, starting_image, tv_start
 
     regulariser, prior, choice = energy
     from_ipalm = isinstance(start, str) and start == "ipalm"
     if fixed is None or from_ipalm:
         from_tv = starting_image(IpalmSettings(choice), acq.single_coil) == "tv"
-        anneal = None if from_tv else \
-            default_annealing(default_anneal_start(prior, acq.single_coil), iters)
         if log is not None:
-            how = " (annealed from sigma {:g})".format(anneal.start) if anneal else \
-                (" (from ipalm-TV's image)" if from_tv else "")
             log(f"langevin: {iters} iPALM iterations for the "
-                f"{'maps and ' if fixed is None else ''}start{how}")
+                f"{'maps and ' if fixed is None else ''}start"
+                + (" (from ipalm-TV's image)" if from_tv else ""))
         image = tv_start(acq, log) if from_tv else None
         options = IpalmOptions(lam=lam, mu=None, mu_per_lambda=prior.mu_per_lambda,
                                iters=iters, slack=prior.slack,
                                scale_crop=prior.crop, estimate_maps=fixed is None,
-                               align_map_phase=False, anneal=anneal)
+                               align_map_phase=False)
         result = ipalm(acq.kspace, acq.mask, regulariser, options, maps=fixed,
                        nufft=acq.nufft, start=image)
         fixed = result.maps if fixed is None else fixed
