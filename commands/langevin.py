@@ -40,9 +40,10 @@ def langevin(
         "the maps come from a joint iPALM run first (--ipalm-iters), as in the paper; for a "
         "DEEPEN model from ESPIRiT of the calibration region, as mrgen deepen.",
         show_default=False)] = None,
-    ipalm_iters: Annotated[int, typer.Option(
+    ipalm_iters: Annotated[Optional[int], typer.Option(
         "--ipalm-iters", help="iPALM iterations that estimate the maps when --maps is not "
-        "given, and the start image with --init ipalm.")] = 100,
+        "given, and the start image with --init ipalm. Default: ipalm's (100; 1000 for TV "
+        "on single-coil data).", show_default=False)] = None,
     mask: Annotated[Optional[str], typer.Option(
         "--mask", metavar="FILE", help="Sampling mask; default: the non-zero pattern of the "
         "data.", show_default=False)] = None,

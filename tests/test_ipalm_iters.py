@@ -127,3 +127,16 @@ def test_langevin_starts_its_single_coil_chains_from_ipalms_default_map():
     assert any("from ipalm-TV's image" in line for line in lines), lines
     # one step of size 1e-12 without noise: the chain's sample is its start
     assert torch.allclose(result.mean, mapped, atol=1e-5 * float(mapped.max()))
+
+
+def test_langevin_starts_single_coil_tv_chains_from_ipalms_1000_iterations(tmp_path):
+    _, acq = _uniform_random(32, 4)
+    path = tmp_path / "k.npy"
+    np.save(path, acq.kspace[0, 0].numpy())
+    args = ["langevin", path, tmp_path / "m.npy", "--single-coil", "--reg", "tv", "--burn-in",
+            2, "--samples", 2, "--thin", 1, "--chains", 1]
+    default = invoke(*args)
+    assert default.exit_code == 0, default.stderr
+    assert "1000 iPALM iterations for the start" in default.stderr, default.stderr
+    asked = invoke(*args, "--ipalm-iters", 7)
+    assert "7 iPALM iterations for the start" in asked.stderr, asked.stderr

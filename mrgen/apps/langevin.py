@@ -89,10 +89,11 @@ def sample_prior_app(choice: PriorChoice, shape, chains: int, settings: ChainSet
 
 
 def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainSettings,
-                         start, generator, lam: float | None = None, ipalm_iters: int = 100,
-                         on_sample=None, progress=None, log=None):
+                         start, generator, lam: float | None = None,
+                         ipalm_iters: int | None = None, on_sample=None, progress=None, log=None):
     """Chains on the iPALM posterior with fixed maps: SamplingResult (mean, variance (S, H, W)
-    in the data's scale). ``start``: "ipalm", "noise", "zf" or an image (S, H, W)."""
+    in the data's scale). ``start``: "ipalm", "noise", "zf" or an image (S, H, W).
+    ``ipalm_iters``: of the iPALM run for the maps or start; None: ipalm's default."""
     from ..posterior import sample_posterior
 
     from ..posterior import largest_lambda
@@ -171,11 +172,12 @@ def _maps_and_start(acq, fixed, start, energy, iters, lam, log):
     image (``starting_image``), else from the zero-filled one; neither anneals (ipalm
     anneals only a single-coil run from the zero-filled image)."""
     from ..ipalm import IpalmOptions, ipalm
-    from .ipalm import IpalmSettings, starting_image, tv_start
+    from .ipalm import IpalmSettings, default_iters, starting_image, tv_start
 
     regulariser, prior, choice = energy
     from_ipalm = isinstance(start, str) and start == "ipalm"
     if fixed is None or from_ipalm:
+        iters = default_iters(choice, acq.single_coil) if iters is None else iters
         from_tv = starting_image(IpalmSettings(choice), acq.single_coil) == "tv"
         if log is not None:
             log(f"langevin: {iters} iPALM iterations for the "
