@@ -41,25 +41,21 @@ def with_low_frequencies(image: torch.Tensor, source: torch.Tensor, radius: floa
 
 
 def learned_at(acq, model: str, sigma: float | None):
-    """The prior's default run; at ``sigma`` (lambda 100 / sigma^2) when given."""
-    from mrgen.apps.ipalm import IpalmSettings, PriorChoice, ipalm_app
+    """The prior's default run; at ``sigma`` (lambda 100 / sigma^2) when given, from TV's
+    image as the default run starts."""
+    from mrgen.apps.ipalm import IpalmSettings, PriorChoice, ipalm_app, tv_start
+    from mrgen.ipalm import IpalmOptions, ipalm
 
     choice = PriorChoice(model=model)
     if sigma is None:
         return ipalm_app(acq, IpalmSettings(choice)).image
-    build = PriorChoice.build
-
-    def build_at_sigma(self, device):
-        regulariser, prior = build(self, device)
-        if not self.is_tv:
-            regulariser.set_sigma(sigma)
-        return regulariser, prior
-
-    PriorChoice.build = build_at_sigma
-    try:
-        return ipalm_app(acq, IpalmSettings(choice, lam=f"{100 / sigma ** 2:.6g}")).image
-    finally:
-        PriorChoice.build = build
+    regulariser, prior = choice.build(acq.device)
+    regulariser.set_sigma(sigma)
+    options = IpalmOptions(lam=100 / sigma ** 2, mu=None, mu_per_lambda=prior.mu_per_lambda,
+                           estimate_maps=False, align_map_phase=False, slack=prior.slack,
+                           scale_crop=prior.crop)
+    return ipalm(acq.kspace, acq.mask, regulariser, options, maps=acq.maps,
+                 start=tv_start(acq, None)).image
 
 
 def main() -> None:

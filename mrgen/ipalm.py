@@ -518,13 +518,13 @@ def map_smoothness(options: IpalmOptions, batch: int, like: torch.Tensor) -> tor
     maps' own sub-problem, lam/2 ||data|| + mu F(c), depends on mu / lam alone, so a ratio
     keeps the maps equally smooth whatever lam the data's noise gives (the authors' code:
     mu 10 at lam 0.55, a ratio of 18)."""
+    def as_tensor(value):
+        return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+
     mu = options.mu
     if mu is None:
-        lam = options.lam
-        lam = lam.to(like) if isinstance(lam, torch.Tensor) else torch.tensor(lam).to(like)
-        mu = options.mu_per_lambda * lam
-    mu = mu.to(like) if isinstance(mu, torch.Tensor) else torch.tensor(float(mu)).to(like)
-    return mu.expand(batch)
+        mu = options.mu_per_lambda * as_tensor(options.lam)
+    return as_tensor(mu).expand(batch)
 
 
 def _map_smoothness(mu):
