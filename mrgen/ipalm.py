@@ -374,15 +374,20 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
         raise UsageError(NO_JOINT_MAPS)
     mask = mask.expand(kspace.shape[0], *mask.shape[-2:]).to(kspace.real.dtype)
     u, c, scale = initialise(kspace, mask, options.scale_crop, nufft)
+    support = None
     if maps is not None:
         c = maps.to(kspace.dtype)
         if options.align_map_phase:
             c = align_map_phase(kspace, mask, c, nufft=nufft)
         # No data reach a pixel that no map covers (ESPIRiT's eigenvalue crop): start it at
-        # zero, as SENSE's minimum-norm solution has it, not at its aliased RSS value.
-        u = u * ((c.real.square() + c.imag.square()).sum(-3) > _TINY).to(u.dtype)
+        # zero, as SENSE's minimum-norm solution has it, not at its aliased RSS value, and
+        # keep it there while the maps stay fixed: only the prior would move it, and a
+        # learned prior fills such pixels with smooth bright blobs (lower energy than zero).
+        support = covered(c)
+        u = u * support
+        support = None if options.estimate_maps else support
     if start is not None:
-        u = (start.to(u.dtype) / _expand(scale, u)).clamp_min(0)
+        u = project_image(start.to(u.dtype) / _expand(scale, u), support)
     z = kspace / _expand(scale, kspace)
     lam = options.lam
     if isinstance(lam, torch.Tensor):
@@ -412,7 +417,8 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
             u_old = u
             u, energy, lip_u, _ = backtrack(
                 lambda x, unit=unit_maps: problem.image_energy(x, unit),
-                lambda lip: ((u_bar - grad_u / _expand(lip, grad_u)).clamp_min(0), None),
+                lambda lip: (project_image(u_bar - grad_u / _expand(lip, grad_u), support),
+                             None),
                 u_bar, energy_bar, grad_u, lip_u, options)
             lip_u = lip_u / options.shrink
 
@@ -450,6 +456,18 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
                        energies=torch.stack(energies) if energies else torch.empty(0, batch),
                        scale=scale, initial_residual=residual0.detach(),
                        lipschitz={"image": lip_u, "maps": lip_c})
+
+
+def covered(maps: torch.Tensor) -> torch.Tensor:
+    """1 where some coil map is non-zero, else 0: (B, C, H, W) -> (B, H, W) real."""
+    return ((maps.real.square() + maps.imag.square()).sum(-3) > _TINY).to(maps.real.dtype)
+
+
+def project_image(u: torch.Tensor, support: torch.Tensor | None = None) -> torch.Tensor:
+    """The image's feasible set: u >= 0, and u = 0 off ``support`` (pixels no fixed map
+    covers) when given."""
+    u = u.clamp_min(0)
+    return u if support is None else u.mul_(support)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .ipalm import JointProblem, initialise
+from .ipalm import JointProblem, covered, initialise
 from .mcmc import SamplingResult, sample
 from .linops import SenseOp
 from .preconditioning import (data_curvature, deepen_preconditioner, solved_preconditioner,
@@ -81,6 +81,17 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
         x = u0
     else:
         x = torch.rand(u0.shape, generator=generator, device=u0.device, dtype=u0.dtype)
+    # Pixels no map covers get no data (ESPIRiT's crop): as in ipalm they stay at zero,
+    # the chains running on the covered ones (E of S x, the state projected on S after each
+    # step: drift S P S grad E and noise S P^(1/2) n, matched for any preconditioner P).
+    # MALA's proposal density has no such projection: its chains keep every pixel.
+    support = None if metropolis else _repeat(chains, covered(maps))[0]
+    if support is not None and bool(support.bool().all()):
+        support = None
+    if support is not None:
+        full_energy = energy
+        energy = (lambda u: full_energy(u * support))
+        x = x * support
     stream = None if on_sample is None else (lambda i, s: on_sample(i, s * view))
     preconditioner = None
     if precondition:
@@ -93,8 +104,8 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
                 f"solved by CG, the prior's {summary['prior'][0]:.3g}.."
                 f"{summary['prior'][1]:.3g} by k-space frequency{stiffness_note(summary)}")
     result = sample(x, energy, burn_in, samples, thin, step, noise_std, generator,
-                    project=(lambda v: v.clamp_min(0)) if nonneg else None,
-                    on_sample=stream, progress=progress, metropolis=metropolis, chains=chains,
+                    project=_projection(nonneg, support), on_sample=stream,
+                    progress=progress, metropolis=metropolis, chains=chains,
                     preconditioner=preconditioner)
     if preconditioner is not None and log is not None and preconditioner.iterations:
         log(f"langevin: {sum(preconditioner.iterations) / len(preconditioner.iterations):.1f} "
@@ -102,6 +113,14 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
     return SamplingResult(result.mean * view, result.variance * view ** 2, result.count,
                           result.last * view.repeat(chains, 1, 1), result.acceptance,
                           result.step, result.traces, chains), scale[:view.shape[0]]
+
+
+def _projection(nonneg: bool, support):
+    """The chains' projection after each step: on u >= 0 (``nonneg``) and on ``support``
+    (pixels some map covers), or None."""
+    if support is None:
+        return (lambda v: v.clamp_min(0)) if nonneg else None
+    return (lambda v: v.clamp_min(0) * support) if nonneg else (lambda v: v * support)
 
 
 def largest_lambda(lam) -> float:

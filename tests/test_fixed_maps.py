@@ -138,3 +138,29 @@ def test_deepen_langevin_default_stays_near_the_posterior_mode(tmp_path):
               for n in ("map", "mala", "ula")}
     assert scores["mala"] > scores["ula"] + 0.5, scores
     assert scores["mala"] > scores["map"] - 3.5, scores
+
+
+def test_pixels_no_map_covers_stay_zero_in_the_map_and_the_chains(acquisition):
+    """ESPIRiT's crop leaves maps at zero where it finds no object: no data come from there.
+    ipalm and langevin keep those pixels at zero (before, the prior alone moved them: TV
+    continued the object into them, a learned prior grew blobs). Here the crop cuts through
+    the object (the left quarter), so TV would pull those pixels up."""
+    from mrgen.posterior import sample_posterior
+
+    kspace, mask, maps, _, reference = acquisition
+    cropped = maps.clone()
+    cropped[..., :SIZE // 4] = 0
+    off = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    off[:, :SIZE // 4] = True
+    assert float(reference[0][off].max()) > 0.1 * float(reference.max())   # object there
+    image = ipalm(kspace, mask, CharbonnierTV(),
+                  IpalmOptions(lam=1000, mu=1000, iters=30, estimate_maps=False),
+                  maps=cropped).image
+    assert float(image[0][off].abs().max()) == 0.0
+    assert float(image[0][~off].max()) > 0.5 * float(reference.max())
+    result, _ = sample_posterior(kspace, mask, cropped, CharbonnierTV(), 1000.0, "zf",
+                                 burn_in=5, samples=4, thin=1, step=1e-4, noise_std=1e-3,
+                                 generator=torch.Generator().manual_seed(0), chains=2)
+    assert float(result.mean[0][off].abs().max()) == 0.0
+    assert float(result.variance[0][off].max()) == 0.0
+    assert float(result.variance[0][~off].min()) > 0.0
