@@ -29,6 +29,8 @@ line each run prints, and each wall time beside nlinv's (target: fast run <= 30x
 
 checks ``mrgen deepen --mode sample`` (ESPIRiT maps) the same way: the reference runs
 ``--factor`` x the steps per chain and keeps ``--factor`` x the states.
+``--reference-args "--precision float32"`` checks bfloat16 chains (the default where the CPU
+has AMX, mrgen.precision) against a float32 reference.
 """
 
 from __future__ import annotations
@@ -138,18 +140,19 @@ def _without(args, flags):
             (i == 0 or args[i - 1] not in flags)]
 
 
-def _fast_and_reference(fixed, extra, flags, defaults, factor):
+def _fast_and_reference(fixed, extra, flags, defaults, factor, reference_extra=()):
     """[(run name, its arguments, value 1, value 2)]: ``fixed`` with the two length ``flags``
     at their values in ``extra`` (else ``defaults``), and the reference with ``factor`` x
-    both (same other options, another seed)."""
+    both (same other options plus ``reference_extra``, another seed)."""
     first, second = (_flag_value(extra, flag, d) for flag, d in zip(flags, defaults))
     rest = _without(extra, flags)
-    return [(name, [*fixed, flags[0], a, flags[1], b, *rest, "--seed", seed], a, b)
-            for name, a, b, seed in (("fast", first, second, 0),
-                                     ("reference", first * factor, second * factor, 1))]
+    return [(name, [*fixed, flags[0], a, flags[1], b, *rest, *more, "--seed", seed], a, b)
+            for name, a, b, more, seed in (
+                ("fast", first, second, (), 0),
+                ("reference", first * factor, second * factor, reference_extra, 1))]
 
 
-def _langevin_runs(model, extra, factor):
+def _langevin_runs(model, extra, factor, reference_extra=()):
     """(the command's fixed part, its runs): the README's langevin example with its defaults
     and the reference with ``factor`` x its burn-in and kept samples (same chains and
     thinning)."""
@@ -160,10 +163,10 @@ def _langevin_runs(model, extra, factor):
         fixed = ["langevin", "--model", model, *fixed[1:]]
     defaults = (ChainSettings().burn_in, ChainSettings().samples)
     return fixed, _fast_and_reference(fixed, extra, ("--burn-in", "--samples"), defaults,
-                                      factor)
+                                      factor, reference_extra)
 
 
-def _deepen_runs(model, extra, factor):
+def _deepen_runs(model, extra, factor, reference_extra=()):
     """The same for ``mrgen deepen --mode sample`` (ESPIRiT maps, as the README): the
     reference runs ``factor`` x the steps per chain and keeps ``factor`` x the states."""
     from mrgen.apps.deepen import SampleSettings
@@ -171,7 +174,8 @@ def _deepen_runs(model, extra, factor):
     fixed = ["deepen", "--model", model, "--maps", "maps.npy", "--mask", "mask.npy",
              "--mode", "sample"]
     defaults = (SampleSettings().steps, SampleSettings().keep)
-    return fixed, _fast_and_reference(fixed, extra, ("--steps", "--keep"), defaults, factor)
+    return fixed, _fast_and_reference(fixed, extra, ("--steps", "--keep"), defaults, factor,
+                                      reference_extra)
 
 
 def _prepare(tmp, mrgen, env, size, coils):
@@ -201,7 +205,7 @@ def _nlinv_wall(tmp, env, kspace, mask):
 
 
 def check(model: str, factor: int, extra: list[str], size: int, coils: int, folder=None,
-          deepen_sample: bool = False):
+          deepen_sample: bool = False, reference_extra=()):
     """The README example's fast default against a reference of ``factor`` x the steps
     (``deepen_sample``: ``mrgen deepen --mode sample`` instead of ``mrgen langevin``)."""
     import os
@@ -223,7 +227,8 @@ def check(model: str, factor: int, extra: list[str], size: int, coils: int, fold
     with h5py.File(tmp / "data.h5") as f:
         kspace, truth = np.asarray(f["kspace"]), np.abs(np.asarray(f["image"]))
     nlinv = _nlinv_wall(tmp, env, kspace, np.load(tmp / "mask.npy"))
-    fixed, plan = (_deepen_runs if deepen_sample else _langevin_runs)(model, extra, factor)
+    fixed, plan = (_deepen_runs if deepen_sample else _langevin_runs)(model, extra, factor,
+                                                                      reference_extra)
     labels = ("steps", "kept") if deepen_sample else ("burn-in", "samples")
     runs = {}
     for name, args, first, second in plan:
@@ -285,10 +290,12 @@ def cli(argv=None):
     parser.add_argument("--deepen-sample", action="store_true",
                         help="check mrgen deepen --mode sample (--model deepen-brain-small)")
     parser.add_argument("--deepen-args", default="")
+    parser.add_argument("--reference-args", default="",
+                        help="options for the reference run only (e.g. --precision float32)")
     args = parser.parse_args(argv)
     extra = (args.deepen_args if args.deepen_sample else args.langevin_args).split()
     check(args.model, args.factor, extra, args.size, args.coils, args.folder,
-          args.deepen_sample)
+          args.deepen_sample, args.reference_args.split())
 
 
 if __name__ == "__main__":

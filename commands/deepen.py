@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, info, progress_bar, save, settings
-from .options import AT_LEAST_0, AT_LEAST_1, POSITIVE, SliceOption
+from .options import AT_LEAST_0, AT_LEAST_1, POSITIVE, PRECISIONS, PrecisionOption, SliceOption
 
 SUMMARY = "DEEPEN: MAP by majorise-minimise or Langevin posterior samples (Chand, Jacob 2025)."
 
@@ -16,7 +16,8 @@ SUMMARY = "DEEPEN: MAP by majorise-minimise or Langevin posterior samples (Chand
                  "cg_iters": AT_LEAST_1, "cg_tol": AT_LEAST_0, "samples": AT_LEAST_1,
                  "steps": AT_LEAST_1, "eps": POSITIVE, "init_std": POSITIVE,
                  "chunk": AT_LEAST_1, "keep": AT_LEAST_1, "step": POSITIVE},
-         choices={"mode": ("map", "sample"), "start": ("noise", "sense")},
+         choices={"mode": ("map", "sample"), "start": ("noise", "sense"),
+                  "precision": PRECISIONS},
          precheck=lambda args: _precheck(args))
 def deepen(
     kspace: Annotated[str, typer.Argument(
@@ -87,6 +88,7 @@ def deepen(
         "--step", help="Langevin step (default: 1, Eq. 16; 0.2 with --precondition); the "
         "noise is eps sqrt(step), the same temperature.", show_default=False,
         rich_help_panel="Sampling")] = None,
+    precision: PrecisionOption = "auto",
     var: Annotated[Optional[str], typer.Option(
         "--var", metavar="FILE", help="Write the pixel-wise posterior variance E|x - mean|^2 "
         "(--mode sample).", show_default=False, rich_help_panel="Sampling")] = None,
@@ -137,7 +139,7 @@ def deepen(
         save(output, finish(image), io.roles.IMAGE, inputs=inputs)
         return
     options = deepen.SampleSettings(samples, steps, eps, init_std, chunk, keep, precondition,
-                                    step, start)
+                                    step, start, precision)
     stream = SampleStream(samples_out, samples * min(keep, steps),
                           acq.slice_count if acq.has_slices else None)
     write = (lambda i, s, x: stream.write(i, finish_one(x), s)) if samples_out else None
@@ -156,6 +158,9 @@ def _precheck(args):
 
     if args["mode"] == "map" and (args["var"] or args["samples_out"]):
         raise UsageError("--var and --samples-out need --mode sample")
+    if args["mode"] == "map" and args["precision"] != "auto":
+        raise UsageError(f"--precision {args['precision']}: only --mode sample's chains use "
+                         "it (the MAP's majorisation test needs float32 energies)")
     model = Path(args["model"])
     for target in (args["output"], args["var"], args["samples_out"]):
         if target and Path(target).exists() and model.exists() and \

@@ -5,8 +5,8 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, info, progress_bar, save, settings
-from .options import (AT_LEAST_0, AT_LEAST_1, POSITIVE, GridOption, SliceOption,
-                      TrajOption)
+from .options import (AT_LEAST_0, AT_LEAST_1, POSITIVE, PRECISIONS, GridOption,
+                      PrecisionOption, SliceOption, TrajOption)
 
 SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples (Zach, Knoll, Pock 2023, preprint)."
 
@@ -18,7 +18,8 @@ SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples 
                  "samples": AT_LEAST_1, "thin": AT_LEAST_1, "step": POSITIVE,
                  "noise_std": AT_LEAST_0, "shape": AT_LEAST_1, "chains": AT_LEAST_1,
                  "tv_eps": POSITIVE, "grid": AT_LEAST_1},
-         choices={"reg": ("", "learned", "tv"), "sampler": ("auto", "ula", "mala")},
+         choices={"reg": ("", "learned", "tv"), "sampler": ("auto", "ula", "mala"),
+                  "precision": PRECISIONS},
          precheck=lambda args: _precheck(args))
 def langevin(
     inputs: Annotated[list[str], typer.Argument(
@@ -114,6 +115,7 @@ def langevin(
         "Cartesian samples only. Default: on for the learned prior and TV (on the README's "
         "file 4 chains x 250 steps end at split R-hat 1.10, plain ULA's at 2.52), off for "
         "DEEPEN, --traj and --nonneg.", show_default=False)] = None,
+    precision: PrecisionOption = "auto",
     magnitude: Annotated[bool, typer.Option(
         "--magnitude", help="DEEPEN: write magnitudes instead of complex images.")] = False,
     tv_eps: Annotated[float, typer.Option("--tv-eps", help="Charbonnier TV smoothing.")] = 1e-3,
@@ -141,7 +143,7 @@ def langevin(
     deepen = _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude, traj)
     chain = sampling.ChainSettings(burn_in, samples, thin, step, noise_std,
                                    sampler == "mala" or (sampler == "auto" and deepen), nonneg,
-                                   1 if prior_only else chains, precondition)
+                                   1 if prior_only else chains, precondition, precision)
     choice = sampling.PriorChoice(model, reg, tv_eps)
     gen = generator(settings.seed, dev)
     finish = (lambda t: t.abs()) if magnitude else (lambda t: t)
@@ -233,6 +235,9 @@ def _precheck(args):
     if args["nonneg"] and args["sampler"] == "mala":
         raise UsageError("--nonneg with --sampler mala: a projected chain has no Metropolis "
                          "test; use --sampler ula")
+    if args["sampler"] == "mala" and args["precision"] == "bfloat16":
+        raise UsageError("--precision bfloat16 with --sampler mala: the Metropolis test "
+                         "compares energies below bfloat16's rounding; use --sampler ula")
 
 
 def _split_inputs(inputs, prior_only):

@@ -48,7 +48,8 @@ def ipalm_preconditioner(mask, maps, regulariser, lam, x, temperature, generator
 def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, samples, thin,
                      step, noise_std, generator, scale_crop=None, nonneg=False,
                      on_sample=None, progress=None, metropolis=False, nufft=None, chains=1,
-                     precondition=False, log=None) -> tuple[SamplingResult, torch.Tensor]:
+                     precondition=False, log=None, chain_prior=None
+                     ) -> tuple[SamplingResult, torch.Tensor]:
     """ULA on the posterior; ``init`` is "noise" (uniform [0, 1]), "zf", or an image tensor in
     the data's scale. Returns the moments in the data's scale and the scale used.
     ``nufft``: non-Cartesian samples (``ipalm``); the data term's Lipschitz constant is then
@@ -58,7 +59,9 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
     ``precondition``: chains preconditioned by the posterior's curvature
     (``ipalm_preconditioner``, Cartesian only; ``lam`` may then be one per slice (B,));
     ``step`` is then the fraction of each direction's relaxation per step (dimensionless,
-    below 1) and T = noise_std^2 / (2 step) stays the temperature."""
+    below 1) and T = noise_std^2 / (2 step) stays the temperature. ``chain_prior``: the
+    prior the chains' steps evaluate (e.g. in bfloat16, ``mrgen.precision``); the
+    preconditioner's probes keep ``regulariser``."""
     if precondition and nufft is not None:
         from .errors import UsageError
 
@@ -72,8 +75,9 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
                          "(the data term's Lipschitz constant is lam); lower one of them")
     mask = mask.expand(kspace.shape[0], *mask.shape[-2:])
     every_chain_lam = _repeat(chains, lam)[0] if isinstance(lam, torch.Tensor) else lam
-    energy, scale, u0 = posterior_energy(*_repeat(chains, kspace, mask, maps), regulariser,
-                                         every_chain_lam, scale_crop, nufft)
+    energy, scale, u0 = posterior_energy(*_repeat(chains, kspace, mask, maps),
+                                         chain_prior or regulariser, every_chain_lam,
+                                         scale_crop, nufft)
     view = scale[:scale.shape[0] // chains].view(-1, 1, 1)
     if isinstance(init, torch.Tensor):
         x = init.to(u0.dtype).repeat(chains, 1, 1) / view.repeat(chains, 1, 1)
@@ -148,7 +152,7 @@ def sample_prior(regulariser, shape, chains, burn_in, samples, thin, step, noise
 def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, thin, step,
                             noise_std, generator, init_std=1.0, on_sample=None,
                             progress=None, metropolis=False, chains=1, precondition=False,
-                            log=None) -> tuple[SamplingResult, torch.Tensor]:
+                            log=None, chain_energy=None) -> tuple[SamplingResult, torch.Tensor]:
     """ULA on DEEPEN's posterior (Chand, Jacob 2025, Eq. 16) as one chain per slice with burn-in and
     thinning, for ``mrgen langevin --model deepen.pt``.
 
@@ -168,6 +172,8 @@ def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, 
     the same start (a "noise" start draws each its own), advanced as one batch, the moments
     pooled over them. ``precondition``: k-space preconditioned chains
     (``deepen_preconditioner``); ``step`` is then dimensionless (about 0.2).
+    ``chain_energy``: the network the chains' steps evaluate (e.g. in bfloat16,
+    ``mrgen.precision``); the MAP start and the preconditioner's probes keep ``energy``.
     """
     from .deepen.model import Posterior, data_scale
 
@@ -188,14 +194,14 @@ def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, 
         shape = (*sense.shape, 2)
         start = torch.view_as_complex(
             init_std * torch.randn(shape, generator=generator, device=sense.device))
-    if chains > 1:
-        posterior = Posterior(energy, *_repeat(chains, maps, mask,
-                                                kspace / scale.view(-1, 1, 1, 1)))
-        if isinstance(init, str) and init == "noise":
+    if chains > 1 or chain_energy is not None:
+        posterior = Posterior(chain_energy or energy, *_repeat(chains, maps, mask,
+                                                                kspace / scale.view(-1, 1, 1, 1)))
+        if chains > 1 and isinstance(init, str) and init == "noise":
             shape = (chains * sense.shape[0], *sense.shape[1:], 2)
             start = torch.view_as_complex(
                 init_std * torch.randn(shape, generator=generator, device=sense.device))
-        else:
+        elif chains > 1:
             start = start.repeat(chains, 1, 1)
     stream = None if on_sample is None else (
         lambda i, s: on_sample(i, torch.view_as_complex(s.contiguous()) * view))

@@ -214,8 +214,19 @@ def test_cli_map_sample_and_errors(tmp_path, data, model_file):
     assert "k-space preconditioned ULA, step 0.2" in pre.stderr and "start SENSE" in pre.stderr
     assert "slice 0: k-space preconditioner, curvature" in pre.stderr
     assert np.isfinite(np.load(tmp_path / "pre.npy")).all()
+    # bfloat16 chains (mrgen.precision): the log says so, the MMSE stays near float32's
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        done = invoke("deepen", path, tmp_path / f"{precision}.npy", "--model", model_file,
+                      "--mode", "sample", "--samples", 4, "--steps", 5, "--slice", 1,
+                      "--start", "sense", "--seed", 2, "--precision", precision)
+        assert done.exit_code == 0 and f", {precision}" in done.stderr, done.stderr
+        runs[precision] = np.load(tmp_path / f"{precision}.npy")
+    assert np.linalg.norm(runs["bfloat16"] - runs["float32"]) < \
+        0.05 * np.linalg.norm(runs["float32"])
     for args in (["--mode", "bad"], ["--iters", 0], ["--var", tmp_path / "v.npy"],
-                 ["--model", tmp_path / "missing.pt"]):
+                 ["--model", tmp_path / "missing.pt"], ["--precision", "bfloat16"],
+                 ["--mode", "sample", "--precision", "half"]):
         bad = invoke("deepen", path, tmp_path / "x.npy",
                      *(["--model", model_file] if "--model" not in args else []), *args)
         assert bad.exit_code == 2, (args, bad.stderr)

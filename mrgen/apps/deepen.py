@@ -55,6 +55,7 @@ class SampleSettings:
     precondition: bool = False         # k-space preconditioned chains (not the paper's)
     step: float | None = None          # None: 1 (Eq. 16), 0.2 preconditioned
     start: str = "noise"               # noise (the paper) or sense
+    precision: str = "auto"            # the chains' energy: auto, float32, bfloat16
 
 
 def load_deepen_model(model: str, device) -> DeepenModel:
@@ -96,8 +97,10 @@ def deepen_sample_app(acq: Acquisition, model: DeepenModel, settings: SampleSett
     """Independent Langevin chains of Eq. 16 from Gaussian noise: SampleResult (mean, variance
     (S, H, W)). ``on_sample(index, slice, x)`` sees every sample."""
     from ..deepen.recon import deepen_sample
+    from ..precision import in_precision, resolve_precision
 
     eps = model.eps if settings.eps is None else settings.eps
+    dtype, precision = resolve_precision(settings.precision, acq.device)
     init_std = model.init_std if settings.init_std is None else settings.init_std
     if log is not None:
         kind = "k-space preconditioned ULA" if settings.precondition else "ULA (Eq. 16)"
@@ -106,11 +109,12 @@ def deepen_sample_app(acq: Acquisition, model: DeepenModel, settings: SampleSett
             f"{settings.samples} chains x {settings.steps} steps (the last {settings.keep} "
             f"kept), eps {eps:.3g}, start "
             f"{'SENSE' if settings.start == 'sense' else f'N(0, {init_std:.3g}^2)'}, "
-            f"{acq.device}")
+            f"{acq.device}, {precision}")
     result = deepen_sample(model.energy, acq.kspace, acq.maps, acq.mask, eps,
                            settings.samples, settings.steps, init_std, settings.chunk,
                            generator, on_sample, progress, settings.keep,
-                           settings.precondition, settings.step, settings.start, log)
+                           settings.precondition, settings.step, settings.start, log,
+                           chain_energy=in_precision(model.energy, dtype))
     if log is not None and result.traces is not None and result.traces.shape[1] >= 4:
         from ..convergence import report
 

@@ -24,6 +24,7 @@ class ChainSettings:
     chains: int = 4                    # chains per slice, advanced as one batch, pooled
     precondition: bool | None = None   # preconditioned chains (not the paper's); None:
                                        # on for the iPALM posterior of Cartesian data
+    precision: str = "auto"            # the chains' network energy: auto, float32, bfloat16
 
     @property
     def total_steps(self) -> int:
@@ -83,7 +84,7 @@ def sample_prior_app(choice: PriorChoice, shape, chains: int, settings: ChainSet
     regulariser, prior = choice.build(device)
     step, noise_std = step_and_noise(settings, prior, 0.0)
     size = tuple(shape) if shape else (prior.crop or 64,) * 2
-    return sample_prior(regulariser, size, chains, settings.burn_in, settings.samples,
+    return sample_prior(chain_energy(regulariser, settings, device)[0], size, chains, settings.burn_in, settings.samples,
                         settings.thin, step, noise_std, generator, device, settings.nonneg,
                         on_sample, progress, settings.metropolis)
 
@@ -120,18 +121,30 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     maps, start = _maps_and_start(acq, fixed, start, (regulariser, prior, choice),
                                   ipalm_iters, lam, log)
     step, noise_std = step_and_noise(settings, prior, bound * norm, precondition)
+    chain_prior, precision = chain_energy(regulariser, settings, acq.device)
     if log is not None:
         kind = ("preconditioned " if precondition else "") + \
             ("MALA" if settings.metropolis else "ULA")
         log(f"langevin: {prior.description}, {describe_lambda(lam)}, {kind}, step {step:.3g}, "
             f"noise {noise_std:.3g}, {settings.chains} chain(s) x ({settings.burn_in} burn-in + "
-            f"{settings.samples} x {settings.thin}) steps, {acq.device}")
+            f"{settings.samples} x {settings.thin}) steps, {acq.device}, {precision}")
     result, _ = sample_posterior(acq.kspace, acq.mask, maps, regulariser, lam, start,
                                  settings.burn_in, settings.samples, settings.thin, step,
                                  noise_std, generator, prior.crop, settings.nonneg, on_sample,
                                  progress, settings.metropolis, nufft=acq.nufft,
-                                 chains=settings.chains, precondition=precondition, log=log)
+                                 chains=settings.chains, precondition=precondition, log=log,
+                                 chain_prior=chain_prior)
     return result
+
+
+def chain_energy(energy, settings: ChainSettings, device):
+    """(the energy the chains' steps evaluate, a few words on its precision): a network in
+    bfloat16 where ``settings.precision`` asks for it (``mrgen.precision``)."""
+    from ..precision import in_precision, resolve_precision
+
+    dtype, why = resolve_precision(settings.precision, device, settings.metropolis)
+    chain = in_precision(energy, dtype)
+    return chain, (why if chain is not energy else "float32")
 
 
 def _fixed_maps(acq):
@@ -221,6 +234,7 @@ def sample_deepen_app(acq: Acquisition, model, settings: ChainSettings, start, g
     step = (PRECONDITIONED_STEP if precondition else 1.0) if settings.step is None \
         else settings.step
     noise_std = model.eps * step ** 0.5 if settings.noise_std is None else settings.noise_std
+    chain, precision = chain_energy(model.energy, settings, acq.device)
     if log is not None:
         mala = settings.metropolis
         kind = ("preconditioned " if precondition else "") + ("MALA" if mala else "ULA")
@@ -229,11 +243,12 @@ def sample_deepen_app(acq: Acquisition, model, settings: ChainSettings, start, g
             f"{' (adapted in burn-in)' if mala else ''}, noise {noise_std:.3g} (T "
             f"{noise_std ** 2 / (2 * step):.3g}), {settings.chains} chain(s) x "
             f"({settings.burn_in} burn-in + {settings.samples} x {settings.thin}) steps, "
-            f"{acq.device}")
+            f"{acq.device}, {precision}")
     result, _ = sample_deepen_posterior(
         model.energy, acq.kspace, acq.mask, acq.maps, start, settings.burn_in,
         settings.samples, settings.thin, step, noise_std, generator, model.init_std,
-        on_sample, progress, settings.metropolis, settings.chains, precondition, log)
+        on_sample, progress, settings.metropolis, settings.chains, precondition, log,
+        chain_energy=None if chain is model.energy else chain)
     return result
 
 

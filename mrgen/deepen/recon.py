@@ -157,7 +157,7 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
                   chunk: int = 25, generator: torch.Generator | None = None, on_sample=None,
                   progress=None, keep: int = 1, precondition: bool = False,
                   step: float | None = None, start: str = "noise",
-                  log=None) -> SampleResult:
+                  log=None, chain_energy=None) -> SampleResult:
     """Posterior samples by Eq. 16 (see the module doc) for k-space (S, C, H, W), maps
     (S, C, H, W), mask (S, H, W). ``samples`` chains, each keeping its last ``keep`` states
     (1: the paper's one sample per chain), ``chunk`` chains advancing as one batch; the
@@ -174,7 +174,9 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
     or ``step`` with noise eps sqrt(step)). ``start``: "noise" (the paper: N(0, init_std^2)
     per real component) or "sense" (every chain from the slice's SENSE image: where the
     posterior is; from noise the piecewise-linear energy pulls back only linearly, and on
-    the README's phantom 100 steps leave the chains at 5 dB)."""
+    the README's phantom 100 steps leave the chains at 5 dB). ``chain_energy``: the network
+    the chains' steps evaluate (e.g. in bfloat16, ``mrgen.precision``); the preconditioner's
+    probes keep ``energy``."""
     from ..mcmc import FourierPreconditioner, merge_moments, sample
     from ..preconditioning import deepen_preconditioner, stiffness_note
 
@@ -204,7 +206,7 @@ def deepen_sample(energy, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.
                     f"{stiffness_note(summary)}")
         while left > 0:
             n = min(chunk, left)
-            post = Posterior(energy, maps[s:s + 1].expand(n, -1, -1, -1),
+            post = Posterior(chain_energy or energy, maps[s:s + 1].expand(n, -1, -1, -1),
                              mask[s:s + 1].expand(n, -1, -1),
                              (kspace[s:s + 1] / scale[s]).expand(n, -1, -1, -1))
             if start == "sense":

@@ -77,7 +77,12 @@ class ResidualEnergy(nn.Module):
         # and gradient of 4 x 256 x 256, one thread: 1.9 against 2.5 s); the weights follow
         # (``channels_last``)
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return self.features(inputs) + high_pass(x)
+        # under bfloat16 autocast (mrgen.precision) the high pass stays in x's precision: it
+        # is the residual's start, and bfloat16's rounding of x - G x (~0.2% of x) would be
+        # several per cent of a residual of size sigma
+        with torch.autocast(x.device.type, enabled=False):
+            smooth = high_pass(x.float() if x.dtype == torch.bfloat16 else x)
+        return self.features(inputs).to(smooth.dtype) + smooth
 
     def energy_map(self, images: torch.Tensor, sigma=None) -> torch.Tensor:
         """e(x) (B, H, W): the per-pixel energies r^2 / (2 sigma^2)."""
