@@ -34,7 +34,8 @@ def _preset_help(key: str) -> str:
                  "factor": AT_LEAST_1, "coarse_weight": AT_LEAST_0},
          choices={"preset": ("auto", "paper", "cpu", "cpu-ml"), "normalise": ("max", "minmax"),
                   "objective": ("ml", "dsm"),
-                  "head": ("global", "local", "unet", "multiscale")})
+                  "head": ("global", "local", "unet", "multiscale"),
+                  "precision": ("float32", "bfloat16")})
 def train_prior(
     data: Annotated[list[str], typer.Argument(
         metavar="DATA...", help="Training images: fastMRI or mrgen phantom .h5 volumes (their "
@@ -147,6 +148,11 @@ def train_prior(
         "--clip-norm", metavar="G", help="dsm: clip the gradient's global norm to G before "
         "each update (0: no clipping). " + _preset_help("clip_norm"),
         rich_help_panel="Training", show_default=False)] = None,
+    precision: Annotated[str, typer.Option(
+        "--precision", metavar="float32|bfloat16", help="dsm: the network's forward and "
+        "backward passes under bfloat16 autocast: ~2.4x faster steps on CPUs with AMX tiles "
+        "(emulated and slower elsewhere); the loss stays float32.",
+        rich_help_panel="Training")] = "float32",
     width: Annotated[Optional[int], typer.Option(
         "--width", help="Channels of the first stage. " + _preset_help("width"),
         rich_help_panel="Architecture", show_default=False)] = None,
@@ -236,7 +242,7 @@ def train_prior(
     options = PriorOptions(
         preset=preset, objective=objective, head=head, fine=fine, factor=factor,
         coarse_weight=coarse_weight, dilations=dilations, patch=patch,
-        sigma_range=sigma_range, clip_norm=clip_norm, steps=steps, batch=batch, lr=lr,
+        sigma_range=sigma_range, clip_norm=clip_norm, precision=precision, steps=steps, batch=batch, lr=lr,
         milestones=milestones, gamma=gamma, energy_penalty=energy_penalty,
         sample_range=sample_range, data_noise=data_noise, ula_step=ula_step,
         ula_noise=ula_noise, chain_max=chain_max, chain_tau=chain_tau, buffer=buffer,

@@ -86,3 +86,34 @@ def test_cli_langevin_precision(tmp_path):
     assert np.linalg.norm(a - b) < 0.05 * np.linalg.norm(a)
     mala = invoke(*args, "--sampler", "mala", "--precision", "bfloat16", tmp_path / "x.npy")
     assert mala.exit_code == 2 and "--precision" in mala.stderr
+
+
+def test_bfloat16_score_matching_tracks_float32_and_resumes_bit_identically(tmp_path):
+    from mrgen.training.distributed import DistContext
+    from mrgen.training.score import ScoreConfig, ScoreTraining
+
+    from .test_local_energy import _same_weights
+
+    images = torch.stack([_brain_like(32, 4, s) for s in range(4)])
+    losses = {}
+    for precision in ("float32", "bfloat16"):
+        method = ScoreTraining(images, SMALL, ScoreConfig(batch=4, patch=24,
+                                                          precision=precision), DistContext())
+        method.bind(DistContext())
+        losses[precision] = [method.train_step(k, torch.Generator().manual_seed(k))["loss"]
+                             for k in range(3)]
+    assert np.allclose(losses["bfloat16"], losses["float32"], rtol=0.05)
+    data = tmp_path / "d.npy"
+    np.save(data, images.numpy())
+    args = ["train", "prior", data, tmp_path / "a.pt", "--preset", "cpu", "--width", "4",
+            "--dilations", "1,2,1", "--patch", "24", "--batch", "4", "--crop", "32",
+            "--precision", "bfloat16"]
+    assert invoke(*args, "--steps", "4").exit_code == 0
+    args[3] = tmp_path / "b.pt"
+    assert invoke(*args, "--steps", "2", "--checkpoint-every", "2").exit_code == 0
+    assert invoke(*args, "--steps", "4", "--resume").exit_code == 0
+    meta = _same_weights(tmp_path / "a.pt", tmp_path / "b.pt")
+    assert "bfloat16" in str(meta["training"])
+    ml = invoke("train", "prior", data, tmp_path / "c.pt", "--preset", "cpu-ml",
+                "--precision", "bfloat16")
+    assert ml.exit_code == 2 and "--precision bfloat16" in ml.stderr

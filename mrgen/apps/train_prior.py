@@ -64,6 +64,7 @@ class PriorOptions:
     patch: int | None = None               # dsm: patch size
     sigma_range: tuple[float, float] | None = None   # dsm: noise levels drawn log-uniformly
     clip_norm: float | None = None         # dsm: clip the gradient's norm (0: off)
+    precision: str = "float32"             # dsm: bfloat16 autocast (AMX CPUs: ~2.4x faster)
     fine: str | None = None                # multiscale: the trained fine energy (file or name)
     factor: int = 8                        # multiscale: the coarse energy's downsampling
     coarse_weight: float = 4.0             # multiscale: w in R_fine(x) + w R_coarse(D x)
@@ -248,7 +249,11 @@ def recipe(resolved: PriorOptions, fine: FineEnergy | None = None):
         return architecture, ScoreConfig(batch=resolved.batch, patch=resolved.patch,
                                          sigma_min=low, sigma_max=high, lr=resolved.lr,
                                          milestones=milestones, gamma=resolved.gamma,
-                                         clip_norm=resolved.clip_norm)
+                                         clip_norm=resolved.clip_norm,
+                                         precision=resolved.precision)
+    if resolved.precision != "float32":
+        raise UsageError(f"--precision {resolved.precision}: only --objective dsm (maximum "
+                         "likelihood's chains compare energies)")
     return architecture, PriorConfig(
         batch=resolved.batch, buffer=resolved.buffer, chain_max=resolved.chain_max,
         chain_tau=resolved.chain_tau, ula_step=resolved.ula_step, ula_noise=resolved.ula_noise,

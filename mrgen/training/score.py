@@ -47,6 +47,7 @@ class ScoreConfig:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.5
     clip_norm: float = 0.0           # > 0: the gradient's global norm is clipped to this
+    precision: str = "float32"       # bfloat16: forward and backward under autocast
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -69,6 +70,8 @@ def check_score_config(config: ScoreConfig, image_size: int | None = None, world
                          f"0 < LO <= HI")
     if config.lr <= 0:
         raise UsageError(f"--lr {config.lr:g}: must be positive")
+    if config.precision not in ("float32", "bfloat16"):
+        raise UsageError(f"--precision {config.precision}: choose float32 or bfloat16")
     if config.clip_norm < 0:
         raise UsageError(f"--clip-norm {config.clip_norm:g}: must be 0 (off) or positive")
     check_milestones(config.milestones)
@@ -158,7 +161,11 @@ class ScoreTraining(TrainingMethod):
             clean = random_patches(self.images, self.batch, cfg.patch, generator)
             sigma = draw_sigmas(self.batch, cfg, generator)
             noise = torch.randn(clean.shape, generator=generator, device=self.device)
-        loss, denoised = dsm_loss(self.target, clean, sigma, noise)
+        # bfloat16 (mrgen.precision): ~2.4x faster steps on CPUs with AMX (16 patches of
+        # 64 x 64, one core: 0.54 against 1.30 s); the loss and the high pass stay float32
+        with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                            enabled=cfg.precision == "bfloat16"):
+            loss, denoised = dsm_loss(self.target, clean, sigma, noise)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(self.target, self.context)
