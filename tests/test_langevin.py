@@ -158,3 +158,14 @@ def test_cli_preconditioned_langevin_is_reproducible_and_says_so(tmp_path):
     assert projected.exit_code == 0 and "preconditioned" not in projected.stderr
     both = invoke(*args, "--nonneg", "--precondition", tmp_path / "both.npy")
     assert both.exit_code == 2 and "--nonneg" in both.stderr
+
+
+def test_watched_pixels_are_among_the_pixels_that_move():
+    """With most of the image off the maps' support (held at zero), the traced pixels are
+    still pixels of the object: a zero one would read as a stuck chain."""
+    from mrgen.mcmc import watched_pixels
+
+    x = torch.zeros(2, 20, 20)
+    x[:, 5:10, 5:10] = torch.rand(2, 5, 5, generator=torch.Generator().manual_seed(0)) + 0.1
+    picks = watched_pixels(x, chains=2)
+    assert bool((x[0].flatten()[picks[0]] > 0).all())
