@@ -158,7 +158,7 @@ def _precheck(args):
 
     if args["mode"] == "map" and (args["var"] or args["samples_out"]):
         raise UsageError("--var and --samples-out need --mode sample")
-    if args["mode"] == "map" and args["precision"] != "auto":
+    if args["mode"] == "map" and args["precision"] == "bfloat16":
         raise UsageError(f"--precision {args['precision']}: only --mode sample's chains use "
                          "it (the MAP's majorisation test needs float32 energies)")
     model = Path(args["model"])

@@ -261,8 +261,8 @@ def watched_pixels(x: torch.Tensor, chains: int, count: int = WATCHED) -> torch.
     the order of magnitude over the brighter half of the first chain's start's non-zero
     pixels (those off the maps' support stay zero and never move). Deterministic."""
     first = x.reshape(chains, x.shape[0] // chains, -1)[0].detach().abs()   # (B, N)
-    nonzero = int((first > 0).sum(1).min())
-    order = first.argsort(1, descending=True)[:, :max(min(first.shape[1], nonzero) // 2, 1)]
+    nonzero = int((first > 0).sum(1).min()) or first.shape[1]   # an all-zero start: all
+    order = first.argsort(1, descending=True)[:, :max(nonzero // 2, 1)]
     picks = torch.linspace(0, order.shape[1] - 1, count).round().long().to(order.device)
     return order[:, picks]                                                   # (B, count)
 

@@ -89,7 +89,7 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
     # the chains running on the covered ones (E of S x, the state projected on S after each
     # step: drift S P S grad E and noise S P^(1/2) n, matched for any preconditioner P).
     # MALA's proposal density has no such projection: its chains keep every pixel.
-    support = None if metropolis else _repeat(chains, covered(maps))[0]
+    support = None if metropolis else _repeat(chains, covered(maps).to(u0.dtype))[0]
     if support is not None and bool(support.bool().all()):
         support = None
     if support is not None:

@@ -164,3 +164,19 @@ def test_pixels_no_map_covers_stay_zero_in_the_map_and_the_chains(acquisition):
     assert float(result.mean[0][off].abs().max()) == 0.0
     assert float(result.variance[0][off].max()) == 0.0
     assert float(result.variance[0][~off].min()) > 0.0
+
+
+def test_chains_keep_the_data_dtype_with_double_precision_maps(acquisition):
+    """The support mask takes the chain's dtype, not the maps' (complex128 maps once turned
+    the states to float64, which a float32 network refuses)."""
+    from mrgen.posterior import sample_posterior
+    from mrgen.priors.local_energy import LocalEnergyConfig, LocalEnergyNet
+
+    kspace, mask, maps, _, _ = acquisition
+    cropped = maps.to(torch.complex128)
+    cropped[..., :SIZE // 4] = 0
+    net = LocalEnergyNet(LocalEnergyConfig(width=4, dilations=(1, 2, 1)))
+    result, _ = sample_posterior(kspace, mask, cropped, net, 1000.0, "zf", burn_in=2,
+                                 samples=2, thin=1, step=1e-5, noise_std=1e-3,
+                                 generator=torch.Generator().manual_seed(0))
+    assert result.mean.dtype == torch.float32 and torch.isfinite(result.mean).all()

@@ -117,3 +117,21 @@ def test_bfloat16_score_matching_tracks_float32_and_resumes_bit_identically(tmp_
     ml = invoke("train", "prior", data, tmp_path / "c.pt", "--preset", "cpu-ml",
                 "--precision", "bfloat16")
     assert ml.exit_code == 2 and "--precision bfloat16" in ml.stderr
+
+
+def test_the_global_head_energy_is_summed_in_float32_under_autocast():
+    from mrgen.priors.energy import EnergyConfig, EnergyNet
+
+    net = EnergyNet(EnergyConfig(base_width=4, stages=2, crop=16))
+    energies = AutocastEnergy(net, torch.bfloat16)(torch.rand(2, 16, 16))
+    assert energies.dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net(torch.rand(2, 16, 16)).dtype == torch.float32
+
+
+def test_float32_runs_keep_their_resume_fingerprint():
+    """Checkpoints written before --precision existed resume: float32 is not recorded."""
+    from mrgen.training.score import ScoreConfig
+
+    assert "precision" not in ScoreConfig().to_dict()
+    assert ScoreConfig(precision="bfloat16").to_dict()["precision"] == "bfloat16"

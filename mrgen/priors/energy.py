@@ -81,7 +81,10 @@ class EnergyNet(nn.Module):
         x = crop_or_pad(x, (self.config.crop, self.config.crop))
         for conv in self.features:
             x = F.leaky_relu(conv(x), self.config.leak)
-        return self.head(x).abs().flatten(1).sum(1)
+        h = self.head(x).abs()
+        # summed at least in float32 (under bfloat16 autocast, mrgen.precision, the head's
+        # output is bfloat16, whose rounding would show in the chains' energy traces)
+        return h.flatten(1).sum(1, dtype=torch.promote_types(h.dtype, torch.float32))
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

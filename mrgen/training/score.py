@@ -52,6 +52,8 @@ class ScoreConfig:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["milestones"] = list(self.milestones)
+        if out["precision"] == "float32":   # unrecorded before: older checkpoints resume
+            del out["precision"]
         return out
 
 
