@@ -242,7 +242,8 @@ def train_prior(
     options = PriorOptions(
         preset=preset, objective=objective, head=head, fine=fine, factor=factor,
         coarse_weight=coarse_weight, dilations=dilations, patch=patch,
-        sigma_range=sigma_range, clip_norm=clip_norm, precision=precision, steps=steps, batch=batch, lr=lr,
+        sigma_range=sigma_range, clip_norm=clip_norm, precision=precision, steps=steps,
+        batch=batch, lr=lr,
         milestones=milestones, gamma=gamma, energy_penalty=energy_penalty,
         sample_range=sample_range, data_noise=data_noise, ula_step=ula_step,
         ula_noise=ula_noise, chain_max=chain_max, chain_tau=chain_tau, buffer=buffer,

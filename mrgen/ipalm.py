@@ -383,9 +383,8 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
         # zero, as SENSE's minimum-norm solution has it, not at its aliased RSS value, and
         # keep it there while the maps stay fixed: only the prior would move it, and a
         # learned prior fills such pixels with smooth bright blobs (lower energy than zero).
-        support = covered(c)
-        u = u * support
-        support = None if options.estimate_maps else support
+        u = u * covered(c)
+        support = None if options.estimate_maps else fixed_map_support(c)
     if start is not None:
         u = project_image(start.to(u.dtype) / _expand(scale, u), support)
     z = kspace / _expand(scale, kspace)
@@ -461,6 +460,12 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
 def covered(maps: torch.Tensor) -> torch.Tensor:
     """1 where some coil map is non-zero, else 0: (B, C, H, W) -> (B, H, W) real."""
     return ((maps.real.square() + maps.imag.square()).sum(-3) > _TINY).to(maps.real.dtype)
+
+
+def fixed_map_support(maps: torch.Tensor) -> torch.Tensor | None:
+    """``covered(maps)``, or None when every pixel is covered (nothing to hold at zero)."""
+    support = covered(maps)
+    return None if bool(support.bool().all()) else support
 
 
 def project_image(u: torch.Tensor, support: torch.Tensor | None = None) -> torch.Tensor:

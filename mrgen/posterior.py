@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .ipalm import JointProblem, covered, initialise
+from .ipalm import JointProblem, fixed_map_support, initialise
 from .mcmc import SamplingResult, sample
 from .linops import SenseOp
 from .preconditioning import (data_curvature, deepen_preconditioner, solved_preconditioner,
@@ -89,10 +89,9 @@ def sample_posterior(kspace, mask, maps, regulariser, lam, init, burn_in, sample
     # the chains running on the covered ones (E of S x, the state projected on S after each
     # step: drift S P S grad E and noise S P^(1/2) n, matched for any preconditioner P).
     # MALA's proposal density has no such projection: its chains keep every pixel.
-    support = None if metropolis else _repeat(chains, covered(maps).to(u0.dtype))[0]
-    if support is not None and bool(support.bool().all()):
-        support = None
+    support = None if metropolis else fixed_map_support(maps)
     if support is not None:
+        support = _repeat(chains, support.to(u0.dtype))[0]
         full_energy = energy
         energy = (lambda u: full_energy(u * support))
         x = x * support
@@ -194,9 +193,10 @@ def sample_deepen_posterior(energy, kspace, mask, maps, init, burn_in, samples, 
         shape = (*sense.shape, 2)
         start = torch.view_as_complex(
             init_std * torch.randn(shape, generator=generator, device=sense.device))
-    if chains > 1 or chain_energy is not None:
-        posterior = Posterior(chain_energy or energy, *_repeat(chains, maps, mask,
-                                                                kspace / scale.view(-1, 1, 1, 1)))
+    chain_energy = energy if chain_energy is None else chain_energy
+    if chains > 1 or chain_energy is not energy:
+        posterior = Posterior(chain_energy, *_repeat(chains, maps, mask,
+                                                      kspace / scale.view(-1, 1, 1, 1)))
         if chains > 1 and isinstance(init, str) and init == "noise":
             shape = (chains * sense.shape[0], *sense.shape[1:], 2)
             start = torch.view_as_complex(

@@ -84,7 +84,8 @@ def sample_prior_app(choice: PriorChoice, shape, chains: int, settings: ChainSet
     regulariser, prior = choice.build(device)
     step, noise_std = step_and_noise(settings, prior, 0.0)
     size = tuple(shape) if shape else (prior.crop or 64,) * 2
-    return sample_prior(chain_energy(regulariser, settings, device)[0], size, chains, settings.burn_in, settings.samples,
+    chain, _ = chain_energy(regulariser, settings, device)
+    return sample_prior(chain, size, chains, settings.burn_in, settings.samples,
                         settings.thin, step, noise_std, generator, device, settings.nonneg,
                         on_sample, progress, settings.metropolis)
 
@@ -248,7 +249,7 @@ def sample_deepen_app(acq: Acquisition, model, settings: ChainSettings, start, g
         model.energy, acq.kspace, acq.mask, acq.maps, start, settings.burn_in,
         settings.samples, settings.thin, step, noise_std, generator, model.init_std,
         on_sample, progress, settings.metropolis, settings.chains, precondition, log,
-        chain_energy=None if chain is model.energy else chain)
+        chain_energy=chain)
     return result
 
 
