@@ -8,7 +8,7 @@ import torch
 
 from ..acquisition import Acquisition
 from ..errors import UsageError
-from ..ipalm import Annealing, IpalmOptions, ipalm
+from ..ipalm import Annealing, IpalmOptions, MisfitWeighting, ipalm
 
 # The share of the iterations a score-matching prior spends annealing (mrgen.ipalm.Annealing)
 ANNEAL_SHARE = 0.7
@@ -78,7 +78,7 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
         mu=settings.mu, mu_per_lambda=prior.mu_per_lambda,
         estimate_maps=acq.maps is None, align_map_phase=not acq.single_coil,
         slack=1.0 if settings.strict else prior.slack, max_backtracks=settings.max_backtracks,
-        scale_crop=prior.crop,
+        scale_crop=prior.crop, misfit=misfit_weighting(settings, prior, acq),
         # annealing by default is for single-coil runs from the zero-filled image only
         anneal=annealing(settings, prior, acq.single_coil and start is None))
     annealed = "" if options.anneal is None else (
@@ -86,13 +86,18 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
         f"iterations")
     maps = f"joint maps ({describe_mu(options)})" if options.estimate_maps else "fixed maps"
     started = ", from ipalm-TV's image" if start is not None else ""
-    description = (f"{prior.description}, {describe_lambda(options.lam)}, "
+    misfit = "" if options.misfit is None else ", lowered where the model misfits the data"
+    description = (f"{prior.description}, {describe_lambda(options.lam)}{misfit}, "
                    f"{settings.iters} iterations{annealed}{started}, {acq.slice_count} "
                    f"slice(s) of {acq.coils} coil(s), {maps}")
     if log is not None:
         log(f"ipalm: {description}, {acq.device}")
     result = ipalm(acq.kspace, acq.mask, regulariser, options, maps=acq.maps, callback=progress,
                    nufft=acq.nufft, start=start)
+    if log is not None and options.misfit is not None and \
+            bool((result.lam.cpu() < torch.as_tensor(options.lam)).any()):
+        log("ipalm: where the data's misfit exceeds their noise, lambda fell: "
+            f"{describe_lambda(result.lam.cpu())}")
     image = result.image
     if equaliser is not None:
         from ..tuning import apply_equaliser
@@ -210,6 +215,22 @@ def slice_lambdas(text: str, prior, acq: Acquisition) -> float | torch.Tensor:
         if per_slice is not None:
             return per_slice
     return choose_lambda(text, prior, acq)
+
+
+def misfit_weighting(settings: IpalmSettings, prior,
+                     acq: Acquisition) -> MisfitWeighting | None:
+    """The default lambda from the data's noise follows the noise the model sees (the
+    residual's, when larger: ``mrgen.ipalm.MisfitWeighting``); None for a given --lam, where
+    lambda does not come from the noise (no rule, no estimate, non-Cartesian data), and on
+    single-coil data: there the real image fits any data, and the residual of TV's slow
+    1000 iterations without the k-space centre measures how far the run still is from its
+    minimum, not a misfit."""
+    if settings.lam != "" or acq.nufft is not None or acq.single_coil or \
+            prior.noise_rule is None:
+        return None
+    if prior.lambda_for_noise(acq.kspace, acq.mask) is None:
+        return None
+    return MisfitWeighting(prior.noise_rule.lambdas_at)
 
 
 def describe_lambda(lam) -> str:

@@ -34,6 +34,10 @@ class NoiseRule:
     def lambda_at(self, relative: float) -> float:
         return min(max(self.coefficient / relative ** self.power, self.low), self.high)
 
+    def lambdas_at(self, relative: torch.Tensor) -> torch.Tensor:
+        """``lambda_at`` of each value of a tensor."""
+        return (self.coefficient / relative.pow(self.power)).clamp(self.low, self.high)
+
 
 @dataclass
 class PriorInfo:
