@@ -84,22 +84,29 @@ def test_fit_maps_prefers_mrgen_slice_then_set_order():
 
 @pytest.mark.parametrize("size", [(8, 6), (7, 6), (8, 5)])
 @pytest.mark.parametrize("real_image", [False, True])
-def test_sense_normal_is_the_adjoint_of_the_forward_at_any_size(size, real_image):
-    """SenseOp.normal takes the bare FFT with the centring signs folded into the maps on
-    even grids (the shifted FFT on odd ones): A^H A x either way, bit for bit on even grids,
-    also when one set of maps serves a batch of per-slice masks."""
+@pytest.mark.parametrize("sampling", ["2d", "columns", "rows", "full", "none"])
+def test_sense_normal_is_the_adjoint_of_the_forward_at_any_size(size, real_image, sampling):
+    """SenseOp.normal is a circular convolution in the bare FFT (the centring shifts
+    cancel), over the axes the mask varies along only (1D sampling: one axis; no mask:
+    none): A^H A x at any size, also when one set of maps serves per-slice masks."""
     from mrgen.linops import SenseOp
+    from mrgen.linops.sense import normal_kernel
 
     g = torch.Generator().manual_seed(0)
     maps = torch.randn(1, 3, *size, dtype=torch.complex128, generator=g)
     mask = (torch.rand(2, *size, generator=g) > 0.5).double()
+    if sampling == "columns":
+        mask = mask[:, :1, :].expand(2, *size)
+    elif sampling == "rows":
+        mask = mask[:, :, :1].expand(2, *size)
+    elif sampling == "full":
+        mask = torch.full((2, *size), 0.5, dtype=torch.float64)   # weights, no axis varies
     x = torch.randn(2, *size, dtype=torch.float64 if real_image else torch.complex128,
                     generator=g)
-    op = SenseOp(maps, mask, real_image=real_image)
+    op = SenseOp(maps, None if sampling == "none" else mask, real_image=real_image)
     expected = op.adjoint(op.forward(x))
     got = op.normal(x)
     assert got.shape == expected.shape and got.dtype == expected.dtype
-    if size[0] % 2 == 0 and size[1] % 2 == 0:
-        assert torch.equal(got, expected)
-    else:
-        assert torch.allclose(got, expected, atol=1e-12)
+    assert torch.allclose(got, expected, atol=1e-12)
+    dims = {"2d": (-2, -1), "columns": (-1,), "rows": (-2,), "full": (), "none": ()}[sampling]
+    assert normal_kernel(op.mask)[1] == dims

@@ -80,3 +80,29 @@ def test_chains_sample_the_gaussian_posterior(metropolis, step, tolerance):
     assert torch.allclose(result.mean.double(), mean, atol=4 * float(var.max().sqrt()) / 20)
     assert float((result.variance.double() / expected).mean()) == pytest.approx(
         1.0, rel=tolerance)
+
+
+@pytest.mark.parametrize("size", [(6, 8), (7, 8), (6, 5)])
+def test_real_ffts_with_half_spectrum_weights_are_the_centred_diagonal(size):
+    """F^H diag(w) F by the bare real FFT with ``half_spectrum``'s weights equals the centred
+    complex transform's, for symmetric w at even and odd sizes; and P inverts lam A^*A + Q
+    with a Q that varies over k-space."""
+    from mrgen.fft import ifft2c
+    from mrgen.mcmc import symmetrise_kspace
+    from mrgen.preconditioning import half_spectrum
+
+    g = torch.Generator().manual_seed(3)
+    w = symmetrise_kspace(torch.rand(2, *size, generator=g, dtype=torch.float64))
+    v = torch.randn(2, *size, generator=g, dtype=torch.float64)
+    expected = ifft2c(w * fft2c(v.to(torch.complex128))).real
+    assert torch.allclose(SolvedPreconditioner._fourier(v, half_spectrum(w)), expected,
+                          atol=1e-12)
+    unit, mask, _, lam = problem()
+    q = symmetrise_kspace(0.2 + torch.rand(1, *SIZE, generator=g, dtype=torch.float64))
+    op = SenseOp(unit, mask, real_image=True)
+    pre = SolvedPreconditioner(op, lam, q, data_curvature(mask, unit, lam, True), tol=1e-10,
+                               iters=200)
+    k = dense_real(lambda x: lam * op.normal(x) + ifft2c(q * fft2c(x.to(unit.dtype))).real,
+                   SIZE)
+    p = dense_real(pre.apply, SIZE)
+    assert torch.allclose(p @ k, torch.eye(k.shape[0], dtype=torch.float64), atol=1e-6)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..fft import centring_signs, fft2c, ifft2c
+from ..fft import fft2c, ifft2c
 from .base import LinearOperator, broadcast_shape, complex_randn, random_mask
 from .fourier import apply_mask
 
@@ -42,8 +42,7 @@ class SenseOp(LinearOperator):
                  real_image: bool = False):
         self.maps = maps
         self.mask = coil_mask(mask, maps.dtype)
-        self._mask_squared = None
-        self._framed_maps = None
+        self._kernel = None               # ``normal_kernel``, made on first use
         self.real_input = real_image
         image = _image_grid(tuple(maps.shape[:-3] + maps.shape[-2:]),
                             None if mask is None else tuple(mask.shape))
@@ -70,25 +69,39 @@ class SenseOp(LinearOperator):
         return self.reduce(ifft2c(apply_mask(y, self.mask)))
 
     def _normal(self, x):
-        """S^H F^H M^2 F S x with the bare FFT: for even sizes fft2c = a fft2(b .) and
-        ifft2c = a ifft2(b .) (mrgen.fft.centring_signs), and a M^2 b = +-M^2, a b = +-1,
-        so the signs fold into the maps (b S, computed once) and cancel in pairs: four
-        passes over the coil images fewer, the same numbers (every factor is +-1)."""
-        if self._mask_squared is None and self.mask is not None:
-            self._mask_squared = self.mask * self.mask.conj()
-        height, width = self.maps.shape[-2:]
-        if height % 2 or width % 2:
-            return self.reduce(ifft2c(apply_mask(fft2c(self.expand(x)), self._mask_squared)))
-        if self._framed_maps is None:
-            self._framed_maps = self.maps * centring_signs(height, width, self.maps.device,
-                                                           self.maps.dtype)[0]
-        coils = self._framed_maps * x.to(self.maps.dtype).unsqueeze(-3)
-        kspace = torch.fft.fft2(coils, norm="ortho")
-        if self._mask_squared is not None:
-            kspace = kspace * self._mask_squared
-        image = torch.sum(self._framed_maps.conj() * torch.fft.ifft2(kspace, norm="ortho"),
-                          dim=-3)
-        return image.real if self.real_input else image
+        """S^H F^H M^2 F S x. F^H M^2 F is a circular convolution, which commutes with the
+        centring shifts, so they cancel: the bare FFT with the mask's weights shifted once
+        (``normal_kernel``). Along an axis the mask does not vary (the read-out of 1D
+        Cartesian sampling) F^H F = I, so only the other axis is transformed: half the FFT
+        work of the posterior's CG solves (langevin's preconditioner, CG-SENSE)."""
+        if self._kernel is None:
+            self._kernel = normal_kernel(self.mask)
+        weights, dims = self._kernel
+        coils = self.expand(x)
+        if dims:
+            kspace = torch.fft.fftn(coils, dim=dims, norm="ortho").mul_(weights)
+            coils = torch.fft.ifftn(kspace, dim=dims, norm="ortho")
+        elif weights is not None:
+            coils = coils * weights
+        return self.reduce(coils)
+
+
+def normal_kernel(mask: torch.Tensor | None) -> tuple[torch.Tensor | None, tuple[int, ...]]:
+    """(weights, axes) with F^H M^2 F = IFFT_axes(weights * FFT_axes(.)) for the bare
+    orthonormal FFT over ``axes``, those of the last two along which the mask varies;
+    ``weights`` is M^2 reduced to one sample along the others and ifftshifted along
+    ``axes`` (an FFT's frequency order). (None, ()) without a mask."""
+    if mask is None:
+        return None, ()
+    squared = mask * mask.conj()
+    dims = []
+    for axis in (-2, -1):
+        first = squared.narrow(axis, 0, 1)
+        if bool((squared == first).all()):
+            squared = first
+        else:
+            dims.append(axis)
+    return (torch.fft.ifftshift(squared, dim=dims) if dims else squared), tuple(dims)
 
 
 class SenseMapsOp(LinearOperator):
