@@ -25,18 +25,20 @@ from .fft import complex_dtype
 
 
 @functools.lru_cache(maxsize=32)
-def _twiddles(n: int, device, ctype):
+def _twiddles(n: int, device, ctype, scale: float = 1.0):
     """(a, b) with y_k = a_k V_{N-1-k} + b_k V_{(k+1) mod N}: the DST-II read off the FFT V of
     the folded data (a_k = w_{N-1-k} / 2, b_k = conj(a_k), w_k = exp(-i pi k / 2N)), and
-    conj(w) for the inverse. Cached: the prox runs every backtracking try."""
+    conj(w) for the inverse; a and b times ``scale``, conj(w) divided by it. Cached: the prox
+    runs every backtracking try."""
     k = torch.arange(n, device=device, dtype=torch.float64)
     w = torch.polar(torch.ones_like(k), -math.pi * k / (2 * n))
-    a = (0.5 * w.flip(0)).to(ctype)
-    return a, a.conj(), w.conj().to(ctype)
+    a = (0.5 * scale * w.flip(0)).to(ctype)
+    return a, a.conj(), (w.conj() / scale).to(ctype)
 
 
-def _dst_last(x: torch.Tensor) -> torch.Tensor:
-    """DST-II along the last axis of a complex array (any strides), contiguous output."""
+def _dst_last(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """DST-II along the last axis of a complex array (any strides), contiguous output, times
+    ``scale``."""
     n = x.shape[-1]
     half = (n + 1) // 2
     # Makhoul's fold of (-1)^n x: even samples, then the odd ones reversed and negated.
@@ -45,7 +47,7 @@ def _dst_last(x: torch.Tensor) -> torch.Tensor:
     v[..., half:] = x[..., 1::2].flip(-1)
     v[..., half:].neg_()
     spectrum = torch.fft.fft(v, dim=-1)
-    a, b, _ = _twiddles(n, x.device, x.dtype)
+    a, b, _ = _twiddles(n, x.device, x.dtype, scale)
     y = spectrum.flip(-1)
     y.mul_(a)
     y[..., :-1].add_(spectrum[..., 1:] * b[:-1])
@@ -53,11 +55,11 @@ def _dst_last(x: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def _idst_last(y: torch.Tensor) -> torch.Tensor:
-    """The inverse of _dst_last, along the last axis."""
+def _idst_last(y: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """The inverse of _dst_last (of the same ``scale``), along the last axis."""
     n = y.shape[-1]
     half = (n + 1) // 2
-    _, _, w_conj = _twiddles(n, y.device, y.dtype)
+    _, _, w_conj = _twiddles(n, y.device, y.dtype, scale)
     # V_k = conj(w_k) (y_{N-1-k} - i y_{k-1}), with y_{-1} = 0.
     spectrum = y.flip(-1)
     spectrum[..., 1:].sub_(1j * y[..., :-1])
@@ -83,26 +85,28 @@ def idst2(y: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 def dst2d(x: torch.Tensor) -> torch.Tensor:
-    """DST-II over the last two axes, in the *transposed* layout (..., W, H): the second
-    transform then runs along contiguous memory (an FFT along a strided axis is twice as
-    slow), and the coefficients are only ever divided and fed back to idst2d.
+    """DST-II over the last two axes, 2 dst2 per axis (scipy's scale: 4 dst2 dst2), with the
+    coefficients transposed (..., W, H): they are only ever divided and fed back to idst2d.
 
-    On the CPU (without autograd) scipy's DST-II runs instead: pocketfft's real-to-real
-    transform folds, transforms and twiddles inside its own buffers, 2.5-4x faster than the
-    torch version's passes (15 x 640 x 368 complex64, one thread: 128 against 511 ms). Its
-    coefficients are 2x these per axis; the factor 1/4 is exact (a power of two)."""
+    Torch's version stores them (W, H) in memory: its second transform then runs along
+    contiguous memory (an FFT along a strided axis is twice as slow). On the CPU (without
+    autograd) scipy's DST-II runs instead, on the complex array's real view (..., H, W, 2),
+    its output a transposed view: pocketfft's real-to-real transform folds, transforms and
+    twiddles inside its own buffers (15 x 640 x 368 complex64, one thread: 36 ms; its
+    complex input, split into two real arrays, 51 ms; torch's passes 91 ms). Scipy's scale
+    needs no pass over the coefficients; torch's twiddles carry it."""
     x = x.to(complex_dtype(x.dtype))
     if _scipy_applies(x):
-        return _scipy_dst2d(x, inverse=False).mul_(0.25).transpose(-1, -2)
-    y = _dst_last(x)
-    return _dst_last(y.transpose(-1, -2))
+        return _scipy_dst2d(x, inverse=False).transpose(-1, -2)
+    y = _dst_last(x, 2.0)
+    return _dst_last(y.transpose(-1, -2), 2.0)
 
 
 def idst2d(coefficients: torch.Tensor) -> torch.Tensor:
     """The inverse of dst2d: coefficients (..., W, H) -> (..., H, W)."""
     if _scipy_applies(coefficients):
-        return _scipy_dst2d(coefficients.transpose(-1, -2), inverse=True).mul_(4.0)
-    return _idst_last(_idst_last(coefficients).transpose(-1, -2))
+        return _scipy_dst2d(coefficients.transpose(-1, -2), inverse=True)
+    return _idst_last(_idst_last(coefficients, 2.0).transpose(-1, -2), 2.0)
 
 
 def _scipy_applies(x: torch.Tensor) -> bool:
@@ -111,14 +115,14 @@ def _scipy_applies(x: torch.Tensor) -> bool:
 
 
 def _scipy_dst2d(x: torch.Tensor, inverse: bool) -> torch.Tensor:
-    """scipy's (i)dstn of type II over the last two axes of a CPU tensor (..., H, W), with
-    torch's thread count; a new contiguous tensor."""
+    """scipy's (i)dstn of type II over the last two axes of a complex CPU tensor (..., H, W),
+    on its real view, with torch's thread count; a new contiguous tensor."""
     import scipy.fft
 
     transform = scipy.fft.idstn if inverse else scipy.fft.dstn
-    out = transform(x.detach().resolve_conj().numpy(), type=2, axes=(-2, -1),
-                    workers=torch.get_num_threads())
-    return torch.from_numpy(out)
+    pairs = torch.view_as_real(x.detach().resolve_conj()).numpy()
+    out = transform(pairs, type=2, axes=(-3, -2), workers=torch.get_num_threads())
+    return torch.view_as_complex(torch.from_numpy(out))
 
 
 def laplacian_eigenvalues(n: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -127,19 +131,30 @@ def laplacian_eigenvalues(n: int, device=None, dtype=torch.float32) -> torch.Ten
 
 
 @functools.lru_cache(maxsize=16)
-def smoothness_eigenvalues(height: int, width: int, device, dtype) -> torch.Tensor:
-    """xi_kl of D^T D in the basis of dst2d, in its transposed layout (W, H)."""
-    return (laplacian_eigenvalues(width, device, dtype)[:, None]
-            + laplacian_eigenvalues(height, device, dtype)[None, :])
+def smoothness_eigenvalues(height: int, width: int, device, dtype,
+                           height_major: bool = False) -> torch.Tensor:
+    """xi_kl of D^T D in the basis of dst2d, in its transposed layout (W, H); stored (H, W)
+    in memory (a transposed view) for ``height_major``."""
+    xi = (laplacian_eigenvalues(width, device, dtype)[:, None]
+          + laplacian_eigenvalues(height, device, dtype)[None, :])
+    return xi.t().contiguous().t() if height_major else xi
+
+
+def prox_factor(coefficients: torch.Tensor, weight) -> torch.Tensor:
+    """(I + weight D^T D)^-1 on dst2d coefficients (..., W, H): a factor in their complex
+    dtype (complex x real takes a slow path on the CPU) and their memory order (a factor
+    read across its rows doubles the multiply's time). ``weight``: a number or a real
+    tensor broadcastable to the batch axes."""
+    width, height = coefficients.shape[-2:]
+    height_major = coefficients.stride(-2) < coefficients.stride(-1)
+    xi = smoothness_eigenvalues(height, width, coefficients.device, coefficients.real.dtype,
+                                height_major)
+    return (1 / (1 + weight * xi)).to(coefficients.dtype)
 
 
 def prox_in_dst_basis(coefficients: torch.Tensor, weight) -> torch.Tensor:
-    """The smoothness prox on dst2d coefficients (..., W, H): (I + weight D^T D)^-1 is a
-    division there. ``weight``: a number or a real tensor broadcastable to the batch axes."""
-    width, height = coefficients.shape[-2:]
-    xi = smoothness_eigenvalues(height, width, coefficients.device, coefficients.real.dtype)
-    # One real factor, then a complex multiply (complex x real takes a slow path on the CPU).
-    return coefficients * (1 / (1 + weight * xi)).to(coefficients.dtype)
+    """The smoothness prox on dst2d coefficients (..., W, H): a division there."""
+    return coefficients * prox_factor(coefficients, weight)
 
 
 def smoothness_prox(maps: torch.Tensor, weight) -> torch.Tensor:

@@ -35,9 +35,13 @@ def test_dst2_matches_scipy_and_inverts():
     # Complex data: the real transform of the real and the imaginary part.
     zd = z.to(torch.complex128)
     assert torch.allclose(dst2(zd, -2), torch.complex(dst2(zd.real, -2), dst2(zd.imag, -2)))
-    # The 2D transform keeps its coefficients transposed (W, H) and inverts exactly.
-    assert torch.allclose(dst2d(zd), dst2(dst2(zd, -1), -2).transpose(-1, -2))
+    # The 2D transform keeps its coefficients transposed (W, H), at scipy's scale (2 dst2 per
+    # axis), and inverts exactly; scipy's path (CPU, no autograd) and torch's agree.
+    assert torch.allclose(dst2d(zd), 4 * dst2(dst2(zd, -1), -2).transpose(-1, -2))
     assert torch.allclose(idst2d(dst2d(zd)), zd)
+    tracked = zd.clone().requires_grad_()  # autograd: torch's path
+    assert torch.allclose(dst2d(tracked).detach(), dst2d(zd))
+    assert torch.allclose(idst2d(dst2d(tracked)).detach(), zd)
 
 
 @pytest.mark.parametrize("h,w,weight", [(6, 5, 0.7), (9, 4, 20.0)])
