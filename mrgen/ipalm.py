@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from .coils import rss
-from .dst import dst2d, idst2d, prox_in_dst_basis
+from .dst import dst2d, idst2d, prox_factor
 from .errors import UsageError
 from .fft import centring_signs, fft2c, ifft2c
 from .linops import NufftSenseOp, SenseMapsOp, SenseOp
@@ -175,7 +175,7 @@ class JointProblem:
         self.z = kspace if nufft is not None else kspace * self.mask.unsqueeze(-3)
         self.regulariser = regulariser
         self.set_lam(lam)
-        self.fourier = None if nufft is not None else _CoilFourier(self.z, mask)
+        self.fourier = None if nufft is not None else coil_fourier(self.z, mask)
 
     def set_lam(self, lam) -> None:
         """The data weight: a number, or one per slice (B,)."""
@@ -225,11 +225,14 @@ class JointProblem:
 
     def unit_maps(self, c):
         """(c/|c|, 1/|c|) in the frame of the coil transform (times its checkerboard)."""
+        inverse = self._inverse(c)
+        return c * inverse, inverse
+
+    def _inverse(self, c):
+        """1/|c| in the frame, (B, 1, H, W) complex: c times it are the unit maps."""
         power = (c.real.square() + c.imag.square()).sum(dim=-3, keepdim=True)
         inverse = _as_complex(torch.rsqrt(power + _TINY), c)
-        if self.fourier is not None:
-            inverse = self.fourier.to_frame(inverse)
-        return c * inverse, inverse
+        return inverse if self.fourier is None else self.fourier.to_frame(inverse)
 
     def image_energy(self, u, unit):
         """H(u, c) at the maps' ``unit_maps``."""
@@ -270,26 +273,33 @@ class JointProblem:
         return self.fourier.residual(unit * u.to(unit.dtype).unsqueeze(-3))
 
     def maps_data(self, u, c):
-        """(the data term at (u, c), the maps' ``unit_maps``) for the next image step."""
+        """(the data term at (u, c), the maps' 1/|c| in the frame): ``unit_maps`` are c times
+        it, formed only for the try that backtracking accepts; the coil images here are
+        c (u/|c|), one pass over the coils instead of two."""
         with torch.no_grad():
-            unit = self.unit_maps(c)[0]
-            residual = self._maps_fourier().residual(self._complex_image(u) * unit)
-            return 0.5 * self.lam * _squared_norm(residual), unit
+            inverse = self._inverse(c)
+            residual = self._maps_fourier().residual(c * (inverse * self._complex_image(u)))
+            return 0.5 * self.lam * _squared_norm(residual), inverse
 
     def grad_maps(self, u, c):
         """The data term and its gradient in c: with g = u F^H M r (the gradient in c/|c|),
         grad_c = (g - (c/|c|) Re sum_c conj(c/|c|) g) / |c| (the normalisation's Jacobian).
         In the frame g, c/|c| and 1/|c| all carry the same sign, which cancels in the
-        radial part and leaves grad_c in the plain frame."""
+        radial part and leaves grad_c in the plain frame.
+
+        With u and 1/|c| real, grad_c = a F^H M r - c (a R / |c|^2), a = lam u / |c|,
+        R = Re sum_c conj(c) F^H M r: image-sized factors, two passes over the coils."""
         with torch.no_grad():
             fourier = self._maps_fourier()
-            unit, inverse = self.unit_maps(c)
-            residual = fourier.residual(self._complex_image(u) * unit)
+            inverse = self._inverse(c)
+            residual = fourier.residual(c * (inverse * self._complex_image(u)))
             data = 0.5 * self.lam * _squared_norm(residual)
+            g = fourier.adjoint(residual)
             # lam A_u^H r = A_{lam u}^H r: lam scales the image, not the coil images
-            g = fourier.adjoint(residual).mul_(self._complex_image(self.image_lam * u).conj())
-            radial = _as_complex(_inner_coils(unit, g).unsqueeze(-3), g)
-            return data, g.sub_(unit * radial).mul_(inverse)
+            weight = self._complex_image(self.image_lam * u).mul_(inverse)
+            radial = _as_complex(_inner_coils(c, g).unsqueeze(-3), g)
+            radial.mul_(weight).mul_(inverse).mul_(inverse)
+            return data, g.mul_(weight).addcmul_(c, radial, value=-1)
 
     def _maps_fourier(self):
         if self.fourier is None:
@@ -298,6 +308,16 @@ class JointProblem:
 
     def _complex_image(self, u):
         return u.to(self.z.dtype).unsqueeze(-3)
+
+
+def coil_fourier(z, mask):
+    """The masked coil transform of a Cartesian iteration: ``_LineFourier`` when the mask is
+    constant along an image axis (sampled lines, the common Cartesian case), else
+    ``_CoilFourier``."""
+    for dim, other in ((-1, -2), (-2, -1)):
+        if bool((mask == mask.narrow(other, 0, 1)).all()):
+            return _LineFourier(z, mask, dim)
+    return _CoilFourier(z, mask)
 
 
 class _CoilFourier:
@@ -318,7 +338,7 @@ class _CoilFourier:
         if self.even:
             self.before, after = centring_signs(height, width, z.device, z.dtype)
             z = z * after
-        self.z = z
+        self.minus_z = -z
         self.adjoint_mask = None if _is_binary(mask) else self.mask
 
     def to_frame(self, factor):
@@ -327,13 +347,64 @@ class _CoilFourier:
     def residual(self, coil_images):
         """M F x - z' (the transform's array, reused)."""
         kspace = torch.fft.fft2(coil_images, norm="ortho") if self.even else fft2c(coil_images)
-        return kspace.mul_(self.mask).sub_(self.z)
+        return torch.addcmul(self.minus_z, kspace, self.mask, out=kspace)
 
     def adjoint(self, residual):
         """F^H M r in the frame (times b)."""
         if self.adjoint_mask is not None:
             residual = residual * self.adjoint_mask
         return torch.fft.ifft2(residual, norm="ortho") if self.even else ifft2c(residual)
+
+
+class _LineFourier:
+    """M F for a mask constant along one image axis (the fully sampled one, o; masked: d).
+
+    M commutes with the centred transform along o, F_o, which is unitary, so
+    ||M F x - z|| = ||M F_d x - F_o^H z||: the data go to hybrid space once and the
+    iteration transforms along d alone (15 x 640 x 368 along its 368 columns: 14 against
+    19 ms for the 2D FFT). The centring along d folds into the data and the mask, for any
+    length N: with s = N // 2, the centred transform's sample j is exp(2 pi i k s / N) X_k of
+    the plain orthonormal FFT X, k = (j - s) mod N. So z' = conj(phase) ifftshift(F_o^H z),
+    M' = ifftshift(M), and the iteration uses the bare FFT along d, with no frame on the
+    maps.
+    """
+
+    def __init__(self, z, mask, dim):
+        other = -1 if dim == -2 else -2
+        self.dim = dim
+        n = z.shape[dim]
+        hybrid = torch.fft.fftshift(torch.fft.ifft(torch.fft.ifftshift(z, other), dim=other,
+                                                   norm="ortho"), other)
+        shape = [-1] * z.dim()
+        shape[:-2] = [1] * (z.dim() - 2)
+        shape[other] = 1
+        self.minus_z = torch.fft.ifftshift(hybrid, dim).mul_(-_unshift_phase(n, z).view(shape))
+        line = torch.fft.ifftshift(mask.narrow(other, 0, 1), dim)      # (B, 1, W) or (B, H, 1)
+        self.mask = coil_mask(line, z.dtype)
+        self.adjoint_mask = None if _is_binary(mask) else self.mask
+
+    def to_frame(self, factor):
+        return factor
+
+    def residual(self, coil_images):
+        """M' F_d x - z' (the transform's array, reused)."""
+        kspace = torch.fft.fft(coil_images, dim=self.dim, norm="ortho")
+        return torch.addcmul(self.minus_z, kspace, self.mask, out=kspace)
+
+    def adjoint(self, residual):
+        """F_d^H M' r: the gradient's image-space array."""
+        if self.adjoint_mask is not None:
+            residual = residual * self.adjoint_mask
+        return torch.fft.ifft(residual, dim=self.dim, norm="ortho")
+
+
+def _unshift_phase(n: int, like: torch.Tensor) -> torch.Tensor:
+    """conj(exp(2 pi i k s / n)), s = n // 2, in ``like``'s dtype: (-1)^k, exactly, for even
+    n."""
+    k = torch.arange(n, device=like.device, dtype=torch.float64)
+    if n % 2 == 0:
+        return (1 - 2 * (k % 2)).to(like.dtype)
+    return torch.polar(torch.ones_like(k), -2 * torch.pi * k * (n // 2) / n).to(like.dtype)
 
 
 def _is_binary(mask: torch.Tensor) -> bool:
@@ -377,7 +448,7 @@ def backtrack(energy_fn, candidate, x_bar, energy_bar, grad, lipschitz, options)
     for _ in range(options.max_backtracks):
         x, extra = candidate(lipschitz)
         step = x - x_bar
-        bound = (energy_bar + _inner(grad, step) + 0.5 * lipschitz * _inner(step, step)) \
+        bound = (energy_bar + _inner(grad, step) + 0.5 * lipschitz * _squared_norm(step)) \
             * options.slack
         energy = energy_fn(x)
         accepted = energy <= bound
@@ -468,21 +539,22 @@ def ipalm(kspace: torch.Tensor, mask: torch.Tensor, regulariser, options: IpalmO
                 coef_grad = dst2d(grad_c)
 
                 def candidate(lip):
-                    step = _as_complex(_expand(1 / lip, grad_c), grad_c)
-                    new = prox_in_dst_basis(coef_bar - coef_grad * step,
-                                            _expand(mu / lip, grad_c))
-                    return idst2d(new), new
+                    # prox(coef_bar - coef_grad / L) = coef_bar f - coef_grad (f / L): two
+                    # passes, with the prox's factor f image-sized
+                    factor = prox_factor(coef_bar, _expand(mu / lip, grad_c))
+                    new = coef_grad * (factor * _as_complex(_expand(-1 / lip, grad_c), grad_c))
+                    return idst2d(new.addcmul_(coef_bar, factor)), new
 
-                tried = {}  # the last try's unit maps: backtrack returns that try
+                tried = {}  # the last try's 1/|c|: backtrack returns that try
 
                 def maps_energy(x):
-                    data, tried["unit"] = problem.maps_data(u, x)
+                    data, tried["inverse"] = problem.maps_data(u, x)
                     return data + prior_u
 
                 c_old, coef_old = c, coef
                 c, energy, lip_c, coef = backtrack(maps_energy, candidate, c_bar,
                                                    data_bar + prior_u, grad_c, lip_c, options)
-                unit_maps = tried["unit"]
+                unit_maps = c * tried["inverse"]
                 lip_c = (lip_c / options.shrink).clamp_min(options.min_lipschitz_maps)
             total = energy + smoothness(c)
             energies.append(total)
@@ -577,8 +649,8 @@ def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def _extrapolate(x, x_old, beta):
-    """x + beta (x - x_old), the inertial point, in one new array instead of three."""
-    return (x - x_old).mul_(beta).add_(x)
+    """x + beta (x - x_old), the inertial point, as (1 + beta) x - beta x_old: two passes."""
+    return (x * (1 + beta)).sub_(x_old, alpha=beta)
 
 
 def map_smoothness(options: IpalmOptions, batch: int, like: torch.Tensor) -> torch.Tensor:

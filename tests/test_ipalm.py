@@ -110,19 +110,37 @@ def test_data_gradients_match_autograd(brain):
     assert torch.allclose(grad_c, reference_c, rtol=1e-4, atol=1e-4 * reference_c.abs().max())
 
 
-@pytest.mark.parametrize("shape", [(16, 12), (15, 12), (15, 13)])
-def test_data_term_matches_its_centred_definition(shape):
+def random_mask(kind, shape, gen):
+    """(2, H, W) float64 masks: "2d" random points, "columns" or "rows" (constant along H or
+    W: ipalm's line path), "weights" (columns of weights in (0, 1], not binary)."""
+    if kind == "2d":
+        return (torch.rand(2, *shape, generator=gen, dtype=torch.float64) > 0.5).double()
+    length = shape[0] if kind == "rows" else shape[1]
+    line = (torch.rand(2, length, generator=gen, dtype=torch.float64) > 0.5).double()
+    if kind == "weights":
+        line = line * torch.rand(2, length, generator=gen, dtype=torch.float64).add(0.1)
+    if kind == "rows":
+        return line[:, :, None].expand(2, *shape).clone()
+    return line[:, None, :].expand(2, *shape).clone()
+
+
+@pytest.mark.parametrize("kind", ["2d", "columns", "rows", "weights"])
+@pytest.mark.parametrize("shape", [(16, 12), (15, 12), (15, 13), (16, 13)])
+def test_data_term_matches_its_centred_definition(shape, kind):
     """JointProblem's data term and hand-written gradients against the definition
     lam/2 sum_c ||M fft2c(u c/|c|) - z||^2 and autograd, in float64, for even and odd sizes
-    (fft2c takes another path for odd sizes)."""
+    (fft2c takes another path for odd sizes), and for masks constant along an axis (the
+    transform along the other axis alone, in hybrid space), binary or not."""
+    from mrgen.ipalm import _CoilFourier, _LineFourier
     from mrgen.priors.energy import energy_and_grad
 
     gen = torch.Generator().manual_seed(2)
     z = torch.randn(2, 3, *shape, dtype=torch.complex128, generator=gen)
-    mask = (torch.rand(2, *shape, generator=gen, dtype=torch.float64) > 0.5).to(torch.float64)
+    mask = random_mask(kind, shape, gen)
     u = torch.rand(2, *shape, generator=gen, dtype=torch.float64)
     c = torch.randn(2, 3, *shape, dtype=torch.complex128, generator=gen)
     problem = JointProblem(z, mask, CharbonnierTV(), 7.0)
+    assert isinstance(problem.fourier, _CoilFourier if kind == "2d" else _LineFourier)
 
     def direct(u, c):
         unit = c / torch.sqrt((c.abs() ** 2).sum(1, keepdim=True) + 1e-12)
@@ -242,14 +260,18 @@ def reference_ipalm(kspace, mask, options):
     return u * scale.view(-1, 1, 1), unit, torch.stack(energies)
 
 
-@pytest.mark.parametrize("shape", [(32, 24), (31, 24)])
-def test_optimised_ipalm_equals_the_plain_algorithm(shape):
+@pytest.mark.parametrize("shape,spec", [((32, 24), "random-exact:2:0.2"),
+                                        ((31, 24), "random-exact:2:0.2"),
+                                        ((32, 23), "random:2:0.2"),
+                                        ((32, 24), "poisson:2"), ((31, 24), "poisson:2")])
+def test_optimised_ipalm_equals_the_plain_algorithm(shape, spec):
     """ipalm's fused iteration (maps in the DST basis, the FFT's checkerboard folded into
     maps and data, cached unit maps, closed-form TV gradient, BLAS inner products) computes
     the iterates of the plain algorithm: in float64 they agree to rounding, for even sizes
-    (the folded checkerboard) and odd ones (fft2c's shifts)."""
+    (the folded checkerboard) and odd ones (fft2c's shifts), with line masks (1D FFTs in
+    hybrid space) and 2D ones."""
     ph = make_phantom("shepp-logan", size=shape, coils=3, noise=0.002, seed=4)
-    mask = torch.from_numpy(make_mask("random-exact:2:0.2", shape, seed=2)).double()[None]
+    mask = torch.from_numpy(make_mask(spec, shape, seed=2)).double()[None]
     kspace = torch.from_numpy(ph.kspace).to(torch.complex128) * mask
     options = IpalmOptions(lam=300.0, mu=300.0, iters=12)
     result = ipalm(kspace, mask, CharbonnierTV(), options)
@@ -258,6 +280,21 @@ def test_optimised_ipalm_equals_the_plain_algorithm(shape):
     assert torch.allclose(result.image, image, rtol=0, atol=1e-9 * image.max())
     assert torch.allclose(result.maps, maps, rtol=0, atol=1e-9)
     assert torch.allclose(result.energies[:, 0], energies[:, 0], rtol=1e-10)
+
+
+def test_line_path_equals_the_2d_path_in_float32(brain, monkeypatch):
+    """A column mask's hybrid-space iteration and the 2D FFT's give the same reconstruction
+    to float32 rounding."""
+    import mrgen.ipalm as module
+
+    kspace, mask, _, _ = brain
+    options = IpalmOptions(lam=1000, mu=1000, iters=15)
+    line = ipalm(kspace, mask[None], CharbonnierTV(), options)
+    monkeypatch.setattr(module, "coil_fourier", module._CoilFourier)
+    plane = ipalm(kspace, mask[None], CharbonnierTV(), options)
+    assert torch.allclose(line.image, plane.image, rtol=0, atol=1e-4 * plane.image.max())
+    assert torch.allclose(line.maps, plane.maps, rtol=0, atol=1e-4)
+    assert torch.allclose(line.energies, plane.energies, rtol=1e-5)
 
 
 def test_closed_form_tv_gradient_equals_autograd():
