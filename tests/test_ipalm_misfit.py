@@ -96,3 +96,23 @@ def test_the_app_weighs_by_misfit_only_the_lambda_it_chose_from_the_noise():
     assert misfit_weighting(IpalmSettings(choice), prior, noise_free) is None
     single = Acquisition(kspace[:, :1], mask, torch.ones_like(kspace[:, :1]), single_coil=True)
     assert misfit_weighting(IpalmSettings(choice), prior, single) is None
+
+
+@pytest.mark.parametrize("jump, falls", [(0.0, False), (1.5, True)])
+def test_langevin_samples_the_posterior_whose_map_ipalm_computes(jump, falls):
+    """langevin's default lam is ipalm's: where the misfit lowered it in the iPALM run for
+    the maps and the start, the chains take the lowered one."""
+    from mrgen.acquisition import Acquisition
+    from mrgen.apps.ipalm import PriorChoice
+    from mrgen.apps.langevin import ChainSettings, sample_posterior_app
+
+    kspace, mask = acquisition(jump)
+    lines = []
+    sample_posterior_app(Acquisition(kspace, mask, None), PriorChoice(reg="tv"),
+                         ChainSettings(burn_in=2, samples=2, thin=1, chains=1), "ipalm",
+                         torch.Generator().manual_seed(0), ipalm_iters=100, log=lines.append)
+    fell = [line for line in lines if "lambda fell" in line]
+    assert bool(fell) == falls, lines
+    if falls:
+        chain_line = next(line for line in lines if line.startswith("langevin: Charbonnier"))
+        assert fell[0].split("fell: ")[1] in chain_line      # the chains run at that lam

@@ -99,7 +99,8 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     from ..posterior import sample_posterior
 
     from ..posterior import largest_lambda
-    from .ipalm import choose_lambda, describe_lambda, slice_lambdas
+    from .ipalm import (IpalmSettings, choose_lambda, describe_lambda, misfit_weighting,
+                        slice_lambdas)
 
     regulariser, prior = choice.build(acq.device)
     if acq.nufft is not None and acq.maps is None:
@@ -113,14 +114,16 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     # iPALM run: the maps are given with a trajectory)
     norm = 1.0 if acq.nufft is None else _nufft_norm(acq, fixed)
     precondition = preconditioned(settings, acq)
+    misfit = None
     if lam is None:                  # the posterior whose MAP ipalm computes by default:
         # preconditioned chains take each slice's own (their step is dimensionless); plain
         # ULA's step is bounded by 1 / lam, one for the batch: the slices' median
         lam = slice_lambdas("", prior, acq) if precondition else choose_lambda("", prior, acq)
+        misfit = misfit_weighting(IpalmSettings(choice), prior, acq)
     bound = largest_lambda(lam)
     _check_step(settings, bound, norm, precondition)
-    maps, start = _maps_and_start(acq, fixed, start, (regulariser, prior, choice),
-                                  ipalm_iters, lam, log)
+    maps, start, lam = _maps_and_start(acq, fixed, start, (regulariser, prior, choice),
+                                       ipalm_iters, lam, log, misfit)
     step, noise_std = step_and_noise(settings, prior, bound * norm, precondition)
     chain_prior, precision = chain_energy(regulariser, settings, acq.device)
     if log is not None:
@@ -179,12 +182,15 @@ def _check_step(settings: ChainSettings, lam: float, norm: float, precondition: 
                      f"lam{model} >= 2; use a --step below {bound:.3g} (or lower --lam)")
 
 
-def _maps_and_start(acq, fixed, start, energy, iters, lam, log):
+def _maps_and_start(acq, fixed, start, energy, iters, lam, log, misfit=None):
     """The fixed maps (``_fixed_maps``'s; else a joint iPALM run's) and the chain's start.
     ``energy``: (regulariser, PriorInfo, PriorChoice). The iPALM start is the MAP that ipalm
     computes by default: on single-coil data a learned prior's run starts from ipalm-TV's
     image (``starting_image``), else from the zero-filled one; neither anneals (ipalm
-    anneals only a single-coil run from the zero-filled image)."""
+    anneals only a single-coil run from the zero-filled image). Returns (maps, start, lam):
+    with ``misfit`` (ipalm's default ``MisfitWeighting``) the chains' lam is the one the
+    iPALM run ended at, each slice's (a number stays one: the slices' median), so that they
+    sample the posterior whose MAP ipalm computes; else the lam given."""
     from ..ipalm import IpalmOptions, ipalm
     from .ipalm import IpalmSettings, default_iters, starting_image, tv_start
 
@@ -201,13 +207,31 @@ def _maps_and_start(acq, fixed, start, energy, iters, lam, log):
         options = IpalmOptions(lam=lam, mu=None, mu_per_lambda=prior.mu_per_lambda,
                                iters=iters, slack=prior.slack,
                                scale_crop=prior.crop, estimate_maps=fixed is None,
-                               align_map_phase=False)
+                               align_map_phase=False, misfit=misfit)
         result = ipalm(acq.kspace, acq.mask, regulariser, options, maps=fixed,
                        nufft=acq.nufft, start=image)
         fixed = result.maps if fixed is None else fixed
+        if misfit is not None:
+            lam = _chain_lambda(lam, result.lam, log)
         if from_ipalm:
-            return fixed, result.image
-    return fixed, start
+            return fixed, result.image, lam
+    return fixed, start, lam
+
+
+def _chain_lambda(lam, ended, log):
+    """The chains' lam after a misfit-weighted iPALM run that ``ended`` at (B,): per slice,
+    or their median where one number was given; logged where it fell."""
+    import torch
+
+    ended = ended.cpu()
+    if not isinstance(lam, torch.Tensor):
+        ended = float(ended.median())
+    if log is not None and bool((torch.as_tensor(ended) < torch.as_tensor(lam)).any()):
+        from .ipalm import describe_lambda
+
+        log("langevin: where the data's misfit exceeds their noise, lambda fell: "
+            f"{describe_lambda(ended)}")
+    return ended
 
 
 def _nufft_norm(acq, maps) -> float:
