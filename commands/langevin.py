@@ -77,10 +77,13 @@ def langevin(
         "the test: long ULA chains leave its posterior), ula otherwise.")] = "auto",
     init: Annotated[Optional[str], typer.Option(
         "--init", metavar="ipalm|noise|zf|sense|FILE", help="Start: the iPALM image (the "
-        "default; as the authors for parallel imaging: a short burn-in suffices; the MAP "
-        "ipalm computes by default, on single-coil data from ipalm-TV's image), uniform "
+        "default without --maps, with one coil or unpreconditioned chains; as the authors "
+        "for parallel imaging: a short burn-in suffices; the MAP ipalm computes by default, "
+        "on single-coil data from ipalm-TV's image), uniform "
         "noise in [0, 1] of the scaled data (the single-coil study of Zach, Knoll, Pock 2023, preprint, with a long "
-        "burn-in), the zero-filled RSS, or an image file. For DEEPEN: its MAP (map, the "
+        "burn-in), the zero-filled RSS (zf: the default for preconditioned chains with "
+        "--maps, which relax from it within their burn-in), or an image file. For DEEPEN: "
+        "its MAP (map, the "
         "default: the posterior's mode, mrgen deepen), the SENSE image (sense), Gaussian "
         "noise as in training (noise), or a complex image file.",
         show_default=False)] = None,
@@ -152,7 +155,7 @@ def langevin(
         if prior_only:
             return _prior_only(choice, shape, chains, chain, gen, dev, stream, bar, output, var)
         acq = read_acquisition(kspace, mask, maps, slices, single_coil, traj, grid).to(dev)
-        start = init or ("map" if deepen else "ipalm")
+        start = init or ("map" if deepen else sampling.default_start(chain, acq))
         if start not in (("map", "sense", "noise") if deepen else ("ipalm", "noise", "zf")):
             start = read_matching_image(start, acq, slices).to(dev)
         on_sample = (lambda i, s: stream.write(i, acq.squeeze(finish(s))))

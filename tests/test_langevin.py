@@ -169,3 +169,21 @@ def test_watched_pixels_are_among_the_pixels_that_move():
     x[:, 5:10, 5:10] = torch.rand(2, 5, 5, generator=torch.Generator().manual_seed(0)) + 0.1
     picks = watched_pixels(x, chains=2)
     assert bool((x[0].flatten()[picks[0]] > 0).all())
+
+
+def test_preconditioned_chains_with_fixed_maps_start_from_the_zero_filled_image():
+    """Without --init: "zf" where preconditioned ULA chains get fixed multi-coil maps (their
+    burn-in forgets the start; the MAP would cost ~100 steps), ipalm's MAP otherwise."""
+    from mrgen.acquisition import Acquisition
+    from mrgen.apps.langevin import ChainSettings, default_start
+
+    kspace = torch.zeros(1, 3, 8, 8, dtype=torch.complex64)
+    mask = torch.ones(1, 8, 8)
+    maps = torch.ones_like(kspace)
+    fixed, joint = Acquisition(kspace, mask, maps), Acquisition(kspace, mask, None)
+    single = Acquisition(kspace[:, :1], mask, maps[:, :1], single_coil=True)
+    assert default_start(ChainSettings(), fixed) == "zf"
+    assert default_start(ChainSettings(), joint) == "ipalm"
+    assert default_start(ChainSettings(), single) == "ipalm"
+    assert default_start(ChainSettings(precondition=False), fixed) == "ipalm"
+    assert default_start(ChainSettings(metropolis=True), fixed) == "ipalm"
