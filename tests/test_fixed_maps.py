@@ -95,8 +95,8 @@ def test_ipalm_with_espirit_maps(files):
 def test_langevin_with_given_maps(files):
     """The TV posterior's MMSE with ESPIRiT maps (a short chain from the iPALM image)."""
     d, _ = files
-    expect("langevin", "--reg", "tv", "--ipalm-iters", 60, "--burn-in", 20, "--samples", 20,
-           "--mask", d / "m.npy", "--maps", d / "maps.npy", d / "d.h5", d / "mmse.npy",
+    expect("langevin", "--reg", "tv", "--init", "ipalm", "--ipalm-iters", 60, "--burn-in", 20,
+           "--samples", 20, "--mask", d / "m.npy", "--maps", d / "maps.npy", d / "d.h5", d / "mmse.npy",
            "--quiet")
     mmse, sense, joint = (score(files, n) for n in ("mmse.npy", "sense.npy", "joint.npy"))
     assert mmse > sense + 3, (mmse, sense)
