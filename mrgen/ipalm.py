@@ -35,6 +35,7 @@ from .dst import dst2d, idst2d, prox_factor, smoothness_energy
 from .errors import UsageError
 from .fft import centring_signs, fft2c, ifft2c
 from .linops import NufftSenseOp, SenseMapsOp, SenseOp
+from .linops.fourier import varying_axes
 from .linops.sense import coil_mask
 from .priors.energy import energy_and_grad
 from .resize import center_crop
@@ -322,9 +323,9 @@ def coil_fourier(z, mask):
     """The masked coil transform of a Cartesian iteration: ``_LineFourier`` when the mask is
     constant along an image axis (sampled lines, the common Cartesian case), else
     ``_CoilFourier``."""
-    for dim, other in ((-1, -2), (-2, -1)):
-        if bool((mask == mask.narrow(other, 0, 1)).all()):
-            return _LineFourier(z, mask, dim)
+    axes = varying_axes(mask)
+    if len(axes) < 2:                          # lines (or a constant mask: along the width)
+        return _LineFourier(z, mask, axes[0] if axes else -1)
     return _CoilFourier(z, mask)
 
 

@@ -195,13 +195,11 @@ class SolvedPreconditioner:
         # lam: a number, or one per slice (B,) as a (B, 1, 1) view
         self.lam = lam.reshape(-1, 1, 1) if isinstance(lam, torch.Tensor) else float(lam)
         inner = 1.0 / (self.data_diagonal + self.prior)
-        self.inner_root = inner.sqrt()
-        self.inner_prior = inner * self.prior      # D^(1/2) Q D^(1/2), diagonal in k-space
-        # the same weights for the real FFTs of the solves (``half_spectrum``)
-        self._root, self._inner_prior = (half_spectrum(w) for w in (self.inner_root,
-                                                                    self.inner_prior))
-        self._prior, self._prior_root = half_spectrum(self.prior), \
-            half_spectrum(self.prior.sqrt())
+        # k-space diagonals as the solves' real FFTs order them (``half_spectrum``)
+        self._root = half_spectrum(inner.sqrt())                  # D^(1/2)
+        self._inner_prior = half_spectrum(inner * self.prior)     # D^(1/2) Q D^(1/2)
+        self._prior = half_spectrum(self.prior)
+        self._prior_root = half_spectrum(self.prior.sqrt())
         self.iterations = []                       # CG iterations of each solve
 
     def _grouped(self, v):

@@ -94,10 +94,8 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
         log(f"ipalm: {description}, {acq.device}")
     result = ipalm(acq.kspace, acq.mask, regulariser, options, maps=acq.maps, callback=progress,
                    nufft=acq.nufft, start=start)
-    if log is not None and options.misfit is not None and \
-            bool((result.lam.cpu() < torch.as_tensor(options.lam)).any()):
-        log("ipalm: where the data's misfit exceeds their noise, lambda fell: "
-            f"{describe_lambda(result.lam.cpu())}")
+    if log is not None and options.misfit is not None:
+        report_fallen_lambda(log, "ipalm", options.lam, result.lam.cpu())
     image = result.image
     if equaliser is not None:
         from ..tuning import apply_equaliser
@@ -231,6 +229,13 @@ def misfit_weighting(settings: IpalmSettings, prior,
     if prior.lambda_for_noise(acq.kspace, acq.mask) is None:
         return None
     return MisfitWeighting(prior.noise_rule.lambdas_at)
+
+
+def report_fallen_lambda(log, command: str, before, after) -> None:
+    """One log line where a misfit-weighted run ended below its lambda from the noise."""
+    if bool((torch.as_tensor(after) < torch.as_tensor(before)).any()):
+        log(f"{command}: where the data's misfit exceeds their noise, lambda fell: "
+            f"{describe_lambda(after)}")
 
 
 def describe_lambda(lam) -> str:

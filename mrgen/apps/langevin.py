@@ -242,11 +242,10 @@ def _chain_lambda(lam, ended, log):
     ended = ended.cpu()
     if not isinstance(lam, torch.Tensor):
         ended = float(ended.median())
-    if log is not None and bool((torch.as_tensor(ended) < torch.as_tensor(lam)).any()):
-        from .ipalm import describe_lambda
+    if log is not None:
+        from .ipalm import report_fallen_lambda
 
-        log("langevin: where the data's misfit exceeds their noise, lambda fell: "
-            f"{describe_lambda(ended)}")
+        report_fallen_lambda(log, "langevin", lam, ended)
     return ended
 
 

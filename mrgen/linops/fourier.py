@@ -8,6 +8,14 @@ from ..fft import fft2c, ifft2c
 from .base import LinearOperator, random_mask
 
 
+def varying_axes(mask: torch.Tensor) -> tuple[int, ...]:
+    """The image axes of (-2, -1) along which a mask (..., H, W) varies: one for 1D
+    Cartesian sampling (lines), where M F = F_o (M F_d) and F^H M F needs transforms along
+    the varying axis d alone; none for a constant mask."""
+    return tuple(axis for axis in (-2, -1)
+                 if not bool((mask == mask.narrow(axis, 0, 1)).all()))
+
+
 def apply_mask(y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return y if mask is None else y * mask
 

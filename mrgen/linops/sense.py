@@ -12,7 +12,7 @@ import torch
 
 from ..fft import fft2c, ifft2c
 from .base import LinearOperator, broadcast_shape, complex_randn, random_mask
-from .fourier import apply_mask
+from .fourier import apply_mask, varying_axes
 
 
 def coil_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -94,14 +94,10 @@ def normal_kernel(mask: torch.Tensor | None) -> tuple[torch.Tensor | None, tuple
     if mask is None:
         return None, ()
     squared = mask * mask.conj()
-    dims = []
-    for axis in (-2, -1):
-        first = squared.narrow(axis, 0, 1)
-        if bool((squared == first).all()):
-            squared = first
-        else:
-            dims.append(axis)
-    return (torch.fft.ifftshift(squared, dim=dims) if dims else squared), tuple(dims)
+    dims = varying_axes(squared)
+    for axis in {-2, -1} - set(dims):
+        squared = squared.narrow(axis, 0, 1)
+    return (torch.fft.ifftshift(squared, dim=dims) if dims else squared), dims
 
 
 class SenseMapsOp(LinearOperator):
