@@ -52,7 +52,10 @@ def main_options(
 
 
 def main():
+    from .allocator import keep_freed_memory
     from .interrupt import install
+
+    keep_freed_memory()  # reuse freed arrays across iterations (commands/allocator.py)
 
     install(lambda: settings.command_name)  # Ctrl-C within a second, also in a long torch call
     app(prog_name="mrgen")

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 
 from .coils import rss
@@ -418,7 +419,8 @@ def _coil_images(fourier, maps, image):
     FFT reads it at once, and a new coil stack each time costs its page faults (the
     iteration makes several per backtracking try)."""
     buffer = getattr(fourier, "buffer", None)
-    shape = torch.broadcast_shapes(maps.shape, image.shape)
+    # numpy's: the first torch.broadcast_shapes of a process takes 0.2 s
+    shape = torch.Size(np.broadcast_shapes(maps.shape, image.shape))
     if buffer is None or buffer.shape != shape or buffer.dtype != maps.dtype:
         buffer = fourier.buffer = torch.empty(shape, dtype=maps.dtype, device=maps.device)
     return torch.mul(maps, image, out=buffer)

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("mrgen", "commands")
 INFRASTRUCTURE = {f"commands.{name}" for name in ("cli", "options", "checks", "interrupt",
-                                                  "batch")}
+                                                  "allocator", "batch")}
 REGISTRARS = {f"commands.{name}" for name in ("main", "manpages", "train", "__main__")}
 
 

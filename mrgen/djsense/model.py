@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -147,7 +148,7 @@ def linear_convolution(m: torch.Tensor, s: torch.Tensor, shape) -> torch.Tensor:
     m (..., Hp, Wp) and s (..., kh, kw) by explicit shifts (slow; for tests)."""
     kh, kw = s.shape[-2:]
     h, w = shape
-    out = m.new_zeros(*torch.broadcast_shapes(m.shape[:-2], s.shape[:-2]), h, w)
+    out = m.new_zeros(*np.broadcast_shapes(m.shape[:-2], s.shape[:-2]), h, w)
     for a in range(kh):
         for b in range(kw):
             # k[j] = sum_t s[t] m[j - t], t = a - kh//2, j on the valid grid
