@@ -79,6 +79,8 @@ def default_and_grid(name, acq, model, truth, iters, factors=(1 / 3, 3)):
     image, description = reconstruct(acq, model, "", iters)
     shown = f"{float(lams.min()):.3g}" if lams.min() == lams.max() else \
         f"{float(lams.min()):.3g}..{float(lams.max()):.3g} per slice"
+    if "held-out" in description:       # ipalm's default: x 1 or 0.3 of it, slice by slice
+        shown += " from the noise, x 1 or 0.3 on held-out k-space"
     rows = [(f"{name}, default (lam {shown})", *scores(truth, image))]
     best = (default, *scores(truth, image), image)
     for factor in factors:

@@ -1,6 +1,8 @@
 """ipalm's default iteration count: 1000 for TV on single-coil data, else 100
 (mrgen.apps.ipalm.default_iters; measured by benchmarks/bench_tv_iters.py)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -104,12 +106,14 @@ def test_the_progress_counts_the_tv_start_before_the_learned_run():
 
     _, acq = _uniform_random(32, 4)
     learned = IpalmSettings(PriorChoice(model="prior-brain-small"), iters=5)
-    assert total_iterations(learned, single_coil=True) == 1000 + 5
-    assert total_iterations(learned, single_coil=False) == 5
-    assert total_iterations(IpalmSettings(PriorChoice(reg="tv")), single_coil=True) == 1000
+    assert total_iterations(learned, acq) == 1000 + 5
+    multi_coil = replace(acq, single_coil=False, maps=None)   # two held-out runs first
+    assert total_iterations(learned, multi_coil) == 3 * 5
+    assert total_iterations(replace(learned, lam="noise"), multi_coil) == 5
+    assert total_iterations(IpalmSettings(PriorChoice(reg="tv")), acq) == 1000
     steps = []
     ipalm_app(acq, learned, progress=lambda k, u, c, energies: steps.append(k))
-    assert len(steps) == total_iterations(learned, single_coil=True)
+    assert len(steps) == total_iterations(learned, acq)
     assert steps[:2] == [0, 1] and steps[1000:1002] == [0, 1]    # TV's, then the prior's
 
 
