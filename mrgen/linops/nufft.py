@@ -81,6 +81,7 @@ class NufftSenseOp(LinearOperator):
 
     expand = SenseOp.expand       # S x: coil images (..., C, H, W)
     reduce = SenseOp.reduce       # S^H, its real part for a real image
+    _conjugate_maps = SenseOp._conjugate_maps
 
     def _forward(self, x):
         return self.nufft.forward(self.expand(x))

