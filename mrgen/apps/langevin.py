@@ -54,8 +54,9 @@ def preconditioned(settings: ChainSettings, acq) -> bool:
     """Whether the iPALM posterior's chains are preconditioned by its curvature
     (``mrgen.posterior.ipalm_preconditioner``): by default on Cartesian samples. On the
     README file (prior-brain-small, lam 1.1e5, 4 chains x 250 steps from the start) they
-    reached split R-hat 1.096 (ESS 38) where plain ULA's step, bounded by 1 / lam, left it at
-    2.52 (ESS 2); a step costs about 1.7x (the CG solve). ULA's bias inflates the variance by
+    reached split R-hat 1.10-1.13 (ESS 25-55 over runs as the code changed) where plain
+    ULA's step, bounded by 1 / lam, left it at 2.52 (ESS 2); a step costs about 1.7x (the CG
+    solve). ULA's bias inflates the variance by
     1 / (1 - step / 2) (11% at the default 0.2) in the directions the model fits."""
     if settings.precondition and acq.nufft is not None:
         from ..errors import UsageError
