@@ -2,11 +2,11 @@
 ipalm's default lambda for a learned prior with joint maps (``held_out_lambdas``), judged.
 
     python benchmarks/bench_lambda_cv.py [--split validation|test] [--slices ...]
-        [--factors 1,0.3] [--hold 0.15] [--seed 0]
+        [--seed 0]
 
-For each slice: 15% (--hold) of the sampled lines outside the calibration centre are held out
-(--seed, ipalm's default 0; ``mrgen.heldout``),
-ipalm with the learned prior runs on the rest at lambda = lam0 x each factor (lam0: its
+For each slice: ipalm's rule, as it runs (``mrgen.apps.ipalm.held_out_errors``): 15% of the
+sampled lines outside the calibration centre are held out (--seed, ipalm's default 0),
+ipalm with the learned prior runs on the rest at lambda = lam0 x 1 and x 0.3 (lam0: its
 noise-based default), and the factor whose image and maps predict the held-out lines best,
 ||M_h F(c u) - z_h||^2, is picked. Each row also prints the PSNR of ipalm on all the lines
 at each factor (fixed lambda), so the pick can be checked against the truth.
@@ -32,27 +32,23 @@ from bench_phase_misfit import phase_case
 from bench_priors import masks_for, test_split
 
 
-def pick(kspace, mask, truth, choice, prior, factors, fraction, seed):
-    """[(factor, held-out error, PSNR on all lines)] and the picked factor: the rule of
-    ``mrgen.apps.ipalm.held_out_lambdas`` (its hold-out, error and argmin), with each
-    factor's PSNR beside it."""
+def pick(kspace, mask, truth, choice, seed):
+    """[(factor, held-out error, PSNR on all lines)] and the picked factor: ipalm's rule
+    (``held_out_errors`` and its argmin, ``held_out_lambdas``), each factor's PSNR beside it."""
     from mrgen.acquisition import Acquisition
-    from mrgen.apps.ipalm import IpalmSettings, ipalm_app, slice_lambdas
-    from mrgen.heldout import held_out_samples, prediction_error
+    from mrgen.apps.ipalm import HELD_OUT_FACTORS, IpalmSettings, held_out_errors, ipalm_app, \
+        slice_lambdas
 
-    everything = Acquisition(kspace * mask[:, None], mask, None)
-    lam0 = float(torch.as_tensor(slice_lambdas("", prior, everything)).flatten()[0])
-    hold = held_out_samples(mask, fraction, seed)
-    rest = mask * (1 - hold)
-    fitted = Acquisition(kspace * rest[:, None], rest, None)
+    settings = IpalmSettings(choice, seed=seed)
+    acq = Acquisition(kspace * mask[:, None], mask, None)
+    energy = choice.build(acq.device)
+    lam0 = torch.as_tensor(slice_lambdas("", energy[1], acq), dtype=torch.float32).reshape(1)
+    errors = held_out_errors(acq, settings, energy, lam0)[:, 0]
     rows = []
-    for factor in factors:
-        lam = f"{lam0 * factor:.9g}"
-        run = ipalm_app(fitted, IpalmSettings(choice, lam=lam))
-        error = float(prediction_error(run.image, run.maps, kspace, hold)[0])
-        psnr = scores(truth, ipalm_app(everything, IpalmSettings(choice, lam=lam)).image)[0]
-        rows.append((factor, error, psnr))
-    return rows, min(rows, key=lambda row: row[1])[0]
+    for factor, error in zip(HELD_OUT_FACTORS, errors.tolist()):
+        image = ipalm_app(acq, IpalmSettings(choice, lam=f"{float(lam0) * factor:.9g}")).image
+        rows.append((factor, error, scores(truth, image)[0]))
+    return rows, HELD_OUT_FACTORS[int(errors.argmin())]
 
 
 def cases(split: str, folder: Path, slices: list[int]):
@@ -77,30 +73,25 @@ def cases(split: str, folder: Path, slices: list[int]):
 
 
 def main() -> None:
-    from mrgen.apps.ipalm import PriorChoice
+    from mrgen.apps.ipalm import HELD_OUT_FACTORS, PriorChoice
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=("validation", "test"), default="validation")
     parser.add_argument("--slices", default=None, help="validation 6,22,38; test 0-5")
     parser.add_argument("--model", default="prior-brain-small")
-    parser.add_argument("--factors", default="1,0.3")
-    parser.add_argument("--hold", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     default = "6,22,38" if args.split == "validation" else "0,1,2,3,4,5"
     slices = [int(i) for i in (args.slices or default).split(",")]
-    factors = [float(f) for f in args.factors.split(",")]
     choice = PriorChoice(model=args.model)
-    _, prior = choice.build(torch.device("cpu"))
     print(f"{args.split}, 8 coils, 4x 1D with 8% ACS, joint maps, {args.model}; "
-          f"held-out error (x1e0) and PSNR dB at lam0 x factor")
-    print("| case | " + " | ".join(f"x{f:g} held-out | x{f:g} PSNR" for f in factors)
+          f"held-out error and PSNR dB at lam0 x factor")
+    print("| case | " + " | ".join(f"x{f:g} held-out | x{f:g} PSNR" for f in HELD_OUT_FACTORS)
           + " | picked |")
-    print("|---" * (2 * len(factors) + 2) + "|")
+    print("|---" * (2 * len(HELD_OUT_FACTORS) + 2) + "|")
     with tempfile.TemporaryDirectory() as folder:
         for name, kspace, mask, truth in cases(args.split, Path(folder), slices):
-            rows, picked = pick(kspace, mask, truth, choice, prior, factors, args.hold,
-                                args.seed)
+            rows, picked = pick(kspace, mask, truth, choice, args.seed)
             cells = " | ".join(f"{error:.4g} | {psnr:.2f}" for _, error, psnr in rows)
             print(f"| {name} | {cells} | x{picked:g} |", flush=True)
 

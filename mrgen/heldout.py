@@ -4,6 +4,9 @@ A reconstruction fitted to part of the measured samples is scored by how well it
 model predicts the rest (cross-validation in k-space; the same idea as SSDU's split of the
 sampled set, Yaman et al. 2020, here to choose a weight rather than to train).
 
+Two draws: ``held_out_samples`` (ipalm's lambda: whole lines of 1D sampling, never the
+calibration centre) and ``holdout_split`` (ConvDecoder's early stopping: any sampled location).
+
 Shapes: mask (S, H, W), 1 = sampled; kspace (S, C, H, W); image (S, H, W); maps (S, C, H, W).
 
 Example::
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from .errors import UsageError
 from .fft import fft2c
 
 
@@ -35,19 +39,39 @@ def held_out_samples(mask: torch.Tensor, fraction: float, seed: int) -> torch.Te
 def _held_out(sampled: torch.Tensor, fraction: float, generator) -> torch.Tensor:
     """``held_out_samples`` of one slice's (H, W) boolean mask."""
     columns = sampled.all(0)
-    one_dimensional = bool((sampled == columns[None]).all())
     outside = ~_centre(sampled)
-    if one_dimensional:
-        candidates = (columns & outside.all(0)).nonzero().flatten()
-    else:
-        candidates = (sampled & outside).flatten().nonzero().flatten()
-    chosen = candidates[torch.randperm(len(candidates), generator=generator)]
-    chosen = chosen[: int(fraction * len(candidates))]
-    hold = torch.zeros(sampled.shape[-1] if one_dimensional else sampled.numel())
-    hold[chosen] = 1
-    if one_dimensional:
-        return hold[None].expand(sampled.shape).clone()
-    return hold.reshape(sampled.shape)
+    if bool((sampled == columns[None]).all()):                  # 1D: whole columns
+        candidates = columns & outside.all(0)
+        hold = _random_subset(candidates, int(fraction * int(candidates.sum())), generator)
+        return hold[None].expand(sampled.shape).float()
+    candidates = (sampled & outside).flatten()
+    hold = _random_subset(candidates, int(fraction * int(candidates.sum())), generator)
+    return hold.reshape(sampled.shape).float()
+
+
+def _random_subset(candidates: torch.Tensor, count: int, generator) -> torch.Tensor:
+    """A flat boolean tensor: ``count`` of the True entries of the flat ``candidates``,
+    drawn without replacement from ``generator``."""
+    where = candidates.nonzero().flatten()
+    chosen = where[torch.randperm(where.numel(), generator=generator)[:count]]
+    subset = torch.zeros(candidates.numel(), dtype=torch.bool)
+    subset[chosen] = True
+    return subset
+
+
+def holdout_split(sampled: torch.Tensor, fraction: float,
+                  generator: torch.Generator | None = None):
+    """(fit, held out): the sampled locations (H, W) split at random, ``fraction`` of them held
+    out (at least one; none when ``fraction`` is 0). Drawn on the CPU from ``generator``."""
+    sampled = sampled.bool()
+    if fraction <= 0:
+        return sampled, torch.zeros_like(sampled)
+    if not fraction < 1:
+        raise UsageError(f"--holdout {fraction:g}: must be below 1")
+    flat = sampled.cpu().flatten()
+    count = max(1, int(round(fraction * int(flat.sum()))))
+    held = _random_subset(flat, count, generator).reshape(sampled.shape).to(sampled.device)
+    return sampled & ~held, held
 
 
 def _centre(sampled: torch.Tensor) -> torch.Tensor:

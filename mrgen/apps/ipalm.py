@@ -133,34 +133,45 @@ def held_out_applies(settings: IpalmSettings, acq: Acquisition) -> bool:
 def held_out_lambdas(acq: Acquisition, settings: IpalmSettings, energy, lam0, progress=None,
                      log=None) -> torch.Tensor:
     """(S,) each slice's lam0 x the HELD_OUT_FACTORS entry whose run on the rest of its
-    samples predicts best a HELD_OUT_FRACTION of them held out (``mrgen.heldout``: whole
-    lines of 1D sampling, never the calibration centre; drawn with ``settings.seed``).
+    samples predicts best a HELD_OUT_FRACTION of them held out (``held_out_errors``).
 
     Why: where the image's phase changes at tissue edges the learned prior's image keeps
     4x aliasing stripes that fit the measured lines to their noise (no residual rule sees
     them) but not lines it never saw. On 3 validation slices, plain and with such a phase
-    (benchmarks/bench_lambda_cv.py) the rule picked the better factor in all 6 cases: lam0
-    on the plain ones, lam0 x 0.3 on the phased (25.6 -> 30.7, 29.2 -> 33.8, 33.5 ->
-    34.9 dB). Costs two more iPALM runs on the held-out data."""
-    from ..heldout import held_out_samples, prediction_error
-    from ..ipalm import ipalm
-
-    regulariser, prior = energy
+    (benchmarks/bench_lambda_cv.py) the rule picked lam0 x 0.3 on the phased ones (25.70 ->
+    30.79, 30.19 -> 33.86, 33.68 -> 35.17 dB) and lam0 on the plain ones, where on one
+    x 0.3 was 0.42 dB better. Costs two more iPALM runs on the held-out data."""
     lam0 = torch.as_tensor(lam0, dtype=torch.float32).flatten().expand(acq.slice_count)
-    hold = held_out_samples(acq.mask, HELD_OUT_FRACTION, settings.seed)
-    kept = 1 - hold
-    errors = []
-    for factor in HELD_OUT_FACTORS:
-        options = ipalm_options(settings, prior, acq, lam0 * factor, None, False)
-        run = ipalm(acq.kspace * kept[:, None], acq.mask * kept, regulariser, options,
-                    callback=progress)
-        errors.append(prediction_error(run.image, run.maps, acq.kspace, hold).cpu())
-    factors = torch.tensor(HELD_OUT_FACTORS)[torch.stack(errors).argmin(0)]
+    errors = held_out_errors(acq, settings, energy, lam0, progress)
+    factors = torch.tensor(HELD_OUT_FACTORS)[errors.argmin(0)]
     if log is not None:
         picked = ", ".join(f"{f:g}" for f in factors.tolist())
         log(f"ipalm: held-out k-space chose lambda x {picked} of the noise rule's (of x "
             f"{', '.join(f'{f:g}' for f in HELD_OUT_FACTORS)}; one per slice)")
     return lam0 * factors
+
+
+def held_out_errors(acq: Acquisition, settings: IpalmSettings, energy, lam0: torch.Tensor,
+                    progress=None) -> torch.Tensor:
+    """(factors, S): for each HELD_OUT_FACTORS entry, how far ipalm at lam0 x it (fixed, (S,))
+    on all but a HELD_OUT_FRACTION of each slice's samples misses the held-out ones
+    (``mrgen.heldout``: whole lines of 1D sampling, never the calibration centre; drawn with
+    ``settings.seed``). ``energy``: (regulariser, PriorInfo)."""
+    from ..heldout import held_out_samples, prediction_error
+    from ..ipalm import ipalm
+
+    regulariser, prior = energy
+    settings = replace(settings, iters=iterations(settings, acq.single_coil))
+    hold = held_out_samples(acq.mask, HELD_OUT_FRACTION, settings.seed)
+    kept = 1 - hold
+    errors = []
+    for factor in HELD_OUT_FACTORS:
+        options = ipalm_options(settings, prior, acq, lam0 * factor, misfit=None,
+                                anneal_default=False)
+        run = ipalm(acq.kspace * kept[:, None], acq.mask * kept, regulariser, options,
+                    callback=progress)
+        errors.append(prediction_error(run.image, run.maps, acq.kspace, hold).cpu())
+    return torch.stack(errors)
 
 
 STARTS = ("zero-filled", "tv")

@@ -43,6 +43,7 @@ from ..acquisition import default_mask
 from ..coils import combine, rss
 from ..errors import RuntimeFailure, UsageError
 from ..fft import fft2c, ifft2c
+from ..heldout import holdout_split
 from ..linops import FourierOp, SenseOp
 from ..resize import center_crop
 from .architectures import DEFAULT_INPUT_SIZE, build_generator, resolve_config
@@ -102,24 +103,6 @@ def derive_seed(seed: int, run: int) -> int:
     (so that ``--slice`` reproduces a slice of a full reconstruction)."""
     state = np.random.SeedSequence([int(seed) % 2 ** 64, int(run)]).generate_state(2)
     return int((int(state[0]) << 31) ^ int(state[1])) % 2 ** 63
-
-
-def holdout_split(sampled: torch.Tensor, fraction: float,
-                  generator: torch.Generator | None = None):
-    """(fit, held out): the sampled locations (H, W) split at random, ``fraction`` of them held
-    out (at least one; none when ``fraction`` is 0). Drawn on the CPU from ``generator``."""
-    sampled = sampled.bool()
-    if fraction <= 0:
-        return sampled, torch.zeros_like(sampled)
-    if not fraction < 1:
-        raise UsageError(f"--holdout {fraction:g}: must be below 1")
-    where = torch.nonzero(sampled.cpu().flatten()).flatten()
-    count = max(1, int(round(fraction * where.numel())))
-    pick = where[torch.randperm(where.numel(), generator=generator)[:count]]
-    held = torch.zeros(sampled.numel(), dtype=torch.bool)
-    held[pick] = True
-    held = held.reshape(sampled.shape).to(sampled.device)
-    return sampled & ~held, held
 
 
 class EarlyStopping:
