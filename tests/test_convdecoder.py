@@ -282,7 +282,7 @@ def test_preset_is_chosen_by_device():
 
 
 def test_explicit_options_override_the_preset():
-    from mrgen.apps.convdecoder import UntrainedSettings, with_preset
+    from mrgen.apps.convdecoder import PRESETS, UntrainedSettings, with_preset
 
     given = UntrainedSettings(layers=3, channels=8, input_size=(4, 4), iters=7, lr=0.01,
                               holdout=0.0, patience=0, channels_last=False)
@@ -293,7 +293,9 @@ def test_explicit_options_override_the_preset():
             (3, 8, (4, 4), 7, 0.01, 0.0, 0, False)
         assert "3 layers x 8 channels, input 4x4, up to 7 iterations, lr 0.01" in line
     settings, _ = with_preset(UntrainedSettings(iters=11), "cpu")   # the rest: the preset's
-    assert (settings.iters, settings.channels, settings.patience) == (11, 32, 300)
+    cpu = PRESETS["cpu"]
+    assert (settings.iters, settings.channels, settings.patience) == \
+        (11, cpu["channels"], cpu["patience"])
 
 
 def replace_preset(settings, preset):
@@ -307,7 +309,7 @@ def test_cli_says_which_preset_and_why(data, tmp_path):
     assert result.exit_code == 0, result.output
     assert "preset cpu (--preset auto on cpu): convdecoder 3 layers x 8 channels, input " \
            "4x4, up to 30 iterations" in result.output
-    assert "early stopping on 5% of the sampled k-space held out (patience 300)" in result.output
+    assert "early stopping on 5% of the sampled k-space held out (patience 1000)" in result.output
     result = invoke("convdecoder", data["kspace"], tmp_path / "p.npy", *TINY, "--preset",
                     "paper", "--holdout", "0.1")
     assert result.exit_code == 0, result.output
