@@ -147,9 +147,10 @@ def convdecoder(
     s an iteration on one core instead of 11.6 s (channels_last saves 10-20%) and still gains
     after 3000 iterations, so its iteration count is what the time allows: up to 8000 (about
     8 minutes on 2 idle cores), ended 1000 iterations after the held-out minimum (on the
-    README's phantom the held-out minimum came at 7500 iterations, 45.5 dB against 39.6 after
-    3000; a patience of 300 stopped on the plateaus of Adam's held-out loss at 2200-3600); a
-    cosine --lr-schedule did worse than the constant rate. Its network size applies to convdecoder only (deepdecoder and dip keep their
+    README's phantom it stopped at 7875 iterations, 46.9 dB against 39.6 after 3000 and
+    ipalm-TV's 47.4; a patience of 300 stopped on the plateaus of Adam's held-out loss at
+    2200-3600); a cosine --lr-schedule did worse than the constant rate. Its network size
+    applies to convdecoder only (deepdecoder and dip keep their
     defaults).
 
     Speed: the fit loop does not synchronise with the host (the best output is tracked on the
