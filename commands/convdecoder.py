@@ -150,8 +150,7 @@ def convdecoder(
     README's phantom it stopped at 7875 iterations, 46.9 dB against 39.6 after 3000 and
     ipalm-TV's 47.4; a patience of 300 stopped on the plateaus of Adam's held-out loss at
     2200-3600); a cosine --lr-schedule did worse than the constant rate. Its network size
-    applies to convdecoder only (deepdecoder and dip keep their
-    defaults).
+    applies to convdecoder only (deepdecoder and dip keep their defaults).
 
     Speed: the fit loop does not synchronise with the host (the best output is tracked on the
     device; the progress bar on stderr reads the loss every 25 iterations, early stopping the
