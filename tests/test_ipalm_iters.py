@@ -94,11 +94,37 @@ def test_the_cli_starts_a_learned_prior_from_tv_without_annealing(tmp_path):
     assert default.exit_code == 0, default.stderr
     assert "start: Charbonnier TV" in default.stderr and "from ipalm-TV's image" in \
         default.stderr and "annealed" not in default.stderr, default.stderr
+    assert "warning: " in default.stderr and "use --reg tv" in default.stderr   # no centre
     zero_filled = invoke(*args, "--start", "zero-filled")
     assert "annealed" in zero_filled.stderr and "from ipalm-TV" not in zero_filled.stderr
     bad = invoke(*args, "--start", "sense")
     assert bad.exit_code == 2 and "--start sense" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_lowest_frequencies_left_out_are_counted_per_slice():
+    from mrgen.apps.ipalm import unsampled_lowest_frequencies
+
+    mask = torch.ones(2, 16, 15)
+    assert unsampled_lowest_frequencies(mask) == (0, 13)       # |k| <= 2 samples: 13 values
+    mask[1, 8, 7] = 0                                           # slice 1 misses the DC
+    mask[0, 8, 9] = mask[0, 10, 7] = mask[0, 8, 10] = 0         # slice 0: two in, one out
+    assert unsampled_lowest_frequencies(mask) == (2, 13)
+    assert unsampled_lowest_frequencies(mask, radius=0) == (1, 1)
+
+
+def test_a_learned_prior_warns_on_one_coil_without_the_lowest_frequencies():
+    from mrgen.apps.ipalm import lowest_frequency_warning
+
+    _, acq = _uniform_random(32, 4)              # no DC, no (0, +-1)
+    learned = PriorChoice(model="prior-brain-small")
+    line = lowest_frequency_warning(acq, learned, "ipalm")
+    missing = int(line.split("warning: ")[1].split()[0])
+    assert line.startswith("ipalm: warning: ") and 3 <= missing <= 13, line
+    assert lowest_frequency_warning(acq, PriorChoice(reg="tv"), "ipalm") is None
+    assert lowest_frequency_warning(replace(acq, single_coil=False), learned, "ipalm") is None
+    full = replace(acq, mask=torch.ones_like(acq.mask))
+    assert lowest_frequency_warning(full, learned, "langevin") is None
 
 
 def test_the_progress_counts_the_tv_start_before_the_learned_run():
@@ -129,6 +155,7 @@ def test_langevin_starts_its_single_coil_chains_from_ipalms_default_map():
     result = sample_posterior_app(acq, learned, chains, "ipalm", torch.Generator(),
                                   ipalm_iters=5, log=lines.append)
     assert any("from ipalm-TV's image" in line for line in lines), lines
+    assert any(line.startswith("langevin: warning: ") for line in lines), lines
     # one step of size 1e-12 without noise: the chain's sample is its start
     assert torch.allclose(result.mean, mapped, atol=1e-5 * float(mapped.max()))
 

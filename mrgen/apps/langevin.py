@@ -116,8 +116,8 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     from ..posterior import sample_posterior
 
     from ..posterior import largest_lambda
-    from .ipalm import (IpalmSettings, choose_lambda, describe_lambda, misfit_weighting,
-                        slice_lambdas)
+    from .ipalm import (IpalmSettings, choose_lambda, describe_lambda,
+                        lowest_frequency_warning, misfit_weighting, slice_lambdas)
 
     regulariser, prior = choice.build(acq.device)
     if acq.nufft is not None and acq.maps is None:
@@ -139,6 +139,9 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
         misfit = misfit_weighting(IpalmSettings(choice), prior, acq)
     bound = largest_lambda(lam)
     _check_step(settings, bound, norm, precondition)
+    warning = lowest_frequency_warning(acq, choice, "langevin")
+    if warning is not None and log is not None:
+        log(warning)
     maps, start, lam = _maps_and_start(acq, fixed, start, (regulariser, prior, choice),
                                        ipalm_iters, lam, log, misfit)
     step, noise_std = step_and_noise(settings, prior, bound * norm, precondition)
