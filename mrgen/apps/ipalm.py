@@ -77,9 +77,6 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
         raise UsageError(NO_JOINT_MAPS)
     settings = replace(settings, iters=iterations(settings, acq.single_coil),
                        start=starting_image(settings, acq.single_coil))
-    warning = lowest_frequency_warning(acq, settings.prior, "ipalm")
-    if warning is not None and log is not None:
-        log(warning)
     start = None
     if settings.start == "tv":
         start = tv_start(acq, log, progress)
@@ -94,6 +91,9 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
                             # annealing by default is for single-coil runs from the
                             # zero-filled image only
                             anneal_default=acq.single_coil and start is None)
+    warning = lowest_frequency_warning(acq, settings.prior, "ipalm")   # once usage is checked
+    if warning is not None and log is not None:
+        log(warning)
     annealed = "" if options.anneal is None else (
         f", annealed from sigma {options.anneal.start:g} over {options.anneal.iters} "
         f"iterations")

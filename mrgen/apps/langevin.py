@@ -139,13 +139,13 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
         misfit = misfit_weighting(IpalmSettings(choice), prior, acq)
     bound = largest_lambda(lam)
     _check_step(settings, bound, norm, precondition)
-    warning = lowest_frequency_warning(acq, choice, "langevin")
-    if warning is not None and log is not None:
-        log(warning)
     maps, start, lam = _maps_and_start(acq, fixed, start, (regulariser, prior, choice),
                                        ipalm_iters, lam, log, misfit)
     step, noise_std = step_and_noise(settings, prior, bound * norm, precondition)
     chain_prior, precision = chain_energy(regulariser, settings, acq.device)
+    warning = lowest_frequency_warning(acq, choice, "langevin")    # once usage is checked
+    if warning is not None and log is not None:
+        log(warning)
     if log is not None:
         kind = ("preconditioned " if precondition else "") + \
             ("MALA" if settings.metropolis else "ULA")
