@@ -17,11 +17,11 @@ DEFAULT_ITERS = 100
 SINGLE_COIL_TV_ITERS = 1000
 # The learned prior's default lambda with joint maps: its lambda from the noise, or that x 0.3,
 # whichever predicts held-out k-space best (``held_out_lambdas``); the share held out
+HELD_OUT_FACTORS = (1.0, 0.3)
+HELD_OUT_FRACTION = 0.15
 # the k-space values within this many samples of the centre (13 values): on single-coil
 # data a learned prior cannot restore those the mask leaves out (``lowest_frequency_warning``)
 LOWEST_FREQUENCY_RADIUS = 2
-HELD_OUT_FACTORS = (1.0, 0.3)
-HELD_OUT_FRACTION = 0.15
 
 
 @dataclass
@@ -91,9 +91,7 @@ def ipalm_app(acq: Acquisition, settings: IpalmSettings, progress=None,
                             # annealing by default is for single-coil runs from the
                             # zero-filled image only
                             anneal_default=acq.single_coil and start is None)
-    warning = lowest_frequency_warning(acq, settings.prior, "ipalm")   # once usage is checked
-    if warning is not None and log is not None:
-        log(warning)
+    report_lowest_frequencies(acq, settings.prior, "ipalm", log)   # once usage is checked
     annealed = "" if options.anneal is None else (
         f", annealed from sigma {options.anneal.start:g} over {options.anneal.iters} "
         f"iterations")
@@ -147,6 +145,14 @@ def lowest_frequency_warning(acq: Acquisition, choice: PriorChoice,
             f"{LOWEST_FREQUENCY_RADIUS} samples of the centre are not sampled: on single-coil "
             f"data a learned prior cannot restore them (7.8 dB below --reg tv on the README's "
             f"test slices); sample the centre or use --reg tv")
+
+
+def report_lowest_frequencies(acq: Acquisition, choice: PriorChoice, command: str,
+                              log) -> None:
+    """``lowest_frequency_warning``'s line to ``log``, where there is one (and a log)."""
+    warning = lowest_frequency_warning(acq, choice, command)
+    if warning is not None and log is not None:
+        log(warning)
 
 
 def ipalm_options(settings: IpalmSettings, prior, acq: Acquisition, lam,

@@ -116,8 +116,8 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     from ..posterior import sample_posterior
 
     from ..posterior import largest_lambda
-    from .ipalm import (IpalmSettings, choose_lambda, describe_lambda,
-                        lowest_frequency_warning, misfit_weighting, slice_lambdas)
+    from .ipalm import (IpalmSettings, choose_lambda, describe_lambda, misfit_weighting,
+                        report_lowest_frequencies, slice_lambdas)
 
     regulariser, prior = choice.build(acq.device)
     if acq.nufft is not None and acq.maps is None:
@@ -143,9 +143,7 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
                                        ipalm_iters, lam, log, misfit)
     step, noise_std = step_and_noise(settings, prior, bound * norm, precondition)
     chain_prior, precision = chain_energy(regulariser, settings, acq.device)
-    warning = lowest_frequency_warning(acq, choice, "langevin")    # once usage is checked
-    if warning is not None and log is not None:
-        log(warning)
+    report_lowest_frequencies(acq, choice, "langevin", log)    # once usage is checked
     if log is not None:
         kind = ("preconditioned " if precondition else "") + \
             ("MALA" if settings.metropolis else "ULA")
