@@ -1,3 +1,4 @@
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,12 @@ def requires_cuda(test):
     does) and skipped without CUDA."""
     skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
     return pytest.mark.cuda(skip(test))
+
+
+def requires_cufinufft(test):
+    """A GPU test of the NUFFT: needs CUDA and cuFINUFFT (the `cuda` extra)."""
+    missing = importlib.util.find_spec("cufinufft") is None
+    return requires_cuda(pytest.mark.skipif(missing, reason="needs cufinufft")(test))
 
 
 requires_bart = pytest.mark.skipif(shutil.which("bart") is None, reason="needs bart")

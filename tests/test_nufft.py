@@ -17,7 +17,7 @@ from mrgen.linops import NufftOp, NufftSenseOp, check_operator
 from mrgen.nufft import Nufft, direct_nudft
 from mrgen.trajectory import grid_for, radial, spiral
 
-from .conftest import requires_cuda
+from .conftest import requires_cufinufft
 
 needs_bart = pytest.mark.skipif(shutil.which("bart") is None, reason="needs bart")
 
@@ -151,7 +151,7 @@ def test_grid_for():
     assert grid_for(spiral(300, 3, 96)) == (96, 96)
 
 
-@requires_cuda
+@requires_cufinufft
 def test_cuda_matches_cpu():
     coords = torch.from_numpy(radial(40, 9, 16))
     x = crandn(2, 3, 16, 16)
