@@ -22,6 +22,7 @@ the other), so energies built on them (Langevin's data term) take gradients by a
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import torch
@@ -127,16 +128,29 @@ class Nufft:
         return self._plans[key]
 
 
+def _cufinufft():
+    """The cufinufft module, or a RuntimeFailure that says why not: not installed, or
+    installed without the CUDA libraries it was built against (its PyPI wheels load CUDA
+    12's libcudart.so.12 and libcufft.so.11, which a CUDA 13 build of torch does not bring:
+    seen on an H200 with torch 2.11 and CUDA 13)."""
+    from .errors import RuntimeFailure
+
+    if importlib.util.find_spec("cufinufft") is None:
+        raise RuntimeFailure("the NUFFT on CUDA needs cufinufft (pip install cufinufft)")
+    try:
+        import cufinufft
+    except (ImportError, OSError) as error:
+        raise RuntimeFailure(f"cufinufft is installed but does not load ({error}): its wheels "
+                             "are linked against CUDA 12 (libcudart.so.12, libcufft.so.11), "
+                             "which a CUDA 12 build of torch brings; or use --device cpu") \
+            from None
+    return cufinufft
+
+
 def _make_plan(kind, batch, modes, points, eps, device):
     isign = -1 if kind == 2 else 1
     if device.type == "cuda":
-        try:
-            import cufinufft
-        except ImportError:
-            from .errors import RuntimeFailure
-
-            raise RuntimeFailure("the NUFFT on CUDA needs cufinufft (pip install cufinufft)") \
-                from None
+        cufinufft = _cufinufft()
         plan = cufinufft.Plan(kind, modes, n_trans=batch, eps=eps, isign=isign,
                               dtype="complex64", upsampfac=UPSAMPLING)
         plan.setpts(points[0].contiguous(), points[1].contiguous())

@@ -54,10 +54,22 @@ def requires_cuda(test):
     return pytest.mark.cuda(skip(test))
 
 
+def cufinufft_loads() -> bool:
+    """Whether cuFINUFFT (the `cuda` extra) imports: installed, with its CUDA libraries."""
+    if importlib.util.find_spec("cufinufft") is None:
+        return False
+    try:
+        import cufinufft  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
 def requires_cufinufft(test):
-    """A GPU test of the NUFFT: needs CUDA and cuFINUFFT (the `cuda` extra)."""
-    missing = importlib.util.find_spec("cufinufft") is None
-    return requires_cuda(pytest.mark.skipif(missing, reason="needs cufinufft")(test))
+    """A GPU test of the NUFFT: needs CUDA and a cuFINUFFT that loads."""
+    skip = pytest.mark.skipif(not torch.cuda.is_available() or not cufinufft_loads(),
+                              reason="needs CUDA and a cufinufft that loads")
+    return pytest.mark.cuda(skip(test))
 
 
 requires_bart = pytest.mark.skipif(shutil.which("bart") is None, reason="needs bart")

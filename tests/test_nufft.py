@@ -162,3 +162,20 @@ def test_cuda_matches_cpu():
     assert torch.allclose(gpu.adjoint(y.cuda()).cpu(), cpu.adjoint(y), atol=1e-4)
     op = NufftSenseOp(crandn(3, 16, 16).cuda(), gpu)
     assert check_operator(op, (2, 16, 16), device="cuda").passed
+
+
+def test_cuda_backend_says_why_it_is_missing(monkeypatch):
+    """Not installed, or installed without its CUDA libraries: one clear RuntimeFailure each."""
+    import importlib.util
+    import sys
+
+    from mrgen import nufft as module
+    from mrgen.errors import RuntimeFailure
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(RuntimeFailure, match=r"needs cufinufft \(pip install cufinufft\)"):
+        module._cufinufft()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setitem(sys.modules, "cufinufft", None)      # its import now fails
+    with pytest.raises(RuntimeFailure, match="installed but does not load.*CUDA 12"):
+        module._cufinufft()

@@ -2,8 +2,6 @@
 normal, Hermitian positive semi-definite normal, to float32 precision), shape checks, and the
 operators as iPALM, Deep J-Sense and the un-trained networks build them."""
 
-import importlib.util
-
 import pytest
 import torch
 
@@ -11,7 +9,7 @@ import mrgen.linops
 from mrgen.linops import (FourierOp, LinearOperator, SenseMapsOp, SenseOp, check_operator)
 from mrgen.nufft import Nufft
 
-from .conftest import requires_cuda
+from .conftest import cufinufft_loads, requires_cuda
 
 
 def crandn(*shape, gen):
@@ -140,7 +138,7 @@ def test_operators_on_cuda_match_cpu():
     cpu = SenseOp(maps, mask).normal(x)
     gpu = SenseOp(maps.cuda(), mask.cuda()).normal(x.cuda()).cpu()
     assert torch.allclose(cpu, gpu, atol=1e-4)
-    nufft_on_cuda = importlib.util.find_spec("cufinufft") is not None
+    nufft_on_cuda = cufinufft_loads()
     for name in sorted(LinearOperator.registry):
         op = LinearOperator.registry[name].example(gen)
         if isinstance(getattr(op, "nufft", None), Nufft) and not nufft_on_cuda:
