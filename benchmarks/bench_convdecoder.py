@@ -165,15 +165,17 @@ def quality_table(args):
         measured = kspace * mask
         fraction = f"{float(mask[0].mean()):.3f}"
 
-        def row(name, image, seconds):
+        def row(name, image, seconds=None):
+            """One line; baselines (seconds None) are not timed."""
+            timing = "-" if seconds is None else f"{seconds:.1f}"
             print(f"{accel:>4}x {fraction:>8} {name:<34} {metrics.psnr(truth, image):>10.2f} "
-                  f"{metrics.ssim(truth, image):>7.4f} {seconds:>9.1f}", flush=True)
+                  f"{metrics.ssim(truth, image):>7.4f} {timing:>9}", flush=True)
 
-        row("zero-filled", rss(ifft2c(measured)), 0.0)
+        row("zero-filled", rss(ifft2c(measured)))
         for name, images in (("ipalm-TV joint (best lam of 3)", ipalm_tv(measured, mask)),
                              ("BART pics -R T (best lam of 4)", bart_pics_tv(measured))):
             if images:
-                row(name, max(images, key=lambda x: float(metrics.psnr(truth, x))), 0.0)
+                row(name, max(images, key=lambda x: float(metrics.psnr(truth, x))))
         for variant in args.variants:
             start = time.perf_counter()
             result = fit_untrained(measured, mask, maps if variant == "maps" else None,

@@ -167,7 +167,7 @@ def main():
         coils, height, width = metadata["training"]["data"]["shape"]
         kspace, maps, truth, test, train = test_data(args, (height, width), coils)
         args.eps = sampler_eps(metadata)
-        source = f"model {args.model} (steps {metadata['training'].get('checkpoint_step', '')})"
+        source = f"model {args.model} ({metadata['training'].get('steps', '?')} training steps)"
     else:
         kspace, maps, truth, test, train = test_data(args)
         net, source = train_in_run(args, kspace, maps, truth, train)
