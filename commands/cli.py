@@ -81,7 +81,8 @@ settings = Settings()
 
 DeviceOption = Annotated[Optional[str], typer.Option(
     "--device", help="auto | cpu | cuda | cuda:N (default: $MRGEN_DEVICE, else auto: CUDA "
-    "when available).", rich_help_panel="Global options")]
+    "when available; for --traj data only where cufinufft loads).",
+    rich_help_panel="Global options")]
 SeedOption = Annotated[Optional[int], typer.Option(
     "--seed", help="Seed for every random choice (default 0): the same seed gives the same "
     "output on CPU.", rich_help_panel="Global options")]
@@ -518,10 +519,12 @@ def progress_bar(total: int, desc: str, unit: str = "it"):
     return make_bar(total, desc, unit, enabled=not settings.quiet)
 
 
-def device():
+def device(nufft: bool = False):
+    """The torch device of --device; ``nufft``: the job has non-Cartesian data (auto then
+    takes the CPU where the NUFFT cannot run on CUDA, and says so)."""
     from mrgen.device import resolve_device
 
-    return resolve_device(settings.device)
+    return resolve_device(settings.device, nufft=nufft, log=info)
 
 
 def command_line() -> str:

@@ -82,8 +82,9 @@ def espirit(
                              phase_ref, exact, size)
     acq = read_acquisition(kspace, mask, None, io.parse_slices(slice_), trajectory=traj,
                            grid=grid)
+    dev = device(nufft=acq.nufft is not None)   # its note before the bar
     with progress_bar(acq.slice_count, "espirit", unit="slice") as bar:
-        result = espirit_app(acq, options, device(), bar.update)
+        result = espirit_app(acq, options, dev, bar.update)
     _report(result, options, acq.coils)
     maps_layout, values_layout = _layouts(sets, acq.has_slices)
     one_set = (lambda t: t[:, 0]) if sets == 1 else (lambda t: t)

@@ -118,7 +118,7 @@ def ipalm(
     inputs = [kspace, mask, maps, traj]
     acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_), single_coil, traj,
                            grid)
-    acq = acq.to(device())
+    acq = acq.to(device(nufft=acq.nufft is not None))
     settings = IpalmSettings(PriorChoice(model, reg, tv_eps), lam, mu, iters, equalise,
                              max_backtracks, strict, anneal, anneal_iters, start,
                              cli_settings.seed)

@@ -142,7 +142,7 @@ def langevin(
     from mrgen.io.stream import SampleStream
 
     kspace, output = _split_inputs(inputs, prior_only)
-    dev, slices = device(), io.parse_slices(slice_)
+    dev, slices = device(nufft=traj is not None), io.parse_slices(slice_)
     deepen = _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude, traj)
     chain = sampling.ChainSettings(burn_in, samples, thin, step, noise_std,
                                    sampler == "mala" or (sampler == "auto" and deepen), nonneg,

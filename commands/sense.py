@@ -62,8 +62,9 @@ def sense(
     acq = read_acquisition(kspace, mask, maps, slices, trajectory=traj, grid=grid)
     start = None if init is None else read_matching_image(init, acq, slices)
     options = SenseOptions(lam, iters, tol, magnitude, crop)
+    dev = device(nufft=acq.nufft is not None)   # its note before the bar
     with progress_bar(acq.slice_count, "sense", unit="slice") as bar:
-        result = sense_app(acq, options, start, device(), bar.update)
+        result = sense_app(acq, options, start, dev, bar.update)
     info(f"CG: {result.iterations} iterations (at most), relative residual "
          f"{result.worst_residual:.2e} (worst slice)")
     save(output, acq.squeeze(result.image), io.roles.IMAGE, inputs=inputs)

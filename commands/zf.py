@@ -38,7 +38,8 @@ def zf(
     from mrgen.apps.zf import zero_filled_app
 
     acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_),
-                           trajectory=traj, grid=grid).to(device())
+                           trajectory=traj, grid=grid)
+    acq = acq.to(device(nufft=traj is not None))
     image = zero_filled_app(acq, crop, magnitude=not complex_output)
     save(output, acq.squeeze(image), io.roles.IMAGE, inputs=[kspace, mask, maps, traj])
 

@@ -9,11 +9,13 @@ from .errors import UsageError
 DEVICE_ENV = "MRGEN_DEVICE"
 
 
-def resolve_device(spec: str | None = None):
+def resolve_device(spec: str | None = None, nufft: bool = False, log=None):
     """Turn ``auto|cpu|cuda|cuda:N`` (or ``$MRGEN_DEVICE``) into a ``torch.device``.
 
-    ``auto`` means CUDA when available, else CPU. Asking for CUDA where there is none is a
-    usage error, not a silent fall-back: timings and results would otherwise mislead.
+    ``auto`` means CUDA when available, else CPU; for a job with a NUFFT (``nufft``:
+    non-Cartesian data) also CPU where the NUFFT cannot run on CUDA (cufinufft missing or
+    not loading), which ``log`` is told. Asking for CUDA where there is none is a usage
+    error, not a silent fall-back: timings and results would otherwise mislead.
     """
     import torch
 
@@ -22,7 +24,14 @@ def resolve_device(spec: str | None = None):
     # Name where the value came from: the option, or the environment variable.
     given = f"{DEVICE_ENV}={spec}" if from_env else f"--device {spec}"
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        problem = _cuda_nufft_problem() if nufft else None
+        if problem is not None:
+            if log is not None:
+                log(f"{given}: {problem}; the non-Cartesian data run on the CPU")
+            return torch.device("cpu")
+        return torch.device("cuda")
     if spec == "cpu":
         return torch.device("cpu")
     if spec == "cuda" or spec.startswith("cuda:"):
@@ -36,6 +45,12 @@ def resolve_device(spec: str | None = None):
             raise UsageError(f"{given}: only {torch.cuda.device_count()} GPU(s) present")
         return torch.device(spec)
     raise UsageError(f"{given}: unknown device; use auto, cpu, cuda or cuda:N")
+
+
+def _cuda_nufft_problem() -> str | None:
+    from .nufft import cuda_backend_problem
+
+    return cuda_backend_problem()
 
 
 def generator(seed: int, device="cpu"):

@@ -128,22 +128,31 @@ class Nufft:
         return self._plans[key]
 
 
-def _cufinufft():
-    """The cufinufft module, or a RuntimeFailure that says why not: not installed, or
-    installed without the CUDA libraries it was built against (its PyPI wheels load CUDA
-    12's libcudart.so.12 and libcufft.so.11, which a CUDA 13 build of torch does not bring:
-    seen on an H200 with torch 2.11 and CUDA 13)."""
-    from .errors import RuntimeFailure
-
+def cuda_backend_problem() -> str | None:
+    """Why the NUFFT cannot run on CUDA here, or None: cufinufft not installed, or installed
+    without the CUDA libraries it was built against (its PyPI wheels load CUDA 12's
+    libcudart.so.12 and libcufft.so.11, which a CUDA 13 build of torch does not bring: seen
+    on an H200 with torch 2.11 and CUDA 13)."""
     if importlib.util.find_spec("cufinufft") is None:
-        raise RuntimeFailure("the NUFFT on CUDA needs cufinufft (pip install cufinufft)")
+        return "cufinufft is not installed (pip install cufinufft)"
     try:
-        import cufinufft
+        import cufinufft  # noqa: F401
     except (ImportError, OSError) as error:
-        raise RuntimeFailure(f"cufinufft is installed but does not load ({error}): its wheels "
-                             "are linked against CUDA 12 (libcudart.so.12, libcufft.so.11), "
-                             "which a CUDA 12 build of torch brings; or use --device cpu") \
-            from None
+        return (f"cufinufft is installed but does not load ({error}): its wheels are linked "
+                "against CUDA 12 (libcudart.so.12, libcufft.so.11), which a CUDA 12 build of "
+                "torch brings")
+    return None
+
+
+def _cufinufft():
+    """The cufinufft module, or a RuntimeFailure saying why it cannot be had."""
+    problem = cuda_backend_problem()
+    if problem is not None:
+        from .errors import RuntimeFailure
+
+        raise RuntimeFailure(f"the NUFFT on CUDA: {problem}; or use --device cpu")
+    import cufinufft
+
     return cufinufft
 
 

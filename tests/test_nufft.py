@@ -173,7 +173,7 @@ def test_cuda_backend_says_why_it_is_missing(monkeypatch):
     from mrgen.errors import RuntimeFailure
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(RuntimeFailure, match=r"needs cufinufft \(pip install cufinufft\)"):
+    with pytest.raises(RuntimeFailure, match=r"not installed \(pip install cufinufft\)"):
         module._cufinufft()
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
     monkeypatch.setitem(sys.modules, "cufinufft", None)      # its import now fails

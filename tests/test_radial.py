@@ -180,3 +180,27 @@ def test_espirit_traj_is_bart_ecalib_on_its_inverse_nufft(radial_scan, tmp_path)
         np.linalg.norm(ours, axis=0) * np.linalg.norm(bart, axis=0) + 1e-12)
     inside = correlation[truth > 0.1 * truth.max()]
     assert np.median(inside) > 0.9999 and np.percentile(inside, 5) > 0.999
+
+
+def test_auto_device_runs_non_cartesian_data_on_the_cpu_without_cufinufft(radial_scan,
+                                                                          monkeypatch):
+    """Where CUDA is there but the NUFFT cannot run on it, --device auto takes the CPU for
+    non-Cartesian data and says why; Cartesian jobs and an explicit --device cuda keep CUDA."""
+    import torch
+
+    import mrgen.device
+    from mrgen.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(mrgen.device, "_cuda_nufft_problem",
+                        lambda: "cufinufft is not installed (pip install cufinufft)")
+    lines = []
+    assert resolve_device("auto", nufft=True, log=lines.append).type == "cpu"
+    assert lines == ["--device auto: cufinufft is not installed (pip install cufinufft); the "
+                     "non-Cartesian data run on the CPU"]
+    assert resolve_device("auto").type == "cuda"
+    assert resolve_device("cuda", nufft=True).type == "cuda"
+    folder, truth = radial_scan
+    result = run(folder, "zf", "k.cfl", "auto.npy", "--traj", "t.cfl")
+    assert "the non-Cartesian data run on the CPU" in result.stderr
+    assert psnr(folder / "auto.npy", truth) > 21.3
