@@ -26,7 +26,11 @@ def resolve_device(spec: str | None = None, nufft: bool = False, log=None):
     if spec == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")
-        problem = _cuda_nufft_problem() if nufft else None
+        problem = None
+        if nufft:
+            from .nufft import cuda_backend_problem
+
+            problem = cuda_backend_problem()
         if problem is not None:
             if log is not None:
                 log(f"{given}: {problem}; the non-Cartesian data run on the CPU")
@@ -45,12 +49,6 @@ def resolve_device(spec: str | None = None, nufft: bool = False, log=None):
             raise UsageError(f"{given}: only {torch.cuda.device_count()} GPU(s) present")
         return torch.device(spec)
     raise UsageError(f"{given}: unknown device; use auto, cpu, cuda or cuda:N")
-
-
-def _cuda_nufft_problem() -> str | None:
-    from .nufft import cuda_backend_problem
-
-    return cuda_backend_problem()
 
 
 def generator(seed: int, device="cpu"):

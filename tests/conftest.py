@@ -1,4 +1,3 @@
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -56,13 +55,9 @@ def requires_cuda(test):
 
 def cufinufft_loads() -> bool:
     """Whether cuFINUFFT (the `cuda` extra) imports: installed, with its CUDA libraries."""
-    if importlib.util.find_spec("cufinufft") is None:
-        return False
-    try:
-        import cufinufft  # noqa: F401
-    except (ImportError, OSError):
-        return False
-    return True
+    from mrgen.nufft import cuda_backend_problem
+
+    return cuda_backend_problem() is None
 
 
 def requires_cufinufft(test):

@@ -188,11 +188,11 @@ def test_auto_device_runs_non_cartesian_data_on_the_cpu_without_cufinufft(radial
     non-Cartesian data and says why; Cartesian jobs and an explicit --device cuda keep CUDA."""
     import torch
 
-    import mrgen.device
+    import mrgen.nufft
     from mrgen.device import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(mrgen.device, "_cuda_nufft_problem",
+    monkeypatch.setattr(mrgen.nufft, "cuda_backend_problem",
                         lambda: "cufinufft is not installed (pip install cufinufft)")
     lines = []
     assert resolve_device("auto", nufft=True, log=lines.append).type == "cpu"
