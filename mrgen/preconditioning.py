@@ -205,6 +205,11 @@ class SolvedPreconditioner:
         self._inner_prior = half_spectrum(inner * self.prior)     # D^(1/2) Q D^(1/2)
         self._prior = half_spectrum(self.prior)
         self._prior_root = half_spectrum(self.prior.sqrt())
+        # the CG runs on weighted half spectra (``_spectral_system``): D^(1/2) folded in
+        weights = half_spectrum_weights(inner.shape[-1], inner.device, inner.dtype)
+        self._root_in = self._root / weights          # spectrum -> D^(1/2) y
+        self._root_out = self._root * weights * self.lam
+        self._root_rhs = self._root * weights
         self.iterations = []                       # CG iterations of each solve
 
     def _grouped(self, v):
@@ -219,25 +224,28 @@ class SolvedPreconditioner:
         return torch.fft.irfft2(torch.fft.rfft2(v, norm="ortho").mul_(weights), s=size,
                                 norm="ortho")
 
-    def _preconditioned_system(self, y):
-        """D^(1/2) K D^(1/2) y, with D^(1/2) Q D^(1/2) in one k-space product."""
-        size = y.shape[-2:]
-        spectrum = torch.fft.rfft2(y, norm="ortho")
-        w = torch.fft.irfft2(spectrum * self._root, s=size, norm="ortho")
-        data = torch.fft.rfft2(self.operator.normal(w).to(y.dtype), norm="ortho")
-        data.mul_(self._root * self.lam)
-        return torch.fft.irfft2(data.add_(spectrum.mul_(self._inner_prior)), s=size,
-                                norm="ortho")
+    def _spectral_system(self, s, size):
+        """D^(1/2) K D^(1/2) y on s = m^(1/2) rfft2(y), m the half spectrum's Parseval
+        weights (``half_spectrum_weights``): the real inner product of two such s is that of
+        their images, so CG runs on them unchanged, and an iteration transforms once each way
+        (in image space the diagonal D^(1/2) took two more). A real operator keeps s the
+        half spectrum of a real image, and CG's real combinations keep it so."""
+        w = torch.fft.irfft2(s * self._root_in, s=size, norm="ortho")       # D^(1/2) y
+        data = torch.fft.rfft2(self.operator.normal(w).to(w.dtype), norm="ortho")
+        return data.mul_(self._root_out).addcmul_(s, self._inner_prior)
 
     def apply(self, v: torch.Tensor) -> torch.Tensor:
         """P v = K^-1 v."""
         from .cg import conjugate_gradient
 
-        rhs = self._fourier(self._grouped(v), self._root)
-        y, info = conjugate_gradient(self._preconditioned_system, rhs, iters=self.iters,
-                                     tol=self.tol, return_info=True)
+        grouped = self._grouped(v)
+        size = grouped.shape[-2:]
+        rhs = torch.fft.rfft2(grouped, norm="ortho").mul_(self._root_rhs)
+        y, info = conjugate_gradient(lambda s: self._spectral_system(s, size), rhs,
+                                     iters=self.iters, tol=self.tol, return_info=True)
         self.iterations.append(info.iterations)
-        return self._fourier(y, self._root).reshape(v.shape).to(v.dtype)
+        x = torch.fft.irfft2(y.mul_(self._root_in), s=size, norm="ortho")
+        return x.reshape(v.shape).to(v.dtype)
 
     def perturbation(self, like: torch.Tensor, generator) -> torch.Tensor:
         """eta ~ N(0, K), shaped like the states ``like``."""
@@ -271,6 +279,18 @@ class SolvedPreconditioner:
         view = factor.to(self.prior.dtype).view(-1, 1, 1)
         return SolvedPreconditioner(self.operator, self.lam * view, self.prior * view,
                                     self.data_diagonal * view, self.tol, self.iters)
+
+
+def half_spectrum_weights(width: int, device, dtype) -> torch.Tensor:
+    """sqrt(m) per column of an rfft2 half spectrum of a width-``width`` real image, m its
+    Parseval weight: 1 for the columns that hold their own conjugates (0, and width / 2 for
+    an even width), 2 for the others, whose partners rfft2 leaves out. Then ||y||^2 =
+    ||sqrt(m) rfft2(y)||^2 with the orthonormal transform."""
+    m = torch.full((width // 2 + 1,), 2.0, device=device, dtype=dtype)
+    m[0] = 1.0
+    if width % 2 == 0:
+        m[-1] = 1.0
+    return m.sqrt()
 
 
 def half_spectrum(weights: torch.Tensor) -> torch.Tensor:
