@@ -208,8 +208,8 @@ class SolvedPreconditioner:
         # the CG runs on weighted half spectra (``_spectral_system``): D^(1/2) folded in
         weights = half_spectrum_weights(inner.shape[-1], inner.device, inner.dtype)
         self._root_in = self._root / weights          # spectrum -> D^(1/2) y
-        self._root_out = self._root * weights * self.lam
-        self._root_rhs = self._root * weights
+        self._root_rhs = self._root * weights         # image -> weighted D^(1/2) spectrum
+        self._root_out = self._root_rhs * self.lam
         self.iterations = []                       # CG iterations of each solve
 
     def _grouped(self, v):

@@ -106,3 +106,15 @@ def test_real_ffts_with_half_spectrum_weights_are_the_centred_diagonal(size):
                    SIZE)
     p = dense_real(pre.apply, SIZE)
     assert torch.allclose(p @ k, torch.eye(k.shape[0], dtype=torch.float64), atol=1e-6)
+
+
+@pytest.mark.parametrize("width", [8, 7, 1])
+def test_half_spectrum_weights_keep_parseval(width):
+    """The CG's variables sqrt(m) rfft2(y): their real inner products are the images'."""
+    from mrgen.preconditioning import half_spectrum_weights
+
+    g = torch.Generator().manual_seed(5)
+    a, b = (torch.randn(2, 6, width, generator=g, dtype=torch.float64) for _ in range(2))
+    m = half_spectrum_weights(width, a.device, a.dtype)
+    sa, sb = (torch.fft.rfft2(v, norm="ortho") * m for v in (a, b))
+    assert float((sa.conj() * sb).real.sum()) == pytest.approx(float((a * b).sum()), rel=1e-12)
