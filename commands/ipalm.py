@@ -5,12 +5,13 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import command, device, info, progress_bar, save
-from .options import AT_LEAST_1, POSITIVE, GridOption, Range, SliceOption, TrajOption
+from .options import (AT_LEAST_1, POSITIVE, GridOption, Range, SliceOption, SupportOption,
+                      TrajOption, apply_support_file, support_file)
 
 SUMMARY = "Joint image + coil-map reconstruction by iPALM with a learned or TV prior (Zach, Knoll, Pock 2023, preprint)."
 
 
-@command("ipalm", SUMMARY, inputs=("kspace", "mask", "maps", "traj"), models=("model",),
+@command("ipalm", SUMMARY, inputs=("kspace", "mask", "maps", "traj", "support||auto|off"), models=("model",),
          outputs=("output", "maps_out"), not_images=("maps_out",), files_out=("energy_log",),
          ranges={"lam": Range(0, low_open=True, words=("", "auto", "noise")), "mu": POSITIVE,
                  "iters": AT_LEAST_1, "tv_eps": POSITIVE, "max_backtracks": AT_LEAST_1,
@@ -95,6 +96,7 @@ def ipalm(
     anneal_iters: Annotated[Optional[int], typer.Option(
         "--anneal-iters", metavar="N", help="Iterations of --anneal. Default: 70% of --iters.",
         show_default=False)] = None,
+    support: SupportOption = "",
     slice_: SliceOption = None,
     traj: TrajOption = None,
     grid: GridOption = None,
@@ -107,7 +109,8 @@ def ipalm(
     zero-filled RSS image (within the prior's crop) and the result scaled back.
 
     Modes: joint (default); --maps FILE fixes the maps; --single-coil has one coil of
-    sensitivity 1. Slices are reconstructed together as one batch. --traj (non-Cartesian
+    sensitivity 1, and by default the image is held at zero off the object (--support: the
+    object found in a first ipalm-TV run). Slices are reconstructed together as one batch. --traj (non-Cartesian
     samples; M F becomes the NUFFT) needs --maps: the joint maps' prox assumes a grid."""
     from mrgen import io
     from mrgen.acquisition import read_acquisition
@@ -115,13 +118,14 @@ def ipalm(
 
     from .cli import settings as cli_settings
 
-    inputs = [kspace, mask, maps, traj]
-    acq = read_acquisition(kspace, mask, maps, io.parse_slices(slice_), single_coil, traj,
-                           grid)
+    inputs = [kspace, mask, maps, traj, *support_file(support)]
+    slices = io.parse_slices(slice_)
+    acq = read_acquisition(kspace, mask, maps, slices, single_coil, traj, grid)
+    acq, support = apply_support_file(acq, support, slices)
     acq = acq.to(device(nufft=acq.nufft is not None))
     settings = IpalmSettings(PriorChoice(model, reg, tv_eps), lam, mu, iters, equalise,
                              max_backtracks, strict, anneal, anneal_iters, start,
-                             cli_settings.seed)
+                             support=support, seed=cli_settings.seed)
     iters = total_iterations(settings, acq)
     with progress_bar(iters, "ipalm") as bar:
         result = ipalm_app(acq, settings, _energy_progress(bar, iters), info)

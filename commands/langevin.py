@@ -6,13 +6,15 @@ import typer
 
 from .cli import command, device, info, progress_bar, save, settings
 from .options import (AT_LEAST_0, AT_LEAST_1, POSITIVE, PRECISIONS, GridOption,
-                      PrecisionOption, SliceOption, TrajOption)
+                      PrecisionOption, SliceOption, SupportOption, TrajOption,
+                      apply_support_file, support_file)
 
 SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples (Zach, Knoll, Pock 2023, preprint)."
 
 
 @command("langevin", SUMMARY, inputs=("inputs[:-1]", "mask", "maps", "traj",
-                                                  "init|ipalm|noise|zf|sense|map"),
+                                                  "init|ipalm|noise|zf|sense|map",
+                                                  "support||auto|off"),
          models=("model",), outputs=("inputs[-1]", "var", "samples_out"),
          ranges={"lam": POSITIVE, "ipalm_iters": AT_LEAST_1, "burn_in": AT_LEAST_0,
                  "samples": AT_LEAST_1, "thin": AT_LEAST_1, "step": POSITIVE,
@@ -123,6 +125,7 @@ def langevin(
     magnitude: Annotated[bool, typer.Option(
         "--magnitude", help="DEEPEN: write magnitudes instead of complex images.")] = False,
     tv_eps: Annotated[float, typer.Option("--tv-eps", help="Charbonnier TV smoothing.")] = 1e-3,
+    support: SupportOption = "",
     slice_: SliceOption = None,
     traj: TrajOption = None,
     grid: GridOption = None,
@@ -144,7 +147,8 @@ def langevin(
 
     kspace, output = _split_inputs(inputs, prior_only)
     dev, slices = device(nufft=traj is not None), io.parse_slices(slice_)
-    deepen = _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude, traj)
+    deepen = _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude, traj,
+                        support)
     chain = sampling.ChainSettings(burn_in, samples, thin, step, noise_std,
                                    sampler == "mala" or (sampler == "auto" and deepen), nonneg,
                                    1 if prior_only else chains, precondition, precision)
@@ -155,7 +159,9 @@ def langevin(
             SampleStream(samples_out, samples * chain.chains) as stream:
         if prior_only:
             return _prior_only(choice, shape, chains, chain, gen, dev, stream, bar, output, var)
-        acq = read_acquisition(kspace, mask, maps, slices, single_coil, traj, grid).to(dev)
+        acq = read_acquisition(kspace, mask, maps, slices, single_coil, traj, grid)
+        acq, chain.support = apply_support_file(acq, support, slices)
+        acq = acq.to(dev)
         start = init or ("map" if deepen else sampling.default_start(chain, acq))
         if start not in (("map", "sense", "noise") if deepen else ("ipalm", "noise", "zf")):
             start = read_matching_image(start, acq, slices).to(dev)
@@ -172,7 +178,7 @@ def langevin(
     for line in (sampling.metropolis_report(result), sampling.convergence_report(result)):
         if line:
             info(line)
-    files = [kspace, mask, maps, traj]
+    files = [kspace, mask, maps, traj, *support_file(support)]
     save(output, finish(acq.squeeze(result.mean)), io.roles.IMAGE, inputs=files)
     if var:
         save(var, acq.squeeze(result.variance), io.roles.IMAGE, inputs=files)
@@ -191,7 +197,7 @@ def _prior_only(choice, shape, chains, chain, gen, dev, stream, bar, output, var
 
 
 def _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude,
-               traj=None) -> bool:
+               traj=None, support="") -> bool:
     """Whether --model is a DEEPEN model; options that the chosen posterior does not have
     are refused."""
     from mrgen.deepen.model import KIND as DEEPEN_KIND
@@ -202,11 +208,12 @@ def _is_deepen(model, reg, lam, single_coil, nonneg, prior_only, init, magnitude
         if magnitude:
             raise UsageError("--magnitude: only for a DEEPEN model (these images are real)")
         return False
-    _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init, traj)
+    _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init, traj, support)
     return True
 
 
-def _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init, traj=None):
+def _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init, traj=None,
+                          support=""):
     """Options of the iPALM posterior that a DEEPEN model does not have."""
     from mrgen.errors import UsageError
 
@@ -220,6 +227,7 @@ def _check_deepen_options(reg, lam, single_coil, nonneg, prior_only, init, traj=
                                      "not a prior to sample alone"),
         (init in ("ipalm", "zf"), f"--init {init}", ": use map, sense, noise or an image file"),
         (traj, "--traj", ": DEEPEN's posterior is Cartesian"),
+        (support, f"--support {support}", ": its image is complex, held by its maps"),
     ]
     for given, option, reason in unused:
         if given:
@@ -236,6 +244,8 @@ def _precheck(args):
         from mrgen.trajectory import NO_JOINT_MAPS
 
         raise UsageError(NO_JOINT_MAPS)
+    if args["support"] and args["prior_only"]:
+        raise UsageError(f"--support {args['support']}: not with --prior-only (no data)")
     if args["nonneg"] and args["sampler"] == "mala":
         raise UsageError("--nonneg with --sampler mala: a projected chain has no Metropolis "
                          "test; use --sampler ula")

@@ -27,10 +27,12 @@ def test_tv_on_one_coil_defaults_to_1000_iterations_everything_else_to_100():
     assert iterations(IpalmSettings(tv, iters=7), single_coil=True) == 7   # asked for: kept
 
 
-def _uniform_random(size: int, seed: int):
-    """A Shepp-Logan slice sampled with one coil at 3x uniform random, without the k-space
-    centre (the case the default is for)."""
-    truth = torch.from_numpy(np.abs(shepp_logan((size, size)))).float()[None]
+def _uniform_random(size: int, seed: int, pad: int = 0):
+    """A Shepp-Logan slice (``pad`` pixels of background around it) sampled with one coil at
+    3x uniform random, without the k-space centre (the case the default is for)."""
+    inner = size - 2 * pad
+    truth = torch.from_numpy(np.abs(shepp_logan((inner, inner)))).float()[None]
+    truth = torch.nn.functional.pad(truth, (pad,) * 4)
     generator = torch.Generator().manual_seed(seed)
     mask = (torch.rand(truth.shape, generator=generator) < 1 / 3).float()
     for centre in ((size // 2, size // 2), (size // 2, size // 2 + 1), (size // 2, size // 2 - 1)):
@@ -86,7 +88,7 @@ def test_ipalm_starts_from_the_given_image():
 
 
 def test_the_cli_starts_a_learned_prior_from_tv_without_annealing(tmp_path):
-    _, acq = _uniform_random(32, 4)
+    _, acq = _uniform_random(64, 4, pad=16)
     path, out = tmp_path / "k.npy", tmp_path / "u.npy"
     np.save(path, acq.kspace[0, 0].numpy())
     args = ["ipalm", path, out, "--single-coil", "--model", "prior-brain-small", "--iters", 5]
@@ -94,9 +96,13 @@ def test_the_cli_starts_a_learned_prior_from_tv_without_annealing(tmp_path):
     assert default.exit_code == 0, default.stderr
     assert "start: Charbonnier TV" in default.stderr and "from ipalm-TV's image" in \
         default.stderr and "annealed" not in default.stderr, default.stderr
-    assert "warning: " in default.stderr and "use --reg tv" in default.stderr   # no centre
+    assert "support from ipalm-TV's image" in default.stderr and "warning: " not in \
+        default.stderr, default.stderr       # the support settles the frequencies left out
+    unheld = invoke(*args, "--support", "off")
+    assert "warning: " in unheld.stderr and "use --reg tv" in unheld.stderr   # no centre
     zero_filled = invoke(*args, "--start", "zero-filled")
-    assert "annealed" in zero_filled.stderr and "from ipalm-TV" not in zero_filled.stderr
+    assert "annealed" in zero_filled.stderr and "from ipalm-TV's image, " not in \
+        zero_filled.stderr and "start: " not in zero_filled.stderr, zero_filled.stderr
     bad = invoke(*args, "--start", "sense")
     assert bad.exit_code == 2 and "--start sense" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
@@ -125,6 +131,8 @@ def test_a_learned_prior_warns_on_one_coil_without_the_lowest_frequencies():
     assert lowest_frequency_warning(replace(acq, single_coil=False), learned, "ipalm") is None
     full = replace(acq, mask=torch.ones_like(acq.mask))
     assert lowest_frequency_warning(full, learned, "langevin") is None
+    held = acq.with_maps(acq.maps * (torch.arange(32) < 24).to(acq.maps.dtype))
+    assert lowest_frequency_warning(held, learned, "ipalm") is None    # a support holds them
 
 
 def test_the_progress_counts_the_tv_start_before_the_learned_run():
@@ -132,21 +140,23 @@ def test_the_progress_counts_the_tv_start_before_the_learned_run():
 
     _, acq = _uniform_random(32, 4)
     learned = IpalmSettings(PriorChoice(model="prior-brain-small"), iters=5)
-    assert total_iterations(learned, acq) == 1000 + 5
+    # the TV run the support is estimated from, TV's start within it, the prior's run
+    assert total_iterations(learned, acq) == 1000 + 1000 + 5
+    assert total_iterations(replace(learned, support="off"), acq) == 1000 + 5
     multi_coil = replace(acq, single_coil=False, maps=None)   # two held-out runs first
     assert total_iterations(learned, multi_coil) == 3 * 5
     assert total_iterations(replace(learned, lam="noise"), multi_coil) == 5
-    assert total_iterations(IpalmSettings(PriorChoice(reg="tv")), acq) == 1000
+    assert total_iterations(IpalmSettings(PriorChoice(reg="tv")), acq) == 2000
     steps = []
     ipalm_app(acq, learned, progress=lambda k, u, c, energies: steps.append(k))
     assert len(steps) == total_iterations(learned, acq)
-    assert steps[:2] == [0, 1] and steps[1000:1002] == [0, 1]    # TV's, then the prior's
+    assert steps[:2] == [0, 1] and steps[1000:1002] == [0, 1] and steps[2000:2002] == [0, 1]
 
 
 def test_langevin_starts_its_single_coil_chains_from_ipalms_default_map():
     from mrgen.apps.langevin import ChainSettings, sample_posterior_app
 
-    _, acq = _uniform_random(32, 4)
+    _, acq = _uniform_random(48, 4, pad=12)
     learned = PriorChoice(model="prior-brain-small")
     mapped = ipalm_app(acq, IpalmSettings(learned, iters=5)).image    # from TV's image
     lines = []
@@ -155,7 +165,8 @@ def test_langevin_starts_its_single_coil_chains_from_ipalms_default_map():
     result = sample_posterior_app(acq, learned, chains, "ipalm", torch.Generator(),
                                   ipalm_iters=5, log=lines.append)
     assert any("from ipalm-TV's image" in line for line in lines), lines
-    assert any(line.startswith("langevin: warning: ") for line in lines), lines
+    assert any(line.startswith("langevin: support from ipalm-TV's image") for line in lines)
+    assert not any(line.startswith("langevin: warning: ") for line in lines), lines
     # one step of size 1e-12 without noise: the chain's sample is its start
     assert torch.allclose(result.mean, mapped, atol=1e-5 * float(mapped.max()))
 

@@ -25,6 +25,7 @@ class ChainSettings:
     precondition: bool | None = None   # preconditioned chains (not the paper's); None:
                                        # on for the iPALM posterior of Cartesian data
     precision: str = "auto"            # the chains' network energy: auto, float32, bfloat16
+    support: str = ""                  # auto | off | "": ipalm's (``estimates_support``)
 
     @property
     def total_steps(self) -> int:
@@ -117,7 +118,7 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
 
     from ..posterior import largest_lambda
     from .ipalm import (IpalmSettings, choose_lambda, describe_lambda, misfit_weighting,
-                        report_lowest_frequencies, slice_lambdas)
+                        report_lowest_frequencies, slice_lambdas, with_estimated_support)
 
     regulariser, prior = choice.build(acq.device)
     if acq.nufft is not None and acq.maps is None:
@@ -139,6 +140,9 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
         misfit = misfit_weighting(IpalmSettings(choice), prior, acq)
     bound = largest_lambda(lam)
     _check_step(settings, bound, norm, precondition)
+    held = with_estimated_support(acq, settings.support, "langevin", log)   # usage checked
+    if held is not acq:      # (a NUFFT's norm above, of the whole maps, bounds the held one's)
+        acq, fixed = held, _fixed_maps(held)
     maps, start, lam = _maps_and_start(acq, fixed, start, (regulariser, prior, choice),
                                        ipalm_iters, lam, log, misfit)
     step, noise_std = step_and_noise(settings, prior, bound * norm, precondition)
