@@ -34,8 +34,8 @@ SupportOption = Annotated[str, typer.Option(
     "(one more TV run first); FILE: a mask (H, W) or (slices, H, W), non-zero on the object; "
     "off: every pixel free. Needs --single-coil or --maps. Default: auto with --single-coil "
     "(without the k-space centre only the support settles the lowest frequencies: 3x "
-    "uniform random, validation slices, ipalm-TV 25-37 dB without, 53-59 within it), else "
-    "off.", show_default=False)]
+    "uniform random, 6 validation slices: ipalm-TV 35.4 dB mean without, 56.6 within it), "
+    "else off.", show_default=False)]
 
 
 def support_file(text: str) -> list[str]:
