@@ -17,15 +17,11 @@ support's default (``mrgen.apps.ipalm.estimates_support``) and its threshold and
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
-import h5py
 import torch
 import torch.nn.functional as F
 
-from bench_noise_lambda import validation_split
-from bench_tv_iters import single_coil
+from bench_tv_iters import single_coil, validation_images
 
 
 def truth_support(truth: torch.Tensor) -> torch.Tensor:
@@ -46,9 +42,7 @@ def main(argv=None):
     parser.add_argument("--settings", default="uniform:3:0,random:4:0.08,random:4:0.08@30")
     args = parser.parse_args(argv)
     slices = [int(v) for v in args.slices.split(",")]
-    with tempfile.TemporaryDirectory() as folder:
-        with h5py.File(validation_split(Path(folder), 30.0), "r") as f:
-            truth = torch.from_numpy(f["image"][slices]).abs()
+    truth = validation_images(slices)
     generator = torch.Generator().manual_seed(5)
     tv, learned = PriorChoice(reg="tv"), PriorChoice(model=args.model)
     print(f"one coil, validation slices {slices}, PSNR dB per slice | mean")

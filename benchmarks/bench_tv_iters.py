@@ -44,6 +44,13 @@ def single_coil(truth: torch.Tensor, spec: str, snr: float | None, generator):
     return Acquisition(kspace, masks, torch.ones_like(kspace), single_coil=True)
 
 
+def validation_images(slices: list[int]) -> torch.Tensor:
+    """The noise-free magnitude images (S, 256, 256) of those validation slices."""
+    with tempfile.TemporaryDirectory() as folder:
+        with h5py.File(validation_split(Path(folder), 30.0), "r") as f:
+            return torch.from_numpy(f["image"][slices]).abs()
+
+
 def main(argv=None):
     from mrgen.apps.ipalm import IpalmSettings, PriorChoice, ipalm_app
     from mrgen.metrics import psnr_slices
@@ -53,9 +60,7 @@ def main(argv=None):
     parser.add_argument("--iters", default="100,300,1000,3000")
     args = parser.parse_args(argv)
     slices = [int(v) for v in args.slices.split(",")]
-    with tempfile.TemporaryDirectory() as folder:
-        with h5py.File(validation_split(Path(folder), 30.0), "r") as f:
-            truth = torch.from_numpy(f["image"][slices]).abs()
+    truth = validation_images(slices)
     generator = torch.Generator().manual_seed(5)
     print(f"ipalm-TV, one coil, default lambda, validation slices {slices}")
     print("| mask | noise | iterations | PSNR per slice | mean |")

@@ -6,13 +6,14 @@ import typer
 
 from .cli import command, device, info, progress_bar, save
 from .options import (AT_LEAST_1, POSITIVE, GridOption, Range, SliceOption, SupportOption,
-                      TrajOption, apply_support_file, support_file)
+                      TrajOption, read_held_acquisition, support_file)
 
 SUMMARY = "Joint image + coil-map reconstruction by iPALM with a learned or TV prior (Zach, Knoll, Pock 2023, preprint)."
 
 
-@command("ipalm", SUMMARY, inputs=("kspace", "mask", "maps", "traj", "support||auto|off"), models=("model",),
-         outputs=("output", "maps_out"), not_images=("maps_out",), files_out=("energy_log",),
+@command("ipalm", SUMMARY, inputs=("kspace", "mask", "maps", "traj", "support||auto|off"),
+         models=("model",), outputs=("output", "maps_out"), not_images=("maps_out",),
+         files_out=("energy_log",),
          ranges={"lam": Range(0, low_open=True, words=("", "auto", "noise")), "mu": POSITIVE,
                  "iters": AT_LEAST_1, "tv_eps": POSITIVE, "max_backtracks": AT_LEAST_1,
                  "grid": AT_LEAST_1, "anneal_iters": Range(0),
@@ -110,19 +111,18 @@ def ipalm(
 
     Modes: joint (default); --maps FILE fixes the maps; --single-coil has one coil of
     sensitivity 1, and by default the image is held at zero off the object (--support: the
-    object found in a first ipalm-TV run). Slices are reconstructed together as one batch. --traj (non-Cartesian
-    samples; M F becomes the NUFFT) needs --maps: the joint maps' prox assumes a grid."""
+    object found in a first ipalm-TV run). Slices are reconstructed together as one batch.
+    --traj (non-Cartesian samples; M F becomes the NUFFT) needs --maps: the joint maps' prox
+    assumes a grid."""
     from mrgen import io
-    from mrgen.acquisition import read_acquisition
     from mrgen.apps.ipalm import IpalmSettings, PriorChoice, ipalm_app, total_iterations
 
     from .cli import settings as cli_settings
 
     inputs = [kspace, mask, maps, traj, *support_file(support)]
-    slices = io.parse_slices(slice_)
-    acq = read_acquisition(kspace, mask, maps, slices, single_coil, traj, grid)
-    acq, support = apply_support_file(acq, support, slices)
-    acq = acq.to(device(nufft=acq.nufft is not None))
+    acq, support = read_held_acquisition(kspace, mask, maps, io.parse_slices(slice_),
+                                         single_coil, traj, grid, support,
+                                         device(nufft=traj is not None))
     settings = IpalmSettings(PriorChoice(model, reg, tv_eps), lam, mu, iters, equalise,
                              max_backtracks, strict, anneal, anneal_iters, start,
                              support=support, seed=cli_settings.seed)

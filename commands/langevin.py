@@ -7,7 +7,7 @@ import typer
 from .cli import command, device, info, progress_bar, save, settings
 from .options import (AT_LEAST_0, AT_LEAST_1, POSITIVE, PRECISIONS, GridOption,
                       PrecisionOption, SliceOption, SupportOption, TrajOption,
-                      apply_support_file, support_file)
+                      read_held_acquisition, support_file)
 
 SUMMARY = "Langevin posterior sampling with fixed maps: MMSE, variance, samples (Zach, Knoll, Pock 2023, preprint)."
 
@@ -140,7 +140,6 @@ def langevin(
     E(x)), with burn-in and thinning instead of mrgen deepen --mode sample's independent
     chains. --seed makes the chain reproducible."""
     from mrgen import io
-    from mrgen.acquisition import read_acquisition, read_matching_image
     from mrgen.apps import langevin as sampling
     from mrgen.device import generator
     from mrgen.io.stream import SampleStream
@@ -152,19 +151,14 @@ def langevin(
     chain = sampling.ChainSettings(burn_in, samples, thin, step, noise_std,
                                    sampler == "mala" or (sampler == "auto" and deepen), nonneg,
                                    1 if prior_only else chains, precondition, precision)
-    choice = sampling.PriorChoice(model, reg, tv_eps)
-    gen = generator(settings.seed, dev)
+    choice, gen = sampling.PriorChoice(model, reg, tv_eps), generator(settings.seed, dev)
     finish = (lambda t: t.abs()) if magnitude else (lambda t: t)
     with progress_bar(chain.total_steps, "langevin") as bar, \
             SampleStream(samples_out, samples * chain.chains) as stream:
         if prior_only:
             return _prior_only(choice, shape, chains, chain, gen, dev, stream, bar, output, var)
-        acq = read_acquisition(kspace, mask, maps, slices, single_coil, traj, grid)
-        acq, chain.support = apply_support_file(acq, support, slices)
-        acq = acq.to(dev)
-        start = init or ("map" if deepen else sampling.default_start(chain, acq))
-        if start not in (("map", "sense", "noise") if deepen else ("ipalm", "noise", "zf")):
-            start = read_matching_image(start, acq, slices).to(dev)
+        acq, start = _acquisition_and_start((kspace, mask, maps, slices, single_coil, traj,
+                                             grid, support, dev), init, deepen, chain)
         on_sample = (lambda i, s: stream.write(i, acq.squeeze(finish(s))))
         if deepen:
             from mrgen.apps.deepen import load_deepen_model, with_deepen_maps
@@ -175,13 +169,27 @@ def langevin(
         else:
             result = sampling.sample_posterior_app(acq, choice, chain, start, gen, lam, ipalm_iters,
                                               on_sample, bar.update, info)
-    for line in (sampling.metropolis_report(result), sampling.convergence_report(result)):
-        if line:
-            info(line)
+    for line in filter(None, (sampling.metropolis_report(result),
+                              sampling.convergence_report(result))):
+        info(line)
     files = [kspace, mask, maps, traj, *support_file(support)]
     save(output, finish(acq.squeeze(result.mean)), io.roles.IMAGE, inputs=files)
     if var:
         save(var, acq.squeeze(result.variance), io.roles.IMAGE, inputs=files)
+
+
+def _acquisition_and_start(reading, init, deepen, chain):
+    """(the acquisition, held to a --support file; the chains' start: a word or an image),
+    ``chain.support`` set to the --support word left for the app. ``reading``: the arguments
+    of ``read_held_acquisition``."""
+    from mrgen.acquisition import read_matching_image
+    from mrgen.apps.langevin import default_start
+
+    acq, chain.support = read_held_acquisition(*reading)
+    start = init or ("map" if deepen else default_start(chain, acq))
+    if start not in (("map", "sense", "noise") if deepen else ("ipalm", "noise", "zf")):
+        start = read_matching_image(start, acq, reading[3]).to(reading[-1])
+    return acq, start
 
 
 def _prior_only(choice, shape, chains, chain, gen, dev, stream, bar, output, var):

@@ -11,7 +11,7 @@ The support is estimated from a first reconstruction (ipalm-TV's): pixels above 
 its maximum, closed, holes filled, components smaller than MIN_COMPONENT of the image
 dropped, then grown by MARGIN pixels so that the object's dim rim stays inside. On 6
 validation slices (benchmarks/bench_support.py, 3x uniform random) ipalm-TV went from 35.37
-to 56.60 dB mean within the support estimated from its own image, near the truth's own
+to 56.53 dB mean within the support estimated from its own image, near the truth's own
 support (57.31), and no object pixel was left out; in scratch runs on 5 other validation
 cases a threshold of 0.2 or a margin of 4 left 6-144 object pixels out.
 

@@ -122,7 +122,7 @@ def estimates_support(text: str, acq: Acquisition) -> bool:
     """--support: whether to estimate the object's support (``mrgen.support``) from a first
     ipalm-TV run and hold the rest at zero. "" (the default): on single-coil Cartesian data,
     where without the k-space centre nothing else settles the lowest frequencies (6
-    validation slices, 3x uniform random, mean PSNR: ipalm-TV 35.37 dB without, 56.60
+    validation slices, 3x uniform random, mean PSNR: ipalm-TV 35.37 dB without, 56.53
     within it; with an 8% centre 35.45 and 35.62; benchmarks/bench_support.py); "auto":
     also with fixed maps; "off": never."""
     text = text.strip().lower()
