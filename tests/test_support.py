@@ -142,3 +142,21 @@ def test_langevin_chains_stay_at_zero_off_the_support():
     assert 0.2 < float(inside.float().mean()) < 0.9
     assert float(result.variance[0][~inside].abs().max()) == 0.0
     assert float(psnr_slices(truth, result.mean)) > 20
+
+
+def test_langevin_takes_a_support_file_and_refuses_it_without_data(tmp_path):
+    _, acq = _padded_phantom(size=48, pad=12)
+    kspace, support, out = tmp_path / "k.npy", tmp_path / "s.npy", tmp_path / "u.npy"
+    np.save(kspace, acq.kspace[0, 0].numpy())
+    inside = np.zeros((48, 48), np.float32)
+    inside[8:40, 8:40] = 1
+    np.save(support, inside)
+    run = invoke("langevin", kspace, out, "--single-coil", "--model", "prior-brain-small",
+                 "--support", support, "--ipalm-iters", 2, "--burn-in", 2, "--samples", 2,
+                 "--thin", 1, "--chains", 1)
+    assert run.exit_code == 0, run.stderr
+    mean = np.load(out)
+    assert np.abs(mean[inside == 0]).max() == 0 and np.abs(mean[inside == 1]).max() > 0
+    alone = invoke("langevin", "--prior-only", out, "--support", "auto")
+    assert alone.exit_code == 2 and "--support auto: not with --prior-only" in alone.stderr
+    assert len(alone.stderr.strip().splitlines()) == 1
