@@ -99,13 +99,20 @@ def test_support_on_multi_coil_data_needs_fixed_maps():
         ipalm_app(acq, IpalmSettings(PriorChoice(reg="tv"), support="sometimes"))
 
 
-def test_the_cli_takes_a_support_file_and_says_what_is_wrong(tmp_path):
-    truth, acq = _padded_phantom(size=48, pad=12)
+def _files_with_a_support(tmp_path):
+    """(the acquisition, its k-space file, a support mask file (a centred 32 x 32 square),
+    an output path, the mask) of a 48 x 48 padded phantom."""
+    _, acq = _padded_phantom(size=48, pad=12)
     kspace, support, out = tmp_path / "k.npy", tmp_path / "s.npy", tmp_path / "u.npy"
     np.save(kspace, acq.kspace[0, 0].numpy())
     inside = np.zeros((48, 48), np.float32)
     inside[8:40, 8:40] = 1
     np.save(support, inside)
+    return acq, kspace, support, out, inside
+
+
+def test_the_cli_takes_a_support_file_and_says_what_is_wrong(tmp_path):
+    acq, kspace, support, out, inside = _files_with_a_support(tmp_path)
     run = invoke("ipalm", kspace, out, "--single-coil", "--support", support, "--iters", 50)
     assert run.exit_code == 0 and "support from" not in run.stderr, run.stderr
     image = np.load(out)
@@ -145,12 +152,7 @@ def test_langevin_chains_stay_at_zero_off_the_support():
 
 
 def test_langevin_takes_a_support_file_and_refuses_it_without_data(tmp_path):
-    _, acq = _padded_phantom(size=48, pad=12)
-    kspace, support, out = tmp_path / "k.npy", tmp_path / "s.npy", tmp_path / "u.npy"
-    np.save(kspace, acq.kspace[0, 0].numpy())
-    inside = np.zeros((48, 48), np.float32)
-    inside[8:40, 8:40] = 1
-    np.save(support, inside)
+    _, kspace, support, out, inside = _files_with_a_support(tmp_path)
     run = invoke("langevin", kspace, out, "--single-coil", "--model", "prior-brain-small",
                  "--support", support, "--ipalm-iters", 2, "--burn-in", 2, "--samples", 2,
                  "--thin", 1, "--chains", 1)
