@@ -157,8 +157,8 @@ def langevin(
             SampleStream(samples_out, samples * chain.chains) as stream:
         if prior_only:
             return _prior_only(choice, shape, chains, chain, gen, dev, stream, bar, output, var)
-        acq, start = _acquisition_and_start((kspace, mask, maps, slices, single_coil, traj,
-                                             grid, support, dev), init, deepen, chain)
+        acq, start = _acquisition_and_start(kspace, mask, maps, slices, single_coil, traj,
+                                            grid, support, dev, init, deepen, chain)
         on_sample = (lambda i, s: stream.write(i, acq.squeeze(finish(s))))
         if deepen:
             from mrgen.apps.deepen import load_deepen_model, with_deepen_maps
@@ -178,17 +178,18 @@ def langevin(
         save(var, acq.squeeze(result.variance), io.roles.IMAGE, inputs=files)
 
 
-def _acquisition_and_start(reading, init, deepen, chain):
+def _acquisition_and_start(kspace, mask, maps, slices, single_coil, traj, grid, support, dev,
+                           init, deepen, chain):
     """(the acquisition, held to a --support file; the chains' start: a word or an image),
-    ``chain.support`` set to the --support word left for the app. ``reading``: the arguments
-    of ``read_held_acquisition``."""
+    ``chain.support`` set to the --support word left for the app."""
     from mrgen.acquisition import read_matching_image
     from mrgen.apps.langevin import default_start
 
-    acq, chain.support = read_held_acquisition(*reading)
+    acq, chain.support = read_held_acquisition(kspace, mask, maps, slices, single_coil, traj,
+                                               grid, support, dev)
     start = init or ("map" if deepen else default_start(chain, acq))
     if start not in (("map", "sense", "noise") if deepen else ("ipalm", "noise", "zf")):
-        start = read_matching_image(start, acq, reading[3]).to(reading[-1])
+        start = read_matching_image(start, acq, slices).to(dev)
     return acq, start
 
 

@@ -47,14 +47,13 @@ def support_file(text: str) -> list[str]:
 def read_held_acquisition(kspace, mask, maps, slices, single_coil, traj, grid, support, dev):
     """``read_acquisition``'s Acquisition on ``dev``, held to the --support mask file if one is
     given, and the --support word left for the app (the file's: "off", it is applied)."""
-    from mrgen.acquisition import read_acquisition, read_matching_image
+    from mrgen.acquisition import read_acquisition
 
     acq = read_acquisition(kspace, mask, maps, slices, single_coil, traj, grid)
     if support not in SUPPORT_WORDS:
-        from mrgen.support import restrict_to_support
+        from mrgen.support import read_support
 
-        inside = read_matching_image(support, acq, slices).abs() > 0
-        acq, support = restrict_to_support(acq, inside, support), "off"
+        acq, support = read_support(support, acq, slices), "off"
     return acq.to(dev), support
 
 

@@ -67,17 +67,25 @@ def _object_mask(image: np.ndarray, threshold: float, margin: int) -> np.ndarray
 def restrict_to_support(acq: Acquisition, support: torch.Tensor,
                         source: str = "--support") -> Acquisition:
     """The acquisition with its maps zero off ``support`` ((H, W) for every slice, or
-    (S, H, W)); the maps must be fixed (given, or ones for one coil)."""
+    (S, H, W); non-zero is inside, real or complex); the maps must be fixed (given, or ones
+    for one coil)."""
     if acq.maps is None:
         raise UsageError(f"{source}: {NEEDS_FIXED_MAPS}")
-    support = torch.as_tensor(support).to(acq.maps.device, torch.float32)
-    if support.dim() == 2:
-        support = support.expand(acq.slice_count, *support.shape)
-    if support.dim() != 3 or tuple(support.shape[-2:]) != tuple(acq.maps.shape[-2:]) or \
-            support.shape[0] not in (1, acq.slice_count):
-        raise DataError(f"{source}: shape {tuple(support.shape)} does not match the images "
+    inside = (torch.as_tensor(support) != 0).to(acq.maps.device)
+    if inside.dim() == 2:
+        inside = inside.expand(acq.slice_count, *inside.shape)
+    if inside.dim() != 3 or tuple(inside.shape[-2:]) != tuple(acq.maps.shape[-2:]) or \
+            inside.shape[0] not in (1, acq.slice_count):
+        raise DataError(f"{source}: shape {tuple(inside.shape)} does not match the images "
                         f"({acq.slice_count}, {acq.maps.shape[-2]}, {acq.maps.shape[-1]})")
-    if not bool((support != 0).flatten(1).any(1).all()):
+    if not bool(inside.flatten(1).any(1).all()):
         raise DataError(f"{source}: a slice's support is empty")
-    inside = (support != 0).to(acq.maps.real.dtype)[:, None]
-    return acq.with_maps(acq.maps * inside)
+    return acq.with_maps(acq.maps * inside.to(acq.maps.real.dtype)[:, None])
+
+
+def read_support(path: str, acq: Acquisition, slices=None) -> Acquisition:
+    """The acquisition held to the support in mask file ``path`` ((H, W) or (S, H, W),
+    non-zero on the object; ``slices`` as the k-space's)."""
+    from .acquisition import read_matching_image
+
+    return restrict_to_support(acq, read_matching_image(path, acq, slices), path)

@@ -49,6 +49,7 @@ def test_the_acquisition_is_held_to_the_support_and_bad_supports_are_refused():
     assert held.maps.shape == acq.maps.shape
     assert float(held.maps.abs().sum()) == 2 * 16
     assert float(held.maps[:, :, 2:6, 2:6].abs().min()) == 1
+    assert restrict_to_support(acq, support.to(torch.complex64)).maps.equal(held.maps)
     with pytest.raises(DataError, match="mask.npy: shape"):
         restrict_to_support(acq, torch.ones(3, 8, 8), "mask.npy")
     with pytest.raises(DataError, match="empty"):

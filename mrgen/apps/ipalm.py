@@ -144,9 +144,7 @@ def with_estimated_support(acq: Acquisition, text: str, command: str, log=None,
 
     if acq.maps is None:
         raise UsageError(f"--support auto: {NEEDS_FIXED_MAPS}")
-    first = ipalm_app(acq, IpalmSettings(PriorChoice(reg="tv"), start="zero-filled",
-                                         support="off"), progress)
-    support = estimate_support(first.image)
+    support = estimate_support(tv_start(acq, None, progress))     # ipalm-TV, every pixel free
     if log is not None:
         share = float(support.mean())
         held = "the whole image, nothing held at zero" if share == 1 else \
@@ -285,8 +283,9 @@ def starting_image(settings: IpalmSettings, single_coil: bool) -> str:
 
 
 def tv_start(acq: Acquisition, log, progress=None) -> torch.Tensor:
-    """ipalm-TV's image at its defaults (the start of a learned prior's run); ``progress``
-    hears its iterations first (``total_iterations`` counts them)."""
+    """ipalm-TV's image at its defaults on ``acq`` as it is (no support estimated: the start
+    of a learned prior's run, and what the support is estimated from); ``progress`` hears
+    its iterations first (``total_iterations`` counts them)."""
     tv = IpalmSettings(PriorChoice(reg="tv"), start="zero-filled", support="off")
     return ipalm_app(acq, tv, progress, log=None if log is None else
                      (lambda line: log(line.replace("ipalm: ", "ipalm: start: ", 1)))).image
