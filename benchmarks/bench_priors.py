@@ -64,34 +64,33 @@ def masks_for(spec: str, count: int, shape) -> torch.Tensor:
 
 
 def reconstruct(acq, model, lam: str, iters: int):
+    """ipalm's reconstruction (image, description, the lambda it ran at)."""
     from mrgen.apps.ipalm import IpalmSettings, PriorChoice, ipalm_app
 
     settings = IpalmSettings(PriorChoice(model=model), lam=lam, iters=iters)
     result = ipalm_app(acq, settings)
-    return result.image, result.description
+    return result.image, result.description, torch.as_tensor(result.lam).flatten()
 
 
 def default_and_grid(name, acq, model, truth, iters, factors=(1 / 3, 3)):
-    """Rows for the method at its default lambda and the best of default x factors."""
-    from mrgen.apps.ipalm import PriorChoice, choose_lambda, slice_lambdas
-
-    _, prior = PriorChoice(model=model).build(acq.device)
-    default = choose_lambda("", prior, acq)       # the grid's centre: the slices' median
-    lams = torch.as_tensor(slice_lambdas("", prior, acq))
-    image, description = reconstruct(acq, model, "", iters)
+    """Rows for the method at its default lambda and the best of default x factors (the
+    default's lambda as it ran: the slices' median)."""
+    image, description, lams = reconstruct(acq, model, "", iters)
+    default = float(lams.median())
     shown = f"{float(lams.min()):.3g}" if lams.min() == lams.max() else \
         f"{float(lams.min()):.3g}..{float(lams.max()):.3g} per slice"
-    if "held-out" in description:       # ipalm's default: x 1 or 0.3 of it, slice by slice
-        shown += " from the noise, x 1 or 0.3 on held-out k-space"
+    if "held-out" in description:       # ipalm's default: chosen slice by slice
+        shown += ", chosen on held-out k-space"
     rows = [(f"{name}, default (lam {shown})", *scores(truth, image))]
     best = (default, *scores(truth, image), image)
     for factor in factors:
         lam = default * factor
-        candidate, _ = reconstruct(acq, model, f"{lam:.6g}", iters)
+        candidate, _, _ = reconstruct(acq, model, f"{lam:.6g}", iters)
         values = scores(truth, candidate)
         if values[0] > best[1]:
             best = (lam, *values, candidate)
-    rows.append((f"{name}, best of lam x 1/3, 1, 3 (lam {best[0]:.3g})", best[1], best[2]))
+    grid = ", ".join(["1", *(f"{f:.3g}" if f >= 1 else f"1/{1 / f:.3g}" for f in factors)])
+    rows.append((f"{name}, best of lam x {grid} (lam {best[0]:.3g})", best[1], best[2]))
     print(f"  {name}: {description}", file=sys.stderr, flush=True)
     print(f"  {name}, default, PSNR per slice: {per_slice(truth, image)}", flush=True)
     return rows, image

@@ -140,9 +140,11 @@ def test_the_progress_counts_the_tv_start_before_the_learned_run():
 
     _, acq = _uniform_random(32, 4)
     learned = IpalmSettings(PriorChoice(model="prior-brain-small"), iters=5)
-    # the TV run the support is estimated from, TV's start within it, the prior's run
-    assert total_iterations(learned, acq) == 1000 + 1000 + 5
-    assert total_iterations(replace(learned, support="off"), acq) == 1000 + 5
+    # the TV run the support is estimated from, TV's start within it, TV's start of the
+    # held-out samples' runs, the three held-out runs that choose lambda, the prior's run
+    assert total_iterations(learned, acq) == 1000 + 1000 + 1000 + 3 * 5 + 5
+    assert total_iterations(replace(learned, support="off"), acq) == 2000 + 4 * 5
+    assert total_iterations(replace(learned, lam="noise"), acq) == 2000 + 5
     multi_coil = replace(acq, single_coil=False, maps=None)   # two held-out runs first
     assert total_iterations(learned, multi_coil) == 3 * 5
     assert total_iterations(replace(learned, lam="noise"), multi_coil) == 5
@@ -150,7 +152,8 @@ def test_the_progress_counts_the_tv_start_before_the_learned_run():
     steps = []
     ipalm_app(acq, learned, progress=lambda k, u, c, energies: steps.append(k))
     assert len(steps) == total_iterations(learned, acq)
-    assert steps[:2] == [0, 1] and steps[1000:1002] == [0, 1] and steps[2000:2002] == [0, 1]
+    for first in (0, 1000, 2000, 3000, 3005, 3010, 3015):
+        assert steps[first:first + 2] == [0, 1], first
 
 
 def test_langevin_starts_its_single_coil_chains_from_ipalms_default_map():
@@ -166,6 +169,7 @@ def test_langevin_starts_its_single_coil_chains_from_ipalms_default_map():
                                   ipalm_iters=5, log=lines.append)
     assert any("from ipalm-TV's image" in line for line in lines), lines
     assert any(line.startswith("langevin: support from ipalm-TV's image") for line in lines)
+    assert any(line.startswith("langevin: held-out k-space chose") for line in lines), lines
     assert not any(line.startswith("langevin: warning: ") for line in lines), lines
     # one step of size 1e-12 without noise: the chain's sample is its start
     assert torch.allclose(result.mean, mapped, atol=1e-5 * float(mapped.max()))

@@ -6,7 +6,7 @@ and DEEPEN's posterior (complex image, unit data weight)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..acquisition import Acquisition
 from .ipalm import PriorChoice
@@ -132,17 +132,21 @@ def sample_posterior_app(acq: Acquisition, choice: PriorChoice, settings: ChainS
     # iPALM run: the maps are given with a trajectory)
     norm = 1.0 if acq.nufft is None else _nufft_norm(acq, fixed)
     precondition = preconditioned(settings, acq)
-    misfit = None
+    misfit, lam_given = None, lam
     if lam is None:                  # the posterior whose MAP ipalm computes by default:
         # preconditioned chains take each slice's own (their step is dimensionless); plain
         # ULA's step is bounded by 1 / lam, one for the batch: the slices' median
         lam = slice_lambdas("", prior, acq) if precondition else choose_lambda("", prior, acq)
         misfit = misfit_weighting(IpalmSettings(choice), prior, acq)
-    bound = largest_lambda(lam)
-    _check_step(settings, bound, norm, precondition)
+    _check_step(settings, largest_lambda(lam), norm, precondition)
     held = with_estimated_support(acq, settings.support, "langevin", log)   # usage checked
     if held is not acq:      # (a NUFFT's norm above, of the whole maps, bounds the held one's)
         acq, fixed = held, _fixed_maps(held)
+    if lam_given is None:
+        lam = _held_out_lambda(acq, (regulariser, prior, choice), lam, ipalm_iters,
+                               precondition, log)
+        _check_step(settings, largest_lambda(lam), norm, precondition)
+    bound = largest_lambda(lam)
     maps, start, lam = _maps_and_start(acq, fixed, start, (regulariser, prior, choice),
                                        ipalm_iters, lam, log, misfit)
     step, noise_std = step_and_noise(settings, prior, bound * norm, precondition)
@@ -202,6 +206,23 @@ def _check_step(settings: ChainSettings, lam: float, norm: float, precondition: 
     model = "" if norm == 1.0 else f" x ||A^H A|| ({norm:.3g} for this trajectory and maps)"
     raise UsageError(f"--step {settings.step:g} with --lam {lam:g}: ULA diverges when step x "
                      f"lam{model} >= 2; use a --step below {bound:.3g} (or lower --lam)")
+
+
+def _held_out_lambda(acq, energy, lam, iters, precondition: bool, log):
+    """ipalm's default lambda on single-coil data, chosen on held-out k-space from the noise
+    rule's ``lam`` (``apps.ipalm.held_out_applies``), so that the chains sample the
+    posterior whose MAP ipalm computes; plain ULA's one step takes the slices' median. Else
+    ``lam``. ``energy``: (regulariser, PriorInfo, PriorChoice)."""
+    from .ipalm import IpalmSettings, held_out_applies, held_out_lambdas, starting_image
+
+    regulariser, prior, choice = energy
+    settings = IpalmSettings(choice, iters=iters)
+    if not acq.single_coil or not held_out_applies(settings, acq):
+        return lam
+    settings = replace(settings, start=starting_image(settings, acq.single_coil))
+    said = None if log is None else (lambda line: log(line.replace("ipalm: ", "langevin: ", 1)))
+    chosen = held_out_lambdas(acq, settings, (regulariser, prior), lam, log=said)
+    return chosen if precondition else float(chosen.median())
 
 
 def _maps_and_start(acq, fixed, start, energy, iters, lam, log, misfit=None):
