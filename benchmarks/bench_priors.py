@@ -93,7 +93,7 @@ def default_and_grid(name, acq, model, truth, iters, factors=(1 / 3, 3)):
     rows.append((f"{name}, best of lam x {grid} (lam {best[0]:.3g})", best[1], best[2]))
     print(f"  {name}: {description}", file=sys.stderr, flush=True)
     print(f"  {name}, default, PSNR per slice: {per_slice(truth, image)}", flush=True)
-    return rows, image
+    return rows, image, lams
 
 
 def per_slice(truth, image) -> str:
@@ -115,8 +115,8 @@ def section_single(data: dict, model: str, count: int, iters: int, mmse_steps: i
     kspace = (fft2c(truth.to(torch.complex64)) * masks)[:, None]
     acq = Acquisition(kspace, masks, torch.ones_like(kspace), single_coil=True)
     rows = [("zero-filled", *scores(truth, zero_filled(kspace, masks)))]
-    tv_rows, _ = default_and_grid("ipalm-TV", acq, None, truth, iters)
-    learned_rows, learned = default_and_grid(f"ipalm, {model}", acq, model, truth, iters)
+    tv_rows, _, _ = default_and_grid("ipalm-TV", acq, None, truth, iters)
+    learned_rows, learned, lams = default_and_grid(f"ipalm, {model}", acq, model, truth, iters)
     rows += tv_rows + learned_rows
     # Both defaults hold the background at zero (the support estimated from ipalm-TV's
     # image, mrgen.support); TV without it is the paper's baseline (Zach, Knoll, Pock 2023
@@ -129,7 +129,7 @@ def section_single(data: dict, model: str, count: int, iters: int, mmse_steps: i
     settings = ChainSettings(burn_in=burn_in, samples=(mmse_steps - burn_in) // 5, thin=5,
                              chains=1)
     result = sample_posterior_app(acq, PriorChoice(model=model), settings, learned,
-                                  torch.Generator().manual_seed(0))
+                                  torch.Generator().manual_seed(0), lam=lams)  # the MAP's
     rows.append((f"Langevin MMSE, {model} (from the MAP, {burn_in} burn-in + "
                  f"{settings.samples} x 5)", *scores(truth, result.mean)))
     table(f"Single coil, real-valued, 3x 2D uniform random, {count} test slices "
@@ -145,8 +145,8 @@ def section_multi(data: dict, model: str, count: int, iters: int):
     masks = masks_for("random-exact:4:0.08", count, truth.shape[-2:])
     acq = Acquisition(kspace * masks[:, None], masks, None)
     rows = [("zero-filled (RSS)", *scores(truth, zero_filled(acq.kspace, masks)))]
-    tv_rows, _ = default_and_grid("ipalm-TV", acq, None, truth, iters)
-    learned_rows, _ = default_and_grid(f"ipalm, {model}", acq, model, truth, iters)
+    tv_rows, _, _ = default_and_grid("ipalm-TV", acq, None, truth, iters)
+    learned_rows, _, _ = default_and_grid(f"ipalm, {model}", acq, model, truth, iters)
     table(f"{kspace.shape[1]} coils, 30 dB SNR, 4x 1D Cartesian 8% ACS, joint maps, {count} "
           f"test slices {tuple(truth.shape[-2:])}", rows + tv_rows + learned_rows)
     table("The same, with ESPIRiT maps fixed (mrgen espirit, then ipalm --maps), defaults",

@@ -18,8 +18,9 @@ tight    the head cropped to its bounding box over the slices and resampled onto
 native   the 128 x 128 slices as acquired (no resampling: k-space filled to its edge);
 @30      complex noise at 30 dB SNR added to the k-space.
 
-Each row: PSNR (fastMRI's) of ipalm with the prior at lam0 x each factor on all samples, and
-the held-out error of each of ipalm's own factors with the one it picks.
+Each row: PSNR (fastMRI's) of ipalm with the prior at lam0 x each factor on all samples, the
+held-out error of each of ipalm's own factors with the one it picks, and ipalm-TV at its
+defaults beside them.
 """
 
 from __future__ import annotations
@@ -65,11 +66,12 @@ def tight_images(native: torch.Tensor, size: int = 256) -> torch.Tensor:
 
 def one_case(truth, snr, model: str, factors: list[float]):
     """(PSNR per factor (slices scored as one volume), lam0 (S,), held-out errors of ipalm's
-    factors (F, S), the factors ipalm picks (S,)). Every run is ipalm's default run but for
-    lambda: within the estimated support, from ipalm-TV's image."""
+    factors (F, S), the factors ipalm picks (S,), ipalm-TV's PSNR at its defaults). Every
+    prior run is ipalm's default run but for lambda: within the estimated support, from
+    ipalm-TV's image."""
     from mrgen.apps.ipalm import (IpalmSettings, PriorChoice, held_out_errors,
-                                  held_out_factors, ipalm_options, iterations, slice_lambdas,
-                                  tv_start, with_estimated_support)
+                                  held_out_factors, ipalm_app, ipalm_options, iterations,
+                                  slice_lambdas, tv_start, with_estimated_support)
     from mrgen.ipalm import ipalm
 
     acq = single_coil(truth, "uniform:3:0", snr, torch.Generator().manual_seed(5))
@@ -88,7 +90,8 @@ def one_case(truth, snr, model: str, factors: list[float]):
         psnrs.append(scores(truth, run.image)[0])
     errors = held_out_errors(held, settings, (regulariser, prior), lam0)
     picked = torch.tensor(held_out_factors(held))[errors.argmin(0)]
-    return psnrs, lam0, errors, picked
+    tv = scores(truth, ipalm_app(acq, IpalmSettings(PriorChoice(reg="tv"))).image)[0]
+    return psnrs, lam0, errors, picked, tv
 
 
 def main(argv=None) -> None:
@@ -108,17 +111,18 @@ def main(argv=None) -> None:
     print(f"one coil, 3x uniform random, validation slices {slices}, {args.model}: PSNR dB "
           f"at lam0 x factor; held-out error at ipalm's factors and its pick per slice")
     print("| case | lam0 | " + " | ".join(f"x{f:g}" for f in factors) + " | held-out error (x"
-          + ", x".join(f"{f:g}" for f in SINGLE_COIL_HELD_OUT_FACTORS) + ") | picked |")
-    print("|---" * (len(factors) + 4) + "|")
+          + ", x".join(f"{f:g}" for f in SINGLE_COIL_HELD_OUT_FACTORS) + ") | picked | "
+          "ipalm-TV |")
+    print("|---" * (len(factors) + 5) + "|")
     for case in args.cases.split(","):
         name, _, snr = case.partition("@")
         truth = tight if name == "tight" else native
-        psnrs, lam0, errors, picked = one_case(truth, float(snr) if snr else None,
+        psnrs, lam0, errors, picked, tv = one_case(truth, float(snr) if snr else None,
                                                args.model, factors)
         lams = " ".join(f"{float(v):.3g}" for v in lam0)
         held = "; ".join(" ".join(f"{float(e):.3g}" for e in column) for column in errors.T)
         print(f"| {case} | {lams} | " + " | ".join(f"{p:.2f}" for p in psnrs)
-              + f" | {held} | " + " ".join(f"x{float(f):g}" for f in picked) + " |",
+              + f" | {held} | " + " ".join(f"x{float(f):g}" for f in picked) + f" | {tv:.2f} |",
               flush=True)
 
 

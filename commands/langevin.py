@@ -37,7 +37,8 @@ def langevin(
         show_default=False)] = "",
     lam: Annotated[Optional[float], typer.Option(
         "--lam", help="Weight of the data term. Default: ipalm's default (from the data's "
-        "noise: the posterior whose MAP ipalm computes).", show_default=False)] = None,
+        "noise, on single-coil data chosen on held-out k-space as ipalm does: the posterior "
+        "whose MAP ipalm computes).", show_default=False)] = None,
     maps: Annotated[Optional[str], typer.Option(
         "--maps", metavar="FILE", help="Fixed coil maps, e.g. ipalm --maps-out. Without them "
         "the maps come from a joint iPALM run first (--ipalm-iters), as in the paper; for a "
