@@ -114,7 +114,7 @@ def test_the_default_lambda_is_the_factor_that_predicts_the_held_out_lines_best(
 def test_one_coil_s_default_lambda_is_the_factor_whose_run_from_tv_predicts_best():
     from dataclasses import replace
 
-    from mrgen.apps.ipalm import held_out_factors, with_estimated_support
+    from mrgen.apps.ipalm import held_out_errors, held_out_factors, with_estimated_support
 
     generator = torch.Generator().manual_seed(2)
     y, x = torch.meshgrid(torch.linspace(-1, 1, 40), torch.linspace(-1, 1, 40), indexing="ij")
@@ -127,21 +127,26 @@ def test_one_coil_s_default_lambda_is_the_factor_whose_run_from_tv_predicts_best
     regulariser, prior = choice.build(acq.device)
     held = with_estimated_support(acq, "", "ipalm")           # as the default run does
     lam0 = float(torch.as_tensor(slice_lambdas("", prior, held)).flatten()[0])
-    settings = IpalmSettings(choice, iters=5, start="tv")
-    chosen = held_out_lambdas(held, settings, (regulariser, prior), lam0)
     hold = held_out_samples(held.mask, HELD_OUT_FRACTION, 0)
     kept = replace(held, kspace=held.kspace * (1 - hold)[:, None], mask=held.mask * (1 - hold))
-    errors = []
-    for factor in held_out_factors(held):        # each from ipalm-TV's image of the kept ones
-        run = ipalm_app(kept, IpalmSettings(choice, iters=5, lam=f"{lam0 * factor!r}",
-                                            support="off"))
-        errors.append(float(prediction_error(run.image, run.maps, held.kspace, hold)[0]))
-    best = held_out_factors(held)[errors.index(min(errors))]
     assert held_out_factors(held) == (1.0, 10.0, 100.0)
-    assert abs(float(chosen[0]) / (lam0 * best) - 1) < 1e-6
+    best = {}
+    for start in ("tv", "zero-filled"):      # each run starts (or anneals) as the real one
+        errors = []
+        for factor in held_out_factors(held):
+            run = ipalm_app(kept, IpalmSettings(choice, iters=5, lam=f"{lam0 * factor!r}",
+                                                support="off", start=start))
+            errors.append(float(prediction_error(run.image, run.maps, held.kspace, hold)[0]))
+        best[start] = lam0 * held_out_factors(held)[errors.index(min(errors))]
+        settings = IpalmSettings(choice, iters=5, start=start)
+        energy = (regulariser, prior)
+        rule = held_out_errors(held, settings, energy, torch.tensor([lam0]))[:, 0]
+        assert torch.allclose(rule, torch.tensor(errors), rtol=1e-4), (start, rule, errors)
+        chosen = held_out_lambdas(held, settings, energy, lam0)
+        assert abs(float(chosen[0]) / best[start] - 1) < 1e-6, start
     lines = []
     result = ipalm_app(acq, IpalmSettings(choice, iters=5), log=lines.append)
     assert any("held-out k-space chose" in line for line in lines), lines
-    assert abs(float(torch.as_tensor(result.lam).flatten()[0]) / (lam0 * best) - 1) < 1e-6
+    assert abs(float(torch.as_tensor(result.lam).flatten()[0]) / best["tv"] - 1) < 1e-6
     tv = ipalm_app(acq, IpalmSettings(PriorChoice(reg="tv"), iters=5), log=lines.append)
     assert "held-out" not in tv.description                   # TV keeps its noise rule

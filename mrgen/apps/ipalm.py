@@ -264,7 +264,8 @@ def held_out_errors(acq: Acquisition, settings: IpalmSettings, energy, lam0: tor
     (S,)) on all but a HELD_OUT_FRACTION of each slice's samples misses the held-out ones
     (``mrgen.heldout``: whole lines of 1D sampling, never the calibration centre; drawn with
     ``settings.seed``). Each run starts as the real one does (``settings.start``: from
-    ipalm-TV's image of the kept samples). ``energy``: (regulariser, PriorInfo)."""
+    ipalm-TV's image of the kept samples, else annealed on one coil). ``energy``:
+    (regulariser, PriorInfo)."""
     from ..heldout import held_out_samples, prediction_error
     from ..ipalm import ipalm
 
@@ -273,10 +274,11 @@ def held_out_errors(acq: Acquisition, settings: IpalmSettings, energy, lam0: tor
     hold = held_out_samples(acq.mask, HELD_OUT_FRACTION, settings.seed)
     kept = replace(acq, kspace=acq.kspace * (1 - hold)[:, None], mask=acq.mask * (1 - hold))
     start = tv_start(kept, None, progress) if settings.start == "tv" else None
+    anneal_default = acq.single_coil and start is None         # as ``ipalm_app``'s
     errors = []
     for factor in held_out_factors(acq):
         options = ipalm_options(settings, prior, acq, lam0 * factor, misfit=None,
-                                anneal_default=False)
+                                anneal_default=anneal_default)
         run = ipalm(kept.kspace, kept.mask, regulariser, options, maps=kept.maps,
                     callback=progress, start=start)
         errors.append(prediction_error(run.image, run.maps, acq.kspace, hold).cpu())
