@@ -169,6 +169,8 @@ def test_langevin_starts_its_single_coil_chains_from_ipalms_default_map():
                                   ipalm_iters=5, log=lines.append)
     assert any("from ipalm-TV's image" in line for line in lines), lines
     assert any(line.startswith("langevin: support from ipalm-TV's image") for line in lines)
+    assert any(line.startswith("langevin: choosing lambda on held-out k-space: 3 iPALM runs "
+                               "of 5 iterations") for line in lines), lines
     assert any(line.startswith("langevin: held-out k-space chose") for line in lines), lines
     assert not any(line.startswith("langevin: warning: ") for line in lines), lines
     # one step of size 1e-12 without noise: the chain's sample is its start

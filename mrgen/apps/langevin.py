@@ -220,6 +220,12 @@ def _held_out_lambda(acq, energy, lam, iters, precondition: bool, log):
     if not acq.single_coil or not held_out_applies(settings, acq):
         return lam
     settings = replace(settings, start=starting_image(settings, acq.single_coil))
+    if log is not None:      # no progress bar runs yet: say what the wait is for
+        from .ipalm import held_out_factors, iterations
+
+        log(f"langevin: choosing lambda on held-out k-space: "
+            f"{len(held_out_factors(acq))} iPALM runs of "
+            f"{iterations(settings, acq.single_coil)} iterations first")
     said = None if log is None else (lambda line: log(line.replace("ipalm: ", "langevin: ", 1)))
     chosen = held_out_lambdas(acq, settings, (regulariser, prior), lam, log=said)
     return chosen if precondition else float(chosen.median())
