@@ -43,9 +43,10 @@ def ipalm(
         "(1000 for noise-free data). Default: noise, except for a learned prior with joint maps "
         "on multi-coil Cartesian data: noise or noise x 0.3, whichever predicts 15% of the "
         "sampled lines held out best (two more runs; --seed draws them); on single-coil data "
-        "noise x 1, 10 or 100, so judged on 15% of the samples (three more runs, each from "
-        "ipalm-TV's image of the rest: the noise rule takes an image's own texture at the "
-        "k-space edge for noise). Without a noise "
+        "(TV and learned priors) noise x 1, 10 or 100, so judged on 15% of the samples "
+        "(three more runs; a learned prior's each from ipalm-TV's image of the rest: the "
+        "noise rule takes an image's own texture at the k-space edge for noise). Without a "
+        "noise "
         "estimate (non-Cartesian data): the fit, else the prior's default.",
         show_default=False)] = "",
     mu: Annotated[Optional[float], typer.Option(

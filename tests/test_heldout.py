@@ -149,4 +149,6 @@ def test_one_coil_s_default_lambda_is_the_factor_whose_run_from_tv_predicts_best
     assert any("held-out k-space chose" in line for line in lines), lines
     assert abs(float(torch.as_tensor(result.lam).flatten()[0]) / best["tv"] - 1) < 1e-6
     tv = ipalm_app(acq, IpalmSettings(PriorChoice(reg="tv"), iters=5), log=lines.append)
-    assert "held-out" not in tv.description                   # TV keeps its noise rule
+    assert "chosen on held-out k-space" in tv.description     # TV's too, on one coil
+    tv_noise = ipalm_app(acq, IpalmSettings(PriorChoice(reg="tv"), iters=5, lam="noise"))
+    assert "held-out" not in tv_noise.description

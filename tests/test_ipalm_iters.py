@@ -43,8 +43,9 @@ def _uniform_random(size: int, seed: int, pad: int = 0):
 
 def test_the_single_coil_tv_default_converges_where_100_iterations_do_not():
     truth, acq = _uniform_random(128, 3)
-    default = ipalm_app(acq, IpalmSettings(PriorChoice(reg="tv")))
-    hundred = ipalm_app(acq, IpalmSettings(PriorChoice(reg="tv"), iters=100))
+    tv = PriorChoice(reg="tv")     # one lambda for both (the default's held-out choice
+    default = ipalm_app(acq, IpalmSettings(tv, lam="noise"))        # depends on the iters)
+    hundred = ipalm_app(acq, IpalmSettings(tv, lam="noise", iters=100))
     assert default.energies.shape[0] == 1000 and "1000 iterations" in default.description
     gain = float(psnr_slices(truth, default.image) - psnr_slices(truth, hundred.image))
     assert gain > 1, gain      # 2.4 dB here; +4.4 dB mean on 7 validation brain slices
@@ -148,7 +149,9 @@ def test_the_progress_counts_the_tv_start_before_the_learned_run():
     multi_coil = replace(acq, single_coil=False, maps=None)   # two held-out runs first
     assert total_iterations(learned, multi_coil) == 3 * 5
     assert total_iterations(replace(learned, lam="noise"), multi_coil) == 5
-    assert total_iterations(IpalmSettings(PriorChoice(reg="tv")), acq) == 2000
+    # TV: the support's run, three held-out runs that choose lambda, its own run
+    assert total_iterations(IpalmSettings(PriorChoice(reg="tv")), acq) == 5000
+    assert total_iterations(IpalmSettings(PriorChoice(reg="tv"), lam="noise"), acq) == 2000
     steps = []
     ipalm_app(acq, learned, progress=lambda k, u, c, energies: steps.append(k))
     assert len(steps) == total_iterations(learned, acq)
