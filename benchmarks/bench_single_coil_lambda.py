@@ -80,8 +80,7 @@ def one_case(truth, snr, model: str, factors: list[float]):
     held = with_estimated_support(acq, "", "ipalm")
     lam0 = torch.as_tensor(slice_lambdas("", prior, held), dtype=torch.float32)
     lam0 = lam0.flatten().expand(acq.slice_count).clone()
-    settings = IpalmSettings(choice, start="tv")
-    settings = IpalmSettings(choice, start="tv", iters=iterations(settings, True))
+    settings = IpalmSettings(choice, start="tv", iters=iterations(IpalmSettings(choice), True))
     start = tv_start(held, None)
     psnrs = []
     for factor in factors:
