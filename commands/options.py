@@ -30,8 +30,9 @@ GridOption = Annotated[Optional[tuple[int, int]], typer.Option(
 SUPPORT_WORDS = ("", "auto", "off")
 SupportOption = Annotated[str, typer.Option(
     "--support", metavar="auto|off|FILE", help="Hold the image at zero off the object. auto: "
-    "the object is ipalm-TV's image above 0.1 x its maximum, holes filled, grown 10 pixels "
-    "(one more TV run first); FILE: a mask (H, W) or (slices, H, W), non-zero on the object; "
+    "the object is ipalm-TV's image above 0.1 x its maximum, holes filled, grown 10 pixels, "
+    "then re-estimated from TV within it until it holds still (2-5 TV runs first); "
+    "FILE: a mask (H, W) or (slices, H, W), non-zero on the object; "
     "off: every pixel free. Needs --single-coil or --maps. Default: auto with --single-coil "
     "(without the k-space centre only the support settles the lowest frequencies: 3x "
     "uniform random, 6 validation slices: ipalm-TV 35.4 dB mean without, 56.5 within it), "

@@ -15,6 +15,16 @@ to 56.53 dB mean within the support estimated from its own image, near the truth
 support (57.31), and no object pixel was left out; in scratch runs on 5 other validation
 cases a threshold of 0.2 or a margin of 4 left 6-144 object pixels out.
 
+The first reconstruction is free everywhere, so where the object fills most of the image its
+background carries blotches above the threshold and the support covers almost all of it. So
+the support is shrink-wrapped (as Marchesini et al. 2003 do for phase retrieval): the
+reconstruction is repeated within it and the support re-estimated from that cleaner image,
+never growing (each estimate is intersected with the last), up to ROUNDS times or until it
+stops changing. On validation heads cropped to fill the image (the test split's ~80% object;
+benchmarks/bench_support.py --case tight) ipalm-TV rose from 24.89 to 26.29 dB mean (one slice
+19.36 -> 21.90, its support 99% -> 88% of the image, the truth's grown by MARGIN: 88%), and
+no object pixel was left out; on the validation slices as acquired it changed < 0.02 dB.
+
 The support acts as the coil maps' coverage does (``mrgen.ipalm.fixed_map_support``): the
 maps are zero off it, so ipalm and the Langevin chains hold those pixels at zero.
 
@@ -22,9 +32,12 @@ Example::
 
     support = estimate_support(first.image)          # (S, H, W) of 0 / 1
     acq = restrict_to_support(acq, support)          # maps zero off the support
+    support, runs = shrink_wrap(acq, reconstruct)    # reconstruct: Acquisition -> (S, H, W)
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -36,6 +49,7 @@ THRESHOLD = 0.1        # of the image's maximum
 MARGIN = 10            # pixels the thresholded object grows by
 MIN_COMPONENT = 0.001  # of the image's pixels: smaller bright islands are not object
 CLOSING = 3            # iterations of the binary closing that joins the object's pieces
+ROUNDS = 4             # re-estimates after the first (shrink_wrap); validation converged in 4
 NEEDS_FIXED_MAPS = ("needs fixed coil maps (--maps) or --single-coil: joint maps are not "
                     "held to a support")
 
@@ -47,6 +61,23 @@ def estimate_support(images: torch.Tensor, threshold: float = THRESHOLD,
     masks = [_object_mask(image, threshold, margin)
              for image in images.detach().abs().float().cpu().numpy()]
     return torch.from_numpy(np.stack(masks)).to(images.device)
+
+
+def shrink_wrap(acq: Acquisition, reconstruct: Callable[[Acquisition], torch.Tensor],
+                rounds: int = ROUNDS) -> tuple[torch.Tensor, int]:
+    """(the support, the number of reconstructions run): estimated from ``reconstruct(acq)``,
+    then re-estimated from ``reconstruct`` of ``acq`` held to it, intersected with the last,
+    at most ``rounds`` times; it stops early once no slice's support changes (a further run
+    would repeat the last one exactly)."""
+    support = estimate_support(reconstruct(acq))
+    runs = 1
+    while runs <= rounds:
+        tighter = estimate_support(reconstruct(restrict_to_support(acq, support))) * support
+        runs += 1
+        if torch.equal(tighter, support):
+            break
+        support = tighter
+    return support, runs
 
 
 def _object_mask(image: np.ndarray, threshold: float, margin: int) -> np.ndarray:

@@ -138,24 +138,28 @@ def test_a_learned_prior_warns_on_one_coil_without_the_lowest_frequencies():
 
 def test_the_progress_counts_the_tv_start_before_the_learned_run():
     from mrgen.apps.ipalm import total_iterations
+    from mrgen.support import ROUNDS
 
     _, acq = _uniform_random(32, 4)
     learned = IpalmSettings(PriorChoice(model="prior-brain-small"), iters=5)
-    # the TV run the support is estimated from, TV's start within it, TV's start of the
-    # held-out samples' runs, the three held-out runs that choose lambda, the prior's run
-    assert total_iterations(learned, acq) == 1000 + 1000 + 1000 + 3 * 5 + 5
+    # the TV runs the support is estimated from (the first and up to ROUNDS within it), TV's
+    # start within it, TV's start of the held-out samples' runs, the three held-out runs
+    # that choose lambda, the prior's run
+    support = (1 + ROUNDS) * 1000
+    assert total_iterations(learned, acq) == support + 1000 + 1000 + 3 * 5 + 5
     assert total_iterations(replace(learned, support="off"), acq) == 2000 + 4 * 5
-    assert total_iterations(replace(learned, lam="noise"), acq) == 2000 + 5
+    assert total_iterations(replace(learned, lam="noise"), acq) == support + 1000 + 5
     multi_coil = replace(acq, single_coil=False, maps=None)   # two held-out runs first
     assert total_iterations(learned, multi_coil) == 3 * 5
     assert total_iterations(replace(learned, lam="noise"), multi_coil) == 5
-    # TV: the support's run, three held-out runs that choose lambda, its own run
-    assert total_iterations(IpalmSettings(PriorChoice(reg="tv")), acq) == 5000
-    assert total_iterations(IpalmSettings(PriorChoice(reg="tv"), lam="noise"), acq) == 2000
+    # TV: the support's runs, three held-out runs that choose lambda, its own run
+    assert total_iterations(IpalmSettings(PriorChoice(reg="tv")), acq) == support + 4000
+    assert total_iterations(IpalmSettings(PriorChoice(reg="tv"), lam="noise"), acq) == \
+        support + 1000
     steps = []
     ipalm_app(acq, learned, progress=lambda k, u, c, energies: steps.append(k))
-    assert len(steps) == total_iterations(learned, acq)
-    for first in (0, 1000, 2000, 3000, 3005, 3010, 3015):
+    assert len(steps) == total_iterations(learned, acq)   # the support's skipped runs too
+    for first in (0, 1000, support, support + 1000, support + 2000, support + 2005):
         assert steps[first:first + 2] == [0, 1], first
 
 

@@ -140,22 +140,53 @@ def estimates_support(text: str, acq: Acquisition) -> bool:
 def with_estimated_support(acq: Acquisition, text: str, command: str, log=None,
                            progress=None) -> Acquisition:
     """The acquisition restricted to the support estimated from ipalm-TV's image when
-    ``estimates_support`` says so (its iterations go to ``progress``), else as it is."""
+    ``estimates_support`` says so, else as it is: first from TV with every pixel free, then
+    shrink-wrapped (``mrgen.support.shrink_wrap``, TV re-run within it). ``progress`` hears
+    all ``support_iterations`` (the runs it skips once the support holds still, too)."""
     if not estimates_support(text, acq):
         return acq
-    from ..support import (MARGIN, NEEDS_FIXED_MAPS, THRESHOLD, estimate_support,
-                           restrict_to_support)
+    from ..support import (MARGIN, NEEDS_FIXED_MAPS, ROUNDS, THRESHOLD, restrict_to_support,
+                           shrink_wrap)
 
     if acq.maps is None:
         raise UsageError(f"--support auto: {NEEDS_FIXED_MAPS}")
-    support = estimate_support(tv_start(acq, None, progress))     # ipalm-TV, every pixel free
+    heard = _LastProgress(progress)
+    support, runs = shrink_wrap(acq, lambda held: tv_start(held, None, heard))
+    heard.replay(1 + ROUNDS - runs)
     if log is not None:
         share = float(support.mean())
         held = "the whole image, nothing held at zero" if share == 1 else \
             f"{100 * share:.0f}% of the image, the rest held at zero"
         log(f"{command}: support from ipalm-TV's image (above {THRESHOLD:g} x its maximum, "
-            f"grown {MARGIN} pixels): {held} (--support off to keep every pixel)")
+            f"grown {MARGIN} pixels; {runs} TV runs, each within the last support): {held} "
+            f"(--support off to keep every pixel)")
     return restrict_to_support(acq, support)
+
+
+def support_iterations(acq: Acquisition) -> int:
+    """The ipalm-TV iterations an estimated support takes at most (``shrink_wrap``)."""
+    from ..support import ROUNDS
+
+    return (1 + ROUNDS) * default_iters(PriorChoice(reg="tv"), acq.single_coil)
+
+
+class _LastProgress:
+    """A progress callback that passes each call on and keeps the last one, so that the
+    iterations of runs skipped (the support held still) can be counted as done."""
+
+    def __init__(self, progress):
+        self.progress, self.last, self.iters = progress, None, 0
+
+    def __call__(self, k, *state):
+        self.last, self.iters = state, max(self.iters, k + 1)
+        if self.progress is not None:
+            self.progress(k, *state)
+
+    def replay(self, runs: int) -> None:
+        if self.progress is not None and self.last is not None:
+            for _ in range(runs):
+                for k in range(self.iters):
+                    self.progress(k, *self.last)
 
 
 def unsampled_lowest_frequencies(mask: torch.Tensor,
@@ -326,7 +357,7 @@ def total_iterations(settings: IpalmSettings, acq: Acquisition) -> int:
     start = starting_image(settings, acq.single_coil)
     tv_iters = default_iters(PriorChoice(reg="tv"), acq.single_coil)
     tv = tv_iters if start == "tv" else 0
-    first = tv_iters if estimates_support(settings.support, acq) else 0
+    first = support_iterations(acq) if estimates_support(settings.support, acq) else 0
     held_out = held_out_applies(settings, acq)
     runs = 1 + (len(held_out_factors(acq)) if held_out else 0)
     held_out_tv = tv_iters if held_out and start == "tv" else 0
