@@ -84,10 +84,11 @@ def main(argv=None):
     for setting in args.settings.split(","):
         spec, _, snr = setting.partition("@")
         acq = single_coil(truth, spec, float(snr) if snr else None, generator)
+        supports = {"first": first_support(acq), "default": default_support(acq)}
         runs = {"ipalm-TV, --support off": (acq, IpalmSettings(tv, support="off")),
                 "ipalm-TV, support from its image (default)": (acq, IpalmSettings(tv)),
                 "ipalm-TV, support from its first image only (the default before)": (
-                    restrict_to_support(acq, first_support(acq)),
+                    restrict_to_support(acq, supports["first"]),
                     IpalmSettings(tv, support="off")),
                 "ipalm-TV, the truth's support": (
                     restrict_to_support(acq, truth_support(truth)),
@@ -100,8 +101,7 @@ def main(argv=None):
             psnr = psnr_slices(truth, image)
             covered = ""
             if name.startswith("ipalm-TV, support from"):
-                estimated = first_support(acq) if "first" in name else \
-                    default_support(acq)
+                estimated = supports["first" if "first" in name else "default"]
                 peak = truth.flatten(1).amax(1).view(-1, 1, 1)
                 cut = ((truth > 0.02 * peak) & (estimated == 0)).flatten(1).sum(1)
                 covered = (f"{100 * float(estimated.mean()):.0f} (object pixels left out: "
