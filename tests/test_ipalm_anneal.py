@@ -129,3 +129,5 @@ def test_langevin_starts_single_coil_chains_from_ipalms_default_map(tmp_path):
     # ipalm's single-coil default: from ipalm-TV's image, not annealed (test_ipalm_iters)
     assert "4 iPALM iterations for the start (from ipalm-TV's image)" in result.stderr
     assert "start: Charbonnier TV" in result.stderr and "annealed" not in result.stderr
+    # the chains' mean falls below that MAP on such data: the user is told so
+    assert "posterior mean lies below ipalm's image" in result.stderr

@@ -187,3 +187,20 @@ def test_preconditioned_chains_with_fixed_maps_start_from_the_zero_filled_image(
     assert default_start(ChainSettings(), single) == "ipalm"
     assert default_start(ChainSettings(precondition=False), fixed) == "ipalm"
     assert default_start(ChainSettings(metropolis=True), fixed) == "ipalm"
+
+
+def test_a_learned_priors_single_coil_posterior_mean_is_warned_of():
+    """Only a learned prior on single-coil data: there its MMSE falls below ipalm's MAP."""
+    from mrgen.acquisition import Acquisition
+    from mrgen.apps.ipalm import PriorChoice
+    from mrgen.apps.langevin import single_coil_mean_warning
+
+    kspace = torch.zeros(1, 1, 8, 8, dtype=torch.complex64)
+    mask = torch.ones(1, 8, 8)
+    single = Acquisition(kspace, mask, torch.ones_like(kspace), single_coil=True)
+    learned = PriorChoice(model="prior-brain-small")
+    line = single_coil_mean_warning(single, learned)
+    assert line.startswith("langevin: warning:") and "19.4 against 29.3 dB" in line
+    assert single_coil_mean_warning(single, PriorChoice(reg="tv")) is None
+    multi = Acquisition(kspace.expand(1, 3, 8, 8), mask, torch.ones(1, 3, 8, 8))
+    assert single_coil_mean_warning(multi, learned) is None
