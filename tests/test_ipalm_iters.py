@@ -180,7 +180,8 @@ def test_langevin_starts_its_single_coil_chains_from_ipalms_default_map():
                                "of 5 iterations") for line in lines), lines
     assert any(line.startswith("langevin: held-out k-space chose") for line in lines), lines
     warnings = [line for line in lines if line.startswith("langevin: warning: ")]
-    # the support holds the lowest frequencies (no warning of them); the chains' mean is
+    # the support holds the lowest frequencies (no warning of them); the one warning left
+    # is that a learned prior's chains fall below its MAP on single-coil data
     assert [("posterior mean lies below" in line) for line in warnings] == [True], warnings
     # one step of size 1e-12 without noise: the chain's sample is its start
     assert torch.allclose(result.mean, mapped, atol=1e-5 * float(mapped.max()))
