@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from bench_priors import masks_for, scores
+from bench_priors import masks_for
 from bench_support import images
 
 HELD_OUT = 32          # at most; a quarter of a smaller set
@@ -135,11 +135,6 @@ def held_out(tasks: dict) -> int:
     return min(HELD_OUT, len(tasks["tv"]) // 4)
 
 
-def _mean_psnr(estimate: torch.Tensor, truth: torch.Tensor) -> float:
-    mse = (estimate - truth).square().flatten(1).mean(1)
-    return float((10 * torch.log10(truth.flatten(1).amax(1) ** 2 / mse)).mean())
-
-
 def apply(model: nn.Module, tv: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return (model(tv[:, None], support[:, None])[:, 0] * support).clamp(min=0)
@@ -176,6 +171,8 @@ def with_data(image: torch.Tensor, kspace: torch.Tensor, masks: torch.Tensor,
 
 
 def main(argv=None):
+    from mrgen.metrics import psnr_slices
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", required=True, help="folder of mrgen dataset's train.h5")
     parser.add_argument("--tasks", type=int, default=256)
@@ -186,13 +183,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     began = time.time()
+    made = f"from {args.cache}"
     if args.cache and Path(args.cache).exists():
         tasks = torch.load(args.cache)
     else:
         tasks = training_tasks(args.corpus, args.tasks, args.seed)
         if args.cache:
             torch.save(tasks, args.cache)
-    made = time.time() - began
+        made = f"made in {time.time() - began:.0f} s"
     truth = images("tight", [int(v) for v in args.slices.split(",")]).abs()
     masks = masks_for("uniform:3:0", truth.shape[0], truth.shape[-2:])
     tv, support, scale, kspace = default_tv(truth, masks)
@@ -204,14 +202,14 @@ def main(argv=None):
         return with_data(image, data["kspace"], data["masks"], data["support"]) / data["scale"]
 
     def row(name, crops, slices):
-        per_slice = " ".join(f"{scores(truth[i:i + 1], slices[i:i + 1])[0]:.2f}"
-                             for i in range(truth.shape[0]))
-        print(f"| {name} | {_mean_psnr(crops, held['truth']):.2f} | {per_slice} | "
-              f"{_mean_psnr(slices, truth):.2f} |", flush=True)
+        per_slice = psnr_slices(truth, slices)
+        print(f"| {name} | {float(psnr_slices(held['truth'], crops).mean()):.2f} | "
+              f"{' '.join(f'{p:.2f}' for p in per_slice)} | {float(per_slice.mean()):.2f} |",
+              flush=True)
 
     print(f"single coil, 3x 2D uniform random; {args.tasks} training crops ({len(held['tv'])} "
           f"held out, "
-          f"made in {made:.0f} s), validation slices {args.slices} (tight), PSNR dB")
+          f"{made}), validation slices {args.slices} (tight), PSNR dB")
     print("| method | held-out crops | validation slices | mean |")
     print("|---|---|---|---|")
     row("ipalm-TV, default", held["tv"], tv * scale)
